@@ -1,0 +1,3 @@
+from gitevo.cli import main
+
+main()

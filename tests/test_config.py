@@ -1,0 +1,130 @@
+"""gitevo.toml validation: good configs load; each bad key gives one line naming file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitevo import config
+from gitevo.config import ConfigError
+
+GOOD = """
+[genes]
+files = ["model.py"]
+blocks = ["model.py::SE"]
+
+[fitness]
+command = "python train.py --fidelity {fidelity} --data {data} --metrics {metrics}"
+check = "python train.py --check --metrics {metrics}"
+fidelity = "demo"
+timeout = 120
+[fitness.vars]
+data = "/data/cifar"
+
+[objectives]
+accuracy = "max"
+params = { sense = "min", reference = 1000000 }
+
+[evolution]
+population = 6
+offspring = 4
+seed = 3
+constraints = ["params <= 518230", "accuracy > 0.1"]
+
+[llm]
+provider = "offline"
+
+[executor]
+kind = "local"
+workers = 2
+"""
+
+
+def test_good_config_loads_every_section():
+    conf = config.parse(GOOD, "repo/gitevo.toml")
+    assert conf.genes.files == ("model.py",) and conf.genes.blocks == ("model.py::SE",)
+    assert conf.fitness.vars == {"data": "/data/cifar"} and conf.fitness.timeout == 120
+    assert conf.objective_names == ["accuracy", "params"]
+    assert conf.senses == ["max", "min"]
+    assert conf.objectives[1].reference == 1_000_000
+    assert conf.evolution.population == 6 and conf.evolution.seed == 3
+    assert [str(c) for c in conf.evolution.constraints] == ["params <= 518230",
+                                                             "accuracy > 0.1"]
+    assert conf.executor.workers == 2
+
+
+def test_defaults_fill_optional_sections():
+    conf = config.parse('[genes]\nfiles=["a.py"]\n[fitness]\ncommand="x {metrics}"\n'
+                        '[objectives]\nloss="min"\n')
+    assert conf.evolution.offspring == 8 and conf.llm["provider"] == "offline"
+    assert conf.executor.kind == "local" and conf.fitness.check is None
+
+
+def test_constraint_violation_amounts():
+    le = config.Constraint("params", "<=", 100)
+    gt = config.Constraint("accuracy", ">", 0.5)
+    assert le.violation(90) == 0 and le.violation(100) == 0 and le.violation(130) == 30
+    assert gt.violation(0.7) == 0 and gt.violation(0.4) == pytest.approx(0.1)
+    assert gt.violation(0.5) > 0  # strict bound met with equality
+
+
+BAD = [
+    ('files = ["model.py"]', 'files = []', "genes.files"),
+    ('files = ["model.py"]', 'files = ["../x.py"]', "genes.files"),
+    ('blocks = ["model.py::SE"]', 'blocks = ["other.py::SE"]', "genes.blocks"),
+    ('command = "python train.py', 'commandx = "python train.py', "fitness.commandx"),
+    ('timeout = 120', 'timeout = -5', "fitness.timeout"),
+    ('timeout = 120', 'timeout = "soon"', "fitness.timeout"),
+    ('fidelity = "demo"', 'fidelity = 3', "fitness.fidelity"),
+    ('data = "/data/cifar"', 'data = 7', "fitness.vars.data"),
+    ('accuracy = "max"', 'accuracy = "up"', "objectives.accuracy"),
+    ('population = 6', 'population = 0', "evolution.population"),
+    ('offspring = 4', 'offspring = true', "evolution.offspring"),
+    ('seed = 3', 'seed = 1.5', "evolution.seed"),
+    ('"params <= 518230"', '"params about 5"', "evolution.constraints"),
+    ('provider = "offline"', 'provider = "skynet"', "llm.provider"),
+    ('kind = "local"', 'kind = "mainframe"', "executor.kind"),
+    ('workers = 2', 'workers = 0', "executor.workers"),
+    ('[executor]', '[executorz]', "executorz"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key"), BAD, ids=[b[2] + ":" + b[1] for b in BAD])
+def test_each_bad_key_is_named_in_one_line(old, new, key):
+    assert old in GOOD
+    with pytest.raises(ConfigError) as err:
+        config.parse(GOOD.replace(old, new, 1), "repo/gitevo.toml")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("repo/gitevo.toml: ") and key in message
+
+
+def test_unknown_placeholder_is_refused():
+    text = GOOD.replace("--data {data}", "--data {dataset}")
+    with pytest.raises(ConfigError, match=r"fitness.command: unknown placeholder \{dataset\}"):
+        config.parse(text, "gitevo.toml")
+
+
+def test_shell_braces_are_not_placeholders():
+    text = GOOD.replace("--data {data}", "--data ${DATA} {data}")
+    assert config.parse(text).fitness.command.count("${DATA}") == 1
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        config.parse("[genes\n", tmp_path / "gitevo.toml")
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "gitevo.toml")
+
+
+def test_missing_objectives_section():
+    with pytest.raises(ConfigError, match="objectives: at least one objective"):
+        config.parse('[genes]\nfiles=["a.py"]\n[fitness]\ncommand="x"\n')
+
+
+def test_render_round_trips():
+    text = config.render(["a.py"], "python f.py --metrics {metrics}",
+                         [("accuracy", "max"), ("size", "min")], check="python c.py",
+                         variables={"data": "/d"})
+    conf = config.parse(text)
+    assert conf.genes.files == ("a.py",) and conf.fitness.check == "python c.py"
+    assert conf.fitness.vars == {"data": "/d"} and conf.senses == ["max", "min"]

@@ -1,0 +1,138 @@
+"""The git layer against real repositories: objects, ref transactions, notes, ledger, lock."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gitevo.gitstore import GitError, LockedError, Store, init_repository
+from tests.conftest import git
+
+
+@pytest.fixture
+def store(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "model.py").write_text("def f():\n    return 1\n")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "data.txt").write_text("keep\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "base")
+    return Store(repo)
+
+
+def test_not_a_repository(tmp_path):
+    with pytest.raises(GitError, match="not inside a git repository"):
+        Store(tmp_path)
+
+
+def test_commit_replaces_one_file_and_keeps_the_rest(store):
+    head = store.head_commit()
+    tree = store.tree_with(head, {"model.py": "def f():\n    return 2\n",
+                                  "sub/data.txt": "changed\n"})
+    child = store.commit(tree, [head], "change\n\nGitevo-Id: g001-000\n")
+    assert store.read_file(child, "model.py") == "def f():\n    return 2\n"
+    assert store.read_file(child, "sub/data.txt") == "changed\n"
+    assert store.parents(child) == [head]
+    assert store.trailers(child) == {"Gitevo-Id": "g001-000"}
+    assert store.resolve("HEAD") == head  # writing objects moves no ref
+    git(store.root, "cat-file", "-e", child)
+
+
+def test_merge_commit_has_two_parents(store):
+    head = store.head_commit()
+    a = store.commit(store.tree_with(head, {"model.py": "a\n"}), [head], "a")
+    b = store.commit(store.tree_with(head, {"model.py": "b\n"}), [head], "b")
+    merge = store.commit(store.tree_with(a, {"model.py": "ab\n"}), [a, b], "merge")
+    assert git(store.root, "rev-list", "--parents", "-n1", merge).split() == [merge, a, b]
+
+
+def test_update_refs_is_all_or_nothing(store):
+    head = store.head_commit()
+    store.update_refs([("refs/heads/gitevo/main/g000-000", head, None)], "seed")
+    other = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
+    with pytest.raises(GitError, match="expected absent"):
+        store.update_refs([("refs/heads/gitevo/main/g001-000", other, None),
+                           ("refs/heads/gitevo/main/g000-000", other, None)], "bad")
+    assert store.resolve_ref("refs/heads/gitevo/main/g001-000") is None
+    store.update_refs([("refs/heads/gitevo/main/g001-000", other, None),
+                       ("refs/heads/gitevo/main/g000-000", other, head)], "good")
+    assert store.refs_under("refs/heads/gitevo/main/") == {
+        "refs/heads/gitevo/main/g000-000": other, "refs/heads/gitevo/main/g001-000": other}
+
+
+def test_notes_batch_is_one_commit_and_git_reads_it(store):
+    head = store.head_commit()
+    other = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
+    store.write_notes("refs/notes/gitevo/main", {head: '{"status": "ok"}\n',
+                                                 other: '{"status": "crashed"}\n'}, "batch")
+    assert git(store.root, "rev-list", "--count", "refs/notes/gitevo/main").strip() == "1"
+    assert git(store.root, "notes", "--ref", "gitevo/main", "show", other) == \
+        '{"status": "crashed"}\n'
+    store.write_notes("refs/notes/gitevo/main", {head: '{"status": "timeout"}\n'}, "again")
+    assert store.read_notes("refs/notes/gitevo/main") == {
+        head: '{"status": "timeout"}\n', other: '{"status": "crashed"}\n'}
+    git(store.root, "fsck", "--strict")
+
+
+def test_notes_in_a_fanned_out_tree_still_update(store):
+    """git stores notes as ab/cdef... once there are many; writing must respect that."""
+    import pygit2
+
+    head = store.head_commit()
+    other = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
+    repo = store.repo
+    inner = repo.TreeBuilder()
+    inner.insert(head[2:], repo.create_blob(b"old\n"), pygit2.enums.FileMode.BLOB)
+    outer = repo.TreeBuilder()
+    outer.insert(head[:2], inner.write(), pygit2.enums.FileMode.TREE)
+    notes = store.commit(str(outer.write()), [], "fanned out")
+    store.update_refs([("refs/notes/gitevo/main", notes, None)], "setup")
+    assert git(store.root, "notes", "--ref", "gitevo/main", "show", head) == "old\n"
+    store.write_notes("refs/notes/gitevo/main", {head: "new\n", other: "other\n"}, "update")
+    assert git(store.root, "notes", "--ref", "gitevo/main", "show", head) == "new\n"
+    assert store.read_notes("refs/notes/gitevo/main") == {head: "new\n", other: "other\n"}
+
+
+def test_export_tree_writes_files_and_modes(store, tmp_path):
+    (store.root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(store.root / "run.sh", 0o755)
+    git(store.root, "add", "run.sh")
+    git(store.root, "commit", "-qm", "script")
+    dest = tmp_path / "out"
+    store.export_tree(store.head_commit(), dest)
+    assert (dest / "sub" / "data.txt").read_text() == "keep\n"
+    assert os.access(dest / "run.sh", os.X_OK) and not (dest / ".git").exists()
+
+
+def test_ledger_chain_and_flat_tree(store):
+    first = store.commit(store.flat_tree({"stats.json": "{}\n"}), [], "gen 0")
+    second = store.commit(store.flat_tree({"stats.json": "{\"g\": 1}\n"}), [first], "gen 1")
+    assert list(store.first_parent_chain(second)) == [second, first]
+    assert store.read_tree_files(second) == {"stats.json": "{\"g\": 1}\n"}
+
+
+def test_lock_refuses_a_live_holder_and_recovers_a_dead_one(store):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        store.state_dir.mkdir(parents=True, exist_ok=True)
+        (store.state_dir / "lock").write_text(f"{holder.pid} {os.uname().nodename} 0\n")
+        with pytest.raises(LockedError, match=f"locked by pid {holder.pid}"), store.lock():
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with store.lock():  # the holder is dead now: its stale lock is taken over
+        assert (store.state_dir / "lock").read_text().split()[0] == str(os.getpid())
+    assert not (store.state_dir / "lock").exists()
+
+
+def test_init_repository_and_dirty_paths(tmp_path):
+    store = init_repository(tmp_path / "new")
+    assert store.repo.head_is_unborn
+    (store.root / "a.txt").write_text("x")
+    assert store.is_dirty() == ["a.txt"]
