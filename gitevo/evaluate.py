@@ -1,0 +1,290 @@
+"""Run an individual's fitness command on its exported tree and turn the outcome into a note.
+
+The harness (the target repository's fitness command) measures the objectives; we
+only trust the metrics file it writes, never anything the candidate prints. A
+failure is data: it becomes a note with a status and the tail of stderr.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitevo.config import PLACEHOLDER, Config
+
+STATUSES = ("ok", "invalid", "timeout", "crashed")
+TAIL_CHARS = 2000
+CHECK_TIMEOUT = 300.0
+
+# Passed through to the evaluated code; everything else (API keys, cloud credentials,
+# tokens) stays out. Names that look secret are refused even when a config lists them.
+ENV_ALLOW = ("PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME", "SHELL",
+             "VIRTUAL_ENV", "CONDA_PREFIX", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
+             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME",
+             "XDG_CACHE_HOME", "LD_LIBRARY_PATH", "PYTHONHASHSEED", "CI")
+ENV_ALLOW_PREFIXES = ("LC_", "GITEVO_PUBLIC_")
+SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION", re.I)
+
+
+@dataclass
+class Evaluation:
+    """One fitness measurement of one commit, as stored in its note."""
+
+    status: str
+    objectives: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fidelity: str = "default"
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        known = {k: data[k] for k in ("status", "objectives", "metrics", "fidelity", "seconds",
+                                      "error") if k in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs to evaluate one individual; plain data so it can travel."""
+
+    ident: str
+    workdir: Path
+    gene_files: tuple[str, ...]
+    command: str
+    check: str | None
+    timeout: float
+    fidelity: str
+    variables: dict[str, str]
+    objectives: tuple[str, ...]
+    env_extra: tuple[str, ...] = ()
+    pid_dir: Path | None = None
+
+
+def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
+             pid_dir: Path | None = None) -> Job:
+    return Job(ident=ident, workdir=workdir, gene_files=config.genes.files,
+               command=config.fitness.command, check=config.fitness.check,
+               timeout=config.fitness.timeout, fidelity=fidelity or config.fitness.fidelity,
+               variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
+               env_extra=config.fitness.env, pid_dir=pid_dir)
+
+
+def evaluate(job: Job) -> Evaluation:
+    """Validate cheaply, then run the fitness command; never raises for candidate faults."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-") as tmp:
+        result = _evaluate_in(job, Path(tmp))
+    result.seconds = round(time.monotonic() - start, 3)
+    result.fidelity = job.fidelity
+    return result
+
+
+def validate(job: Job, tmp: Path) -> Evaluation | None:
+    """The cheap checks before training: gene files parse and import, then `check` passes.
+
+    Returns an `invalid` evaluation naming the problem, or None when all pass. The
+    pre-commit hook runs this same function on a human's staged edit.
+    """
+    problem = syntax_problem(job.workdir, job.gene_files)
+    if problem:
+        return Evaluation("invalid", error=problem)
+    failed = _run_check(job, tmp, _import_command(job.gene_files), "import")
+    if failed is None and job.check:
+        failed = _run_check(job, tmp, job.check, "check")
+    return failed
+
+
+def _evaluate_in(job: Job, tmp: Path) -> Evaluation:
+    failed = validate(job, tmp)
+    if failed is not None:
+        return failed
+    metrics_path = tmp / "metrics.json"
+    outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
+    if outcome.timed_out:
+        return Evaluation("timeout", error=f"fitness command exceeded {job.timeout:g}s\n"
+                          + outcome.tail)
+    if outcome.returncode != 0:
+        return Evaluation("crashed", error=f"fitness command exited {outcome.returncode}\n"
+                          + outcome.tail)
+    return read_metrics(metrics_path, job.objectives)
+
+
+def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:
+    """The first gene file that is missing or does not parse, as a message."""
+    for name in gene_files:
+        path = workdir / name
+        if not path.is_file():
+            return f"{name}: gene file is missing"
+        if path.suffix == ".py":
+            try:
+                ast.parse(path.read_text(encoding="utf-8"), filename=name)
+            except SyntaxError as exc:
+                return f"{name}:{exc.lineno}: syntax error: {exc.msg}"
+            except UnicodeDecodeError:
+                return f"{name}: not valid UTF-8"
+    return None
+
+
+def _import_command(gene_files: tuple[str, ...]) -> str | None:
+    modules = [f for f in gene_files if f.endswith(".py")]
+    if not modules:
+        return None
+    # load each gene file by path, as the harness would, in a fresh interpreter
+    code = ("import importlib.util,sys\nsys.path.insert(0,'.')\n"
+            "for p in sys.argv[1:]:\n"
+            " s=importlib.util.spec_from_file_location(p[:-3].replace('/','.'),p)\n"
+            " m=importlib.util.module_from_spec(s);sys.modules[s.name]=m;s.loader.exec_module(m)\n")
+    return "python -c " + shlex.quote(code) + " " + " ".join(shlex.quote(m) for m in modules)
+
+
+def _run_check(job: Job, tmp: Path, command: str | None, what: str) -> Evaluation | None:
+    if command is None:
+        return None
+    check_metrics = tmp / f"{what}-metrics.json"
+    timeout = min(job.timeout, CHECK_TIMEOUT)
+    outcome = run_sandboxed(expand(command, job, check_metrics), job, tmp, timeout)
+    if outcome.timed_out:
+        return Evaluation("invalid", error=f"{what} exceeded {timeout:g}s")
+    if outcome.returncode != 0:
+        return Evaluation("invalid", error=f"{what} failed: {outcome.last_line}\n{outcome.tail}")
+    return None
+
+
+def expand(template: str, job: Job, metrics: Path) -> str:
+    """Fill {metrics}, {workdir}, {fidelity} and [fitness.vars] into a command, shell-quoted."""
+    values = {**job.variables, "metrics": str(metrics), "workdir": str(job.workdir),
+              "fidelity": job.fidelity}
+    return PLACEHOLDER.sub(lambda m: shlex.quote(values[m.group(1)])
+                            if m.group(1) in values else m.group(0), template)
+
+
+def read_metrics(path: Path, objectives: tuple[str, ...]) -> Evaluation:
+    """Parse the harness's metrics JSON; every objective must be a finite number."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Evaluation("invalid", error="fitness command wrote no metrics file")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Evaluation("invalid", error=f"metrics file is not valid JSON: {exc}")
+    if not isinstance(metrics, dict):
+        return Evaluation("invalid", error="metrics file must hold a JSON object")
+    values = {}
+    for name in objectives:
+        value = metrics.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return Evaluation("invalid", metrics=metrics,
+                              error=f"metrics: objective {name!r} missing or not a number")
+        if not math.isfinite(value):
+            return Evaluation("invalid", metrics=metrics,
+                              error=f"metrics: objective {name!r} is {value}")
+        values[name] = float(value)
+    return Evaluation("ok", objectives=values, metrics=metrics)
+
+
+# ---- the sandboxed subprocess ---------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    returncode: int
+    timed_out: bool
+    tail: str
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.tail.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "(no output)"
+
+
+def sandbox_env(tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The evaluated code's environment: an allowlist, with no secrets in it."""
+    env = {k: v for k, v in os.environ.items()
+           if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES) or k in extra)
+           and not SECRET.search(k)}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    env.update(TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def run_sandboxed(command: str, job: Job, tmp: Path, timeout: float) -> Outcome:
+    """Run `command` in its own process group; kill the whole group on timeout."""
+    log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
+    token = uuid.uuid4().hex
+    env = sandbox_env(tmp, job.env_extra) | {"GITEVO_JOB": token}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(["bash", "-c", command], cwd=job.workdir, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        pid_file = _record_pid(job, proc.pid, token)
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(proc.pid)
+            proc.wait()
+            if pid_file:
+                pid_file.unlink(missing_ok=True)
+    return Outcome(proc.returncode, timed_out, _tail(log))
+
+
+def _record_pid(job: Job, pid: int, token: str) -> Path | None:
+    """Remember the process group so a later run can stop it if we are killed."""
+    if job.pid_dir is None:
+        return None
+    job.pid_dir.mkdir(parents=True, exist_ok=True)
+    path = job.pid_dir / f"{job.ident}.{pid}"
+    path.write_text(f"{pid} {token}\n")
+    return path
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_orphans(pid_dir: Path) -> int:
+    """Stop fitness processes left running by a gitevo that was killed; returns how many."""
+    killed = 0
+    for path in pid_dir.glob("*.*") if pid_dir.is_dir() else ():
+        try:
+            pid, token = path.read_text().split()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            environ = b""
+            pid, token = "0", "-"
+        # the token proves the pid still belongs to our job, not to a recycled pid
+        if f"GITEVO_JOB={token}".encode() in environ.split(b"\0"):
+            _kill_group(int(pid))
+            killed += 1
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def _tail(log: Path) -> str:
+    data = log.read_bytes()
+    return data[-TAIL_CHARS:].decode("utf-8", errors="replace")

@@ -1,0 +1,143 @@
+"""Fitness evaluation with real subprocesses: statuses, timeouts, the sandboxed environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gitevo.evaluate import Job, evaluate, expand, kill_orphans, run_sandboxed
+
+HARNESS = """
+import json, math, sys
+mode = sys.argv[1]
+out = sys.argv[2]
+if mode == "ok":
+    json.dump({"accuracy": 0.5, "size": 3, "note": "fine"}, open(out, "w"))
+elif mode == "nan":
+    out_f = open(out, "w"); out_f.write('{"accuracy": NaN, "size": 3}'); out_f.close()
+elif mode == "missing":
+    json.dump({"size": 3}, open(out, "w"))
+elif mode == "garbage":
+    open(out, "w").write("not json")
+elif mode == "crash":
+    print("Traceback: boom", file=sys.stderr); sys.exit(3)
+elif mode == "env":
+    import os
+    json.dump({"accuracy": float(len([k for k in os.environ if "KEY" in k])), "size": 0,
+               "tmp": os.environ["TMPDIR"]}, open(out, "w"))
+"""
+
+
+def _job(workdir: Path, command: str, **kw) -> Job:
+    defaults = dict(ident="g001-000", workdir=workdir, gene_files=("model.py",),
+                    command=command, check=None, timeout=20, fidelity="smoke", variables={},
+                    objectives=("accuracy", "size"))
+    return Job(**{**defaults, **kw})
+
+
+@pytest.fixture
+def workdir(tmp_path) -> Path:
+    (tmp_path / "model.py").write_text("VALUE = 1\n")
+    (tmp_path / "harness.py").write_text(HARNESS)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("mode", "status", "needle"), [
+    ("ok", "ok", None),
+    ("nan", "invalid", "'accuracy' is nan"),
+    ("missing", "invalid", "'accuracy' missing"),
+    ("garbage", "invalid", "not valid JSON"),
+    ("crash", "crashed", "Traceback: boom"),
+])
+def test_statuses(workdir, mode, status, needle):
+    result = evaluate(_job(workdir, f"python harness.py {mode} {{metrics}}"))
+    assert result.status == status
+    if needle:
+        assert needle in result.error
+    else:
+        assert result.objectives == {"accuracy": 0.5, "size": 3.0}
+        assert result.metrics["note"] == "fine" and result.fidelity == "smoke"
+
+
+def test_metrics_file_never_written(workdir):
+    result = evaluate(_job(workdir, "true"))
+    assert result.status == "invalid" and "no metrics file" in result.error
+
+
+def test_missing_command(workdir):
+    result = evaluate(_job(workdir, "no-such-fitness-command {metrics}"))
+    assert result.status == "crashed" and "exited 127" in result.error
+
+
+def test_syntax_error_and_import_error_are_invalid(workdir):
+    (workdir / "model.py").write_text("def f(:\n")
+    result = evaluate(_job(workdir, "python harness.py ok {metrics}"))
+    assert result.status == "invalid" and "model.py:1: syntax error" in result.error
+    (workdir / "model.py").write_text("import no_such_module_xyz\n")
+    result = evaluate(_job(workdir, "python harness.py ok {metrics}"))
+    assert result.status == "invalid" and "No module named 'no_such_module_xyz'" in result.error
+
+
+def test_check_command_failure_is_invalid_with_its_last_line(workdir):
+    check = "python -c 'import sys; print(\"shape mismatch [2, 7]\", file=sys.stderr); exit(1)'"
+    result = evaluate(_job(workdir, "python harness.py ok {metrics}", check=check))
+    assert result.status == "invalid"
+    assert result.error.startswith("check failed: shape mismatch [2, 7]")
+
+
+def test_timeout_kills_the_whole_process_group(workdir, tmp_path):
+    marker = tmp_path / "grandchild.pid"
+    command = f"(sleep 60 & echo $! > {marker}; wait) ; sleep 60"
+    start = time.monotonic()
+    result = evaluate(_job(workdir, command, timeout=1.5))
+    assert result.status == "timeout" and time.monotonic() - start < 10
+    grandchild = int(marker.read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{grandchild}").exists() or \
+        Path(f"/proc/{grandchild}/stat").read_text().split(")")[-1].split()[0] == "Z"
+
+
+def test_secrets_never_reach_the_candidate(workdir, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("MY_SERVICE_KEY", "x")
+    result = evaluate(_job(workdir, "python harness.py env {metrics}",
+                           env_extra=("MY_SERVICE_KEY",)))
+    assert result.status == "ok" and result.objectives["accuracy"] == 0
+    assert result.metrics["tmp"] != os.environ.get("TMPDIR")  # a private temp dir
+
+
+def test_placeholders_are_quoted():
+    job = _job(Path("/w d"), "run --data {data} --out {metrics} ${HOME} {{literal}}",
+               variables={"data": "/my data"})
+    assert expand(job.command, job, Path("/t/m.json")) == \
+        "run --data '/my data' --out /t/m.json ${HOME} {{literal}}"
+
+
+def test_orphans_of_a_killed_run_are_stopped(workdir, tmp_path):
+    pid_dir = tmp_path / "running"
+    job = _job(workdir, "sleep 30", timeout=30, pid_dir=pid_dir)
+    # run it in a thread-like fashion: start, then pretend gitevo died and a new one recovers
+    import threading
+
+    thread = threading.Thread(target=run_sandboxed, args=(job.command, job, tmp_path, 30))
+    thread.start()
+    for _ in range(100):
+        if list(pid_dir.glob("*")):
+            break
+        time.sleep(0.05)
+    assert kill_orphans(pid_dir) == 1
+    thread.join(timeout=10)
+    assert not thread.is_alive() and not list(pid_dir.glob("*"))
+
+
+def test_note_round_trip(workdir):
+    from gitevo.evaluate import Evaluation
+
+    result = evaluate(_job(workdir, "python harness.py ok {metrics}"))
+    again = Evaluation.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result
