@@ -1,0 +1,75 @@
+"""Fitness harness for the toy template (protected: evolution never edits this file).
+
+Scores model.predict against a fixed target curve. The harness computes every
+number itself: the target and the size measure are taken before the candidate
+is imported, so nothing in model.py can change what it is judged by.
+
+    python fitness.py --metrics out.json        # full evaluation
+    python fitness.py --check --metrics out.json  # fast validity check
+"""
+
+import argparse
+import ast
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+GRID = [i / 20.0 - 3.0 for i in range(121)]
+
+
+def target(x: float) -> float:
+    return 1.3 * math.sin(2.0 * x) + 0.5 * x
+
+
+def size(path: Path) -> int:
+    """Model size: AST nodes in the gene file's functions (smaller is simpler)."""
+    tree = ast.parse(path.read_text())
+    return sum(1 for f in tree.body if isinstance(f, ast.FunctionDef) for _ in ast.walk(f))
+
+
+def load(path: Path):
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.predict
+
+
+def score(predict, expected: list) -> float:
+    """Accuracy in (0, 1]: 1 / (1 + mean squared error), computed with local copies."""
+    total = 0.0
+    for x, y in zip(GRID, expected):
+        value = float(predict(x))
+        if not math.isfinite(value):
+            raise ValueError(f"predict({x}) is {value}")
+        total += (value - y) ** 2
+    return 1.0 / (1.0 + total / len(GRID))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--metrics", required=True)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    gene = Path("model.py")
+    expected = [target(x) for x in GRID]
+    nodes = size(gene)
+    try:
+        predict = load(gene)
+        if args.check:
+            value = float(predict(0.5))
+            if not math.isfinite(value):
+                raise ValueError(f"predict(0.5) is {value}")
+            metrics = {"size": nodes}
+        else:
+            metrics = {"accuracy": score(predict, expected), "size": nodes}
+    except Exception as exc:  # the candidate's failure, reported in one line
+        print(f"model.py: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    Path(args.metrics).write_text(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
