@@ -8,6 +8,7 @@ failure is data: it becomes a note with a status and the tail of stderr.
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import os
@@ -261,10 +262,8 @@ def _record_pid(job: Job, pid: int, token: str) -> Path | None:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def kill_orphans(pid_dir: Path) -> int:

@@ -35,10 +35,7 @@ def pre_commit(store: Store, config: Config) -> str | None:
 def _genes_changed(store: Store, config: Config, head: str, staged: str) -> bool:
     old = store.repo[store.tree_id(head)]
     new = store.repo[staged]
-    for path in config.genes.files:
-        if _entry_id(old, path) != _entry_id(new, path):
-            return True
-    return False
+    return any(_entry_id(old, path) != _entry_id(new, path) for path in config.genes.files)
 
 
 def _entry_id(tree, path: str) -> str | None:

@@ -23,10 +23,17 @@ def target(x: float) -> float:
     return 1.3 * math.sin(2.0 * x) + 0.5 * x
 
 
-def size(path: Path) -> int:
-    """Model size: AST nodes in the gene file's functions (smaller is simpler)."""
+def l1(path: Path) -> float:
+    """Model cost: the L1 norm of the numeric constants in the gene file's functions.
+
+    The toy's stand-in for a parameter count: bigger constants fit the target more
+    easily, so accuracy and l1 pull against each other and a Pareto front forms.
+    """
     tree = ast.parse(path.read_text())
-    return sum(1 for f in tree.body if isinstance(f, ast.FunctionDef) for _ in ast.walk(f))
+    return sum(abs(node.value) for f in tree.body if isinstance(f, ast.FunctionDef)
+               for node in ast.walk(f)
+               if isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+               and not isinstance(node.value, bool))
 
 
 def load(path: Path):
@@ -39,7 +46,7 @@ def load(path: Path):
 def score(predict, expected: list) -> float:
     """Accuracy in (0, 1]: 1 / (1 + mean squared error), computed with local copies."""
     total = 0.0
-    for x, y in zip(GRID, expected):
+    for x, y in zip(GRID, expected, strict=True):
         value = float(predict(x))
         if not math.isfinite(value):
             raise ValueError(f"predict({x}) is {value}")
@@ -54,16 +61,16 @@ def main() -> int:
     args = parser.parse_args()
     gene = Path("model.py")
     expected = [target(x) for x in GRID]
-    nodes = size(gene)
+    cost = l1(gene)
     try:
         predict = load(gene)
         if args.check:
             value = float(predict(0.5))
             if not math.isfinite(value):
                 raise ValueError(f"predict(0.5) is {value}")
-            metrics = {"size": nodes}
+            metrics = {"l1": cost}
         else:
-            metrics = {"accuracy": score(predict, expected), "size": nodes}
+            metrics = {"accuracy": score(predict, expected), "l1": cost}
     except Exception as exc:  # the candidate's failure, reported in one line
         print(f"model.py: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,293 @@
+"""One generation as a pipeline of resumable steps: plan, propose+apply, evaluate, select, record.
+
+Each step looks at the refs and notes to see what is already done, so running the
+same command again after a crash finishes the generation without redoing work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from gitevo import ledger, operators, selection
+from gitevo.config import Config
+from gitevo.evaluate import Evaluation, Job, kill_orphans, make_job
+from gitevo.executors import make_executor
+from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
+from gitevo.ledger import Generation, Member
+from gitevo.patch import PatchError
+from gitevo.plan import Plan, Spec, individual_id, make_plan
+
+SEED_ID = individual_id(0, 0)
+Log = Callable[[str], None]
+
+
+class EvolutionError(RuntimeError):
+    """The run cannot go on until the user acts (for example, the seed failed)."""
+
+
+class Evolution:
+    def __init__(self, store: Store, config: Config, run: str = "main", log: Log | None = None):
+        self.store, self.config, self.run = store, config, run
+        self.log = log or (lambda _msg: None)
+        self.state = store.state_dir / "runs" / run
+        self.plan_path = self.state / "plan.json"
+        self.pid_dir = self.state / "running"
+        self.work_root = store.state_dir / "worktrees" / run
+
+    # ---- reading state from refs and notes ---------------------------------------------------
+
+    def commit_of(self, ident: str) -> str | None:
+        return self.store.resolve_ref(individual_ref(self.run, ident))
+
+    def evaluation(self, commit: str) -> Evaluation | None:
+        text = self.store.read_note(notes_ref(self.run), commit)
+        return Evaluation.from_dict(json.loads(text)) if text else None
+
+    def current(self) -> Generation | None:
+        return ledger.read(self.store, self.run)
+
+    # ---- entry points ------------------------------------------------------------------------
+
+    def seed(self, commit: str | None = None) -> Generation:
+        """Record the seed as g000-000, evaluate it and write generation 0 (idempotent)."""
+        with self.store.lock():
+            self.recover()
+            return self._ensure_seed(commit)
+
+    def generation(self, n: int | None = None) -> Generation:
+        """Run (or finish) the next generation and return its ledger entry."""
+        with self.store.lock():
+            self.recover()
+            current = self._ensure_seed(None)
+            plan = self._plan(current, n or self.config.evolution.offspring)
+            started = time.monotonic()
+            self._produce(plan, current)
+            produced = time.monotonic()
+            self._evaluate([s.id for s in plan.specs if not s.rejected])
+            evaluated = time.monotonic()
+            result = self._select(plan, current, {"produce": produced - started,
+                                                  "evaluate": evaluated - produced})
+            self.plan_path.unlink(missing_ok=True)
+            return result
+
+    def recover(self) -> None:
+        """Clean up after a process that died mid-generation: orphans, exported trees."""
+        killed = kill_orphans(self.pid_dir)
+        if killed:
+            self.log(f"stopped {killed} fitness process(es) left by an interrupted run")
+        if self.work_root.exists():
+            for stale in self.work_root.iterdir():
+                self.store.remove_dir(stale)
+
+    # ---- step 0: the seed ----------------------------------------------------------------------
+
+    def _ensure_seed(self, commit: str | None) -> Generation:
+        current = self.current()
+        if current is not None:
+            return current
+        seed = self.commit_of(SEED_ID)
+        if seed is None and commit is None:
+            raise GitError(f"{self.store.root}: no gitevo run {self.run!r} here "
+                           "(run `gitevo init` first)")
+        if commit is not None and commit != seed:
+            # before generation 0 is recorded the seed may still be replaced (a fixed seed)
+            self.store.update_refs([(individual_ref(self.run, SEED_ID), commit, seed)],
+                                   "gitevo: record seed")
+            seed = commit
+        self._evaluate([SEED_ID])
+        result = self.evaluation(seed)
+        if not result.ok:
+            raise EvolutionError(f"seed {SEED_ID} ({seed[:10]}) is {result.status}: "
+                                 f"{_first_line(result.error)} (fix it, commit, then run "
+                                 "`gitevo seed`)")
+        member = self._member(SEED_ID, seed, result)
+        reference = self._reference(member)
+        gen = Generation(0, [member], [member], reference,
+                         stats=self._stats([member], None, [], reference, {}),
+                         offspring=[{"id": SEED_ID, "commit": seed, "operator": "seed",
+                                     "status": "ok", "objectives": result.objectives}],
+                         config=self._config_text())
+        ledger.record(self.store, self.run, gen, seed, self._ledger_message(gen, None))
+        self.log(f"seed {SEED_ID}: {_fmt(result.objectives)}")
+        return gen
+
+    def _reference(self, seed: Member) -> list[float]:
+        values = [seed.objectives[o.name] for o in self.config.objectives]
+        default = selection.default_reference(values, self.config.senses)
+        return [o.reference if o.reference is not None else d
+                for o, d in zip(self.config.objectives, default, strict=True)]
+
+    # ---- step 1: plan --------------------------------------------------------------------------
+
+    def _plan(self, current: Generation, n: int) -> Plan:
+        number = current.generation + 1
+        plan = Plan.load(self.plan_path)
+        if plan is not None and plan.generation == number:
+            self.log(f"generation {number}: resuming its saved plan")
+            return plan
+        plan = make_plan(self.store, self.config, number, current.population, n)
+        plan.save(self.plan_path)
+        return plan
+
+    # ---- steps 2-3: propose, apply, commit -----------------------------------------------------
+
+    def _produce(self, plan: Plan, current: Generation) -> None:
+        commits = {m.id: m.commit for m in current.population}
+        created = []
+        for spec in plan.specs:
+            if spec.rejected or self.commit_of(spec.id):
+                continue
+            parents = [commits[p] for p in spec.parents]
+            try:
+                proposal = operators.propose_offline(self.store, spec, parents)
+                child = operators.build_child(self.store, self.config, self.run,
+                                              plan.generation, spec, parents, proposal)
+            except PatchError as exc:
+                spec.rejected = f"{exc.reason}: {exc}"
+                self.log(f"{spec.id}: rejected ({spec.rejected})")
+                continue
+            created.append((individual_ref(self.run, spec.id), child, None))
+        plan.save(self.plan_path)  # rejections first: they are cheap to redo, refs are not
+        if created:
+            self.store.update_refs(created, f"gitevo: generation {plan.generation} offspring")
+
+    # ---- step 4: evaluate ----------------------------------------------------------------------
+
+    def _evaluate(self, idents: list[str]) -> None:
+        jobs = []
+        for ident in idents:
+            commit = self.commit_of(ident)
+            if commit is None or self.evaluation(commit) is not None:
+                continue
+            workdir = self.work_root / ident
+            self.store.remove_dir(workdir)
+            self.store.export_tree(commit, workdir)
+            jobs.append((self._job(ident, workdir), commit))
+        by_ident = {job.ident: commit for job, commit in jobs}
+        for job, result in make_executor(self.config).run(job for job, _ in jobs):
+            self.store.write_notes(notes_ref(self.run), {by_ident[job.ident]: _note(result)},
+                                   f"gitevo: fitness of {job.ident}")
+            self.store.remove_dir(job.workdir)
+            self.log(f"{job.ident}: {result.status} {_fmt(result.objectives)}"
+                     + (f" ({_first_line(result.error)})" if result.error else ""))
+
+    def _job(self, ident: str, workdir: Path) -> Job:
+        job = make_job(self.config, ident, workdir, pid_dir=self.pid_dir)
+        needed = tuple(dict.fromkeys(job.objectives + tuple(
+            c.metric for c in self.config.evolution.constraints)))
+        return Job(**{**job.__dict__, "objectives": needed})
+
+    # ---- steps 5-6: select and record ----------------------------------------------------------
+
+    def _select(self, plan: Plan, current: Generation, seconds: dict[str, float]) -> Generation:
+        offspring, rows = [], []
+        for spec in plan.specs:
+            row, member = self._offspring_row(spec)
+            rows.append(row)
+            if member is not None:
+                offspring.append(member)
+        pool = current.population + offspring
+        seed = hash((self.config.evolution.seed, plan.generation)) & 0xFFFFFFFF
+        survivors = [pool[i] for i in selection.environmental_selection(
+            self._values(pool), self.config.senses, [m.violation for m in pool],
+            self.config.evolution.population, seed)]
+        hof_pool = _unique(current.hall_of_fame + offspring)
+        hall = [hof_pool[i] for i in selection.hall_of_fame(
+            self._values(hof_pool), self.config.senses, [m.violation for m in hof_pool],
+            self.config.evolution.hall_of_fame, seed)]
+        stats = self._stats(survivors, current, rows, current.reference, seconds)
+        gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
+                         self._config_text())
+        ledger.record(self.store, self.run, gen, self._champion(hall).commit,
+                      self._ledger_message(gen, current))
+        self.log(self._ledger_message(gen, current).splitlines()[0])
+        return gen
+
+    def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
+        row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,
+               "block": spec.block}
+        if spec.rejected:
+            return {**row, "status": "rejected", "error": spec.rejected}, None
+        commit = self.commit_of(spec.id)
+        result = self.evaluation(commit) if commit else None
+        if result is None:  # cannot happen after _evaluate; keep the ledger honest if it does
+            return {**row, "commit": commit, "status": "missing"}, None
+        row.update(commit=commit, status=result.status, objectives=result.objectives)
+        if result.error:
+            row["error"] = _first_line(result.error)
+        return row, (self._member(spec.id, commit, result) if result.ok else None)
+
+    def _member(self, ident: str, commit: str, result: Evaluation) -> Member:
+        violation = sum(c.violation(float(result.metrics[c.metric]))
+                        for c in self.config.evolution.constraints)
+        return Member(ident, commit, dict(result.objectives), violation)
+
+    def _values(self, members: list[Member]) -> list[list[float]]:
+        return [[m.objectives[k] for k in self.config.objective_names] for m in members]
+
+    def _champion(self, hall: list[Member]) -> Member:
+        """The best feasible individual on the first objective, later ones breaking ties."""
+        signs = [1 if s == "max" else -1 for s in self.config.senses]
+        feasible = [m for m in hall if m.violation == 0] or hall
+        return max(feasible, key=lambda m: [s * v for s, v in zip(signs, self._values([m])[0],
+                                                                   strict=True)])
+
+    def _stats(self, population: list[Member], previous: Generation | None, rows: list[dict],
+               reference: list[float], seconds: dict[str, float]) -> dict:
+        feasible = [m for m in population if m.violation == 0]
+        best = {}
+        for o in self.config.objectives:
+            values = [m.objectives[o.name] for m in feasible]
+            best[o.name] = (max if o.sense == "max" else min)(values) if values else None
+        statuses = Counter(r["status"] for r in rows)
+        rejected = Counter(r["error"].split(":")[0] for r in rows if r["status"] == "rejected")
+        return {"best": best,
+                "hypervolume": selection.hypervolume(self._values(feasible), self.config.senses,
+                                                     reference),
+                "offspring": len(rows), "statuses": dict(statuses),
+                "valid_rate": statuses["ok"] / len(rows) if rows else 1.0,
+                "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
+                                                       seconds.items()},
+                "tokens": 0, "cost": 0.0}
+
+    def _ledger_message(self, gen: Generation, previous: Generation | None) -> str:
+        parts = []
+        for name, value in gen.stats["best"].items():
+            before = previous.stats["best"].get(name) if previous else None
+            delta = f" ({value - before:+.4g})" if value is not None and before is not None else ""
+            parts.append(f"{name} {value:.6g}{delta}" if value is not None else f"{name} -")
+        subject = (f"generation {gen.generation}: best " + ", ".join(parts)
+                   + f"; hv {gen.stats['hypervolume']:.6g}")
+        if gen.generation > 0:
+            subject += f"; {gen.stats['statuses'].get('ok', 0)}/{gen.stats['offspring']} valid"
+        return (f"{subject}\n\nGitevo-Run: {self.run}\nGitevo-Generation: {gen.generation}\n")
+
+    def _config_text(self) -> str:
+        try:
+            return self.config.path.read_text()
+        except OSError:
+            return ""
+
+
+def _note(result: Evaluation) -> str:
+    return json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _fmt(objectives: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.6g}" for k, v in objectives.items())
+
+
+def _first_line(text: str | None) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def _unique(members: list[Member]) -> list[Member]:
+    seen: dict[str, Member] = {}
+    for m in members:
+        seen.setdefault(m.id, m)
+    return list(seen.values())
