@@ -79,6 +79,8 @@ class Evolution:
         killed = kill_orphans(self.pid_dir)
         if killed:
             self.log(f"stopped {killed} fitness process(es) left by an interrupted run")
+        for stale in self.store.stale_ref_locks(self.run):
+            self.log(f"removed {stale}, left by an interrupted run")
         if self.work_root.exists():
             for stale in self.work_root.iterdir():
                 self.store.remove_dir(stale)
@@ -191,7 +193,7 @@ class Evolution:
             if member is not None:
                 offspring.append(member)
         pool = current.population + offspring
-        seed = hash((self.config.evolution.seed, plan.generation)) & 0xFFFFFFFF
+        seed = self.config.evolution.seed * 100_003 + plan.generation
         survivors = [pool[i] for i in selection.environmental_selection(
             self._values(pool), self.config.senses, [m.violation for m in pool],
             self.config.evolution.population, seed)]

@@ -292,6 +292,21 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
+    def stale_ref_locks(self, run: str) -> list[Path]:
+        """Remove ref lock files that a killed gitevo left behind; returns what was removed.
+
+        Only call this while holding gitevo's own lock: then no live gitevo is mid-update,
+        so every lock file under gitevo's namespaces is stale.
+        """
+        git_dir = Path(self.repo.path)
+        found = []
+        for base in (git_dir / "refs" / "heads" / "gitevo" / run, git_dir / "refs" / "notes"
+                     / "gitevo"):
+            found += base.rglob("*.lock") if base.is_dir() else []
+        for path in found:
+            path.unlink(missing_ok=True)
+        return found
+
     def run_git(self, *args: str) -> str:
         """Plain git for the few things libgit2 does not do (fsck, hooks path)."""
         proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)

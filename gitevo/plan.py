@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -100,27 +101,38 @@ def _draw_operator(config: Config, rng: random.Random) -> str:
         else MUTATION
 
 
+def _python_genes(store: Store, config: Config, commit: str) -> Iterator[tuple[str, str]]:
+    """(path, source) of each Python gene file present at `commit`."""
+    for path in config.genes.files:
+        source = store.read_file(commit, path)
+        if source is not None and path.endswith(".py"):
+            yield path, source
+
+
 def evolvable_blocks(store: Store, config: Config, commit: str) -> dict[str, str]:
     """Each evolvable block's key ("file::Name") mapped to its source text at `commit`."""
     allowed = set(config.genes.blocks)
     out = {}
-    for path in config.genes.files:
-        source = store.read_file(commit, path)
-        if source is None or not path.endswith(".py"):
-            continue
+    for path, source in _python_genes(store, config, commit):
         try:
             found = genome.blocks(source, path)
         except genome.GenomeError:
             continue  # an unparsable parent has no blocks to offer
-        for block in found:
-            if not allowed or block.key in allowed:
-                out[block.key] = block.text
+        out.update((b.key, b.text) for b in found if not allowed or b.key in allowed)
     return out
 
 
 def mutable_blocks(store: Store, config: Config, commit: str) -> list[str]:
-    blocks = evolvable_blocks(store, config, commit)
-    return [key for key, text in blocks.items() if offline.mutable_blocks(text)]
+    """Evolvable blocks that the offline mutation has something to change in."""
+    evolvable = evolvable_blocks(store, config, commit)
+    found = []
+    for path, source in _python_genes(store, config, commit):
+        try:
+            names = offline.mutable_blocks(source)  # whole file: defaults need their callers
+        except (genome.GenomeError, SyntaxError):
+            continue
+        found += [key for key in (f"{path}::{n}" for n in names) if key in evolvable]
+    return found
 
 
 def crossover_blocks(store: Store, config: Config, a: str, b: str) -> list[str]:

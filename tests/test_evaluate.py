@@ -141,3 +141,23 @@ def test_note_round_trip(workdir):
     result = evaluate(_job(workdir, "python harness.py ok {metrics}"))
     again = Evaluation.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result
+
+
+def test_local_executor_runs_workers_side_by_side(workdir, tmp_path):
+    """Two workers, two jobs that each wait for the other to start: only parallelism ends them."""
+    from gitevo.executors.local import LocalExecutor
+
+    script = (
+        "import json, os, sys, time\n"
+        "me, other, out = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+        f"open(os.path.join({str(tmp_path)!r}, me), 'w').close()\n"
+        "deadline = time.time() + 20\n"
+        f"while not os.path.exists(os.path.join({str(tmp_path)!r}, other)):\n"
+        "    if time.time() > deadline: sys.exit(9)\n"
+        "    time.sleep(0.02)\n"
+        "json.dump({'accuracy': 1, 'size': 1}, open(out, 'w'))\n")
+    (workdir / "pair.py").write_text(script)
+    jobs = [_job(workdir, "python pair.py a b {metrics}", ident="a"),
+            _job(workdir, "python pair.py b a {metrics}", ident="b")]
+    results = dict((job.ident, r.status) for job, r in LocalExecutor(2).run(jobs))
+    assert results == {"a": "ok", "b": "ok"}

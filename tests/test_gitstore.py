@@ -136,3 +136,14 @@ def test_init_repository_and_dirty_paths(tmp_path):
     assert store.repo.head_is_unborn
     (store.root / "a.txt").write_text("x")
     assert store.is_dirty() == ["a.txt"]
+
+
+def test_stale_ref_locks_are_removed(store):
+    head = store.head_commit()
+    store.update_refs([("refs/heads/gitevo/main/g000-000", head, None)], "seed")
+    lock = store.root / ".git" / "refs" / "heads" / "gitevo" / "main" / "g001-000.lock"
+    lock.write_text(head + "\n")  # as a process killed mid-transaction leaves it
+    with pytest.raises(Exception, match="lock"):
+        store.update_refs([("refs/heads/gitevo/main/g001-000", head, None)], "blocked")
+    assert store.stale_ref_locks("main") == [lock] and not lock.exists()
+    store.update_refs([("refs/heads/gitevo/main/g001-000", head, None)], "fine now")
