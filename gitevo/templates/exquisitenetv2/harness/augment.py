@@ -1,0 +1,61 @@
+"""Batched augmentation on whatever device the images are on; no per-sample Python.
+
+Images stay NHWC, the layout they are stored in, which viewed as NCHW is exactly the
+channels_last layout the convolutions want. The geometric part (shift and flip) is one
+gather over the uint8 pixels; the photometric part (brightness, contrast, saturation)
+is linear in the pixels, so it comes out as one 3x3 matrix and one offset per image,
+which the caller merges with normalisation into a single batched matmul. All random
+draws come from the harness's generator, so a seed fixes the result.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's grayscale uses
+
+
+def shift_and_flip(pixels: torch.Tensor, shift: int, flip: bool,
+                   gen: torch.Generator) -> torch.Tensor:
+    """Move each NHWC image by up to `shift` pixels each way (black fill) and mirror a
+    random half of them left to right, with one gather over the padded images."""
+    n, h, w, c = pixels.shape
+    dev = pixels.device
+    arange_h = torch.arange(h, device=dev)
+    arange_w = torch.arange(w, device=dev)
+    dy = torch.randint(0, 2 * shift + 1, (n, 1), generator=gen, device=dev)
+    dx = torch.randint(0, 2 * shift + 1, (n, 1), generator=gen, device=dev)
+    cols = arange_w.expand(n, w)
+    if flip:
+        mirror = torch.rand(n, 1, generator=gen, device=dev) < 0.5
+        cols = torch.where(mirror, w - 1 - arange_w, arange_w)
+    padded = F.pad(pixels, (0, 0, shift, shift, shift, shift)) if shift else pixels
+    width = w + 2 * shift
+    # source pixel of every output pixel, as an offset into the flattened padded image
+    source = (dy + arange_h).unsqueeze(2) * width + (dx + cols).unsqueeze(1)
+    index = source.view(n, h * w, 1).expand(n, h * w, c)
+    return padded.reshape(n, -1, c).gather(1, index).view(n, h, w, c)
+
+
+def colour_jitter(x: torch.Tensor, strength: float,
+                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random brightness b, contrast c, saturation s, each in [1 - strength, 1 + strength].
+
+    For float NHWC RGB images `x`, returns (weight [n, 3, 3], bias [n, 1, 3]) so that
+    `x.view(n, -1, 3) @ weight + bias` equals applying the three in turn (torchvision's
+    order), without the clamps in between:
+
+        out = c * b * S(s) x + (1 - c) * b * mean_luma(x),  S(s) = s*I + (1 - s)*1 luma^T
+    """
+    n = x.shape[0]
+    low, high = max(0.0, 1.0 - strength), 1.0 + strength
+    b, c, s = (low + (high - low) * torch.rand(n, 1, 1, generator=gen, device=x.device)
+               for _ in range(3))
+    luma = torch.tensor(LUMA, device=x.device).view(1, 1, 3)
+    eye = torch.eye(3, device=x.device).view(1, 3, 3)
+    # S(s) acts on column vectors; transposed here for row vectors (pixels as rows)
+    weight = c * b * (s * eye + (1 - s) * luma.transpose(1, 2).expand(1, 3, 3))
+    mean_luma = (x.reshape(n, -1, 3).mean(1) * luma.view(1, 3)).sum(1).view(n, 1, 1)
+    bias = ((1 - c) * b * mean_luma).expand(n, 1, 3)
+    return weight, bias

@@ -1,0 +1,181 @@
+"""`python train.py`: the order in which the harness runs, and its command line.
+
+The order is the point. Every harness module is imported, and the guard snapshot
+taken, before model.py is imported; data is loaded before it too. The candidate's code
+then runs (build, get_optimizer, training), the snapshot is restored, and only then
+are parameters counted and accuracy measured, by harness code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+import torch.nn.functional as F
+
+# imported for the snapshot as much as for use: every module must be loaded before model.py
+from harness import (  # noqa: F401
+    augment,
+    batches,
+    cache,
+    data,
+    device,
+    engine,
+    fidelity,
+    formats,
+    gene,
+    guard,
+    measure,
+    metrics,
+    reasons,
+    schedule,
+    split,
+    synthetic,
+)
+from harness.batches import Feeder, channel_stats
+from harness.reasons import ModelError, describe
+
+HARNESS_VERSION = "1"
+CHECK_CLASSES, CHECK_CHANNELS, CHECK_BATCH = 10, 3, 2
+_EXPECTED = (formats.DataError, fidelity.FidelityError, device.DeviceError, ModelError)
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="train.py", description="Train model.py and write the "
+                                "fitness metrics (validation accuracy, parameter count).")
+    p.add_argument("--check", action="store_true",
+                   help="only build the model and run one step on a dummy batch (seconds)")
+    p.add_argument("--fidelity", default="demo", choices=sorted(fidelity.FIDELITIES))
+    p.add_argument("--data", default="cifar10",
+                   help="'cifar10' (download once) or a directory with python batches or "
+                        "train/ and test/ image folders")
+    p.add_argument("--metrics", default="metrics.json", help="where to write the JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="decoded-data cache (default: $GITEVO_CACHE_DIR, ~/.cache/gitevo)")
+    p.add_argument("--model", type=Path, default=None, help="gene file (default: model.py)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels where the backend has them (slower on GPU)")
+    for flag, kind in (("epochs", int), ("batch-size", int), ("lr", float),
+                       ("image-size", int), ("train-per-class", int), ("val-per-class", int)):
+        p.add_argument(f"--{flag}", type=kind, default=None, help="override the fidelity's")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str], root: Path) -> NoReturn:
+    args = parse(argv)
+    metrics.finish(run(args, root))
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
+    snapshot = guard.Snapshot(guard.harness_modules())  # before model.py exists in-process
+    write, out = metrics.write, Path(args.metrics).resolve()
+    metrics.discard(out)
+    try:
+        values = (check if args.check else evaluate)(args, root, snapshot)
+    except _EXPECTED as exc:
+        print(" ".join(str(exc).split()), file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:  # the candidate's code failed somewhere in training
+        traceback.print_exc()
+        print(describe(exc, "training failed"), file=sys.stderr, flush=True)
+        return 1
+    snapshot.restore()
+    write(out, values)
+    return 0
+
+
+def _recipe(args: argparse.Namespace) -> fidelity.Fidelity:
+    return fidelity.resolve(args.fidelity, epochs=args.epochs, batch_size=args.batch_size,
+                            lr=args.lr, image_size=args.image_size,
+                            train_per_class=args.train_per_class,
+                            val_per_class=args.val_per_class)
+
+
+def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
+    """Build, one training step and one inference on a dummy batch; count parameters."""
+    recipe = _recipe(args)
+    runtime = device.select("cpu" if args.device == "auto" else args.device)
+    size = recipe.image_size or (synthetic.SIZE if recipe.synthetic else 32)
+    torch.manual_seed(args.seed)
+    module = gene.load(args.model or root / "model.py")
+    model = gene.build(module, CHECK_CLASSES, CHECK_CHANNELS).to(runtime.device)
+    opt = gene.optimizer(module, model, recipe.lr, recipe.weight_decay)
+    snapshot.restore()
+    measure.check_optimizer(opt, model)
+    dummy = torch.randn(CHECK_BATCH, CHECK_CHANNELS, size, size, device=runtime.device)
+    targets = torch.arange(CHECK_BATCH, device=runtime.device) % CHECK_CLASSES
+    try:
+        model.train()
+        loss = F.cross_entropy(model(dummy), targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    except Exception as exc:
+        raise ModelError(describe(exc, "training step on a dummy batch")) from exc
+    snapshot.restore()
+    try:
+        measure.predict(model, [dummy], runtime, CHECK_CLASSES)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(describe(exc, "forward pass on a dummy batch")) from exc
+    return {"params": measure.count_parameters(model), "check": "ok", "device": runtime.label,
+            "fidelity": recipe.name, "image_size": size, "harness": HARNESS_VERSION}
+
+
+def evaluate(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
+    """Train at the fidelity and measure validation and test accuracy."""
+    recipe = _recipe(args)
+    runtime = device.select(args.device, args.deterministic)
+    prepared = data.prepare(recipe, args.data, args.cache_dir)
+    classes, channels = len(prepared.classes), prepared.train_x.shape[-1]
+    feeder = Feeder(runtime, recipe.image_size, *channel_stats(prepared.train_x))
+    x, y = feeder.upload(prepared.train_x), feeder.upload(prepared.train_y)
+    gen = device.generator(runtime, args.seed)
+    device.seed_everything(args.seed)
+
+    module = gene.load(args.model or root / "model.py")
+    model = gene.build(module, classes, channels).to(runtime.device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = gene.optimizer(module, model, recipe.lr, recipe.weight_decay)
+    tampered = snapshot.restore()
+    measure.check_optimizer(opt, model)
+    params = measure.count_parameters(model)
+    report = engine.fit(model, opt, feeder, x, y, recipe, runtime, gen)
+
+    tampered += snapshot.restore()
+    # lazily created parameters exist only after a forward pass: count again, keep the most
+    params = max(params, measure.count_parameters(model))
+    val = _score(model, feeder, prepared.val_x, prepared.val_y, recipe, runtime, classes)
+    test = _score(model, feeder, prepared.test_x, prepared.test_y, recipe, runtime, classes)
+    tampered += snapshot.restore()
+    size = recipe.image_size or prepared.train_x.shape[1]
+    summary = {
+        "accuracy": val, "test_accuracy": test, "params": params,
+        "train_seconds": round(report.seconds, 3), "epochs": report.epochs,
+        "fidelity": recipe.name, "device": runtime.label, "seed": args.seed,
+        "train_loss": report.train_loss, "diverged": report.diverged,
+        "images_per_second": round(report.images / max(report.seconds, 1e-9), 1),
+        "train_images": len(prepared.train_y), "val_images": len(prepared.val_y),
+        "test_images": len(prepared.test_y), "image_size": size,
+        "batch_size": recipe.batch_size, "data": prepared.origin,
+        "tampered": ",".join(sorted(set(tampered)))[:1000], "harness": HARNESS_VERSION,
+    }
+    print(f"accuracy {val:.4f} (validation)  test {test:.4f}  params {params}  "
+          f"{report.epochs} epochs in {report.seconds:.1f}s on {runtime.label}", flush=True)
+    return summary
+
+
+def _score(model: torch.nn.Module, feeder: Feeder, images, labels, recipe: fidelity.Fidelity,
+           runtime: device.Runtime, classes: int) -> float:
+    x = feeder.upload(images)  # the labels stay here, in numpy, away from the model
+    predicted = measure.predict(model, feeder.inference(x, recipe.eval_batch_size), runtime,
+                                classes)
+    return measure.accuracy(predicted, labels)
