@@ -133,9 +133,17 @@ def generation(ctx, n, quiet) -> None:
 @click.option("-q", "--quiet", is_flag=True)
 @click.pass_context
 def run(ctx, generations, n, quiet) -> None:
-    """Run several generations (resumable: rerun to finish an interrupted one)."""
+    """Evolve until the run has GENERATIONS generations.
+
+    The target is a total, not a count of more generations, so the same command
+    run again after a crash or a preempted job carries on where it stopped.
+    """
     evo = _evolution(ctx, quiet)
-    for _ in range(generations):
+    current = evo.current()
+    done = current.generation if current else 0
+    if done >= generations:
+        click.echo(f"run {ctx.obj['run']!r} already has {done} generation(s)")
+    for _ in range(done, generations):
         evo.generation(n)
 
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -183,9 +182,6 @@ class Store:
     def parents(self, commit: str) -> list[str]:
         return [str(p) for p in self.repo[commit].parent_ids]
 
-    def commit_time(self, commit: str) -> int:
-        return self.repo[commit].commit_time
-
     def export_tree(self, commit: str, dest: Path) -> None:
         """Write a commit's files into `dest` (a plain directory, no .git).
 
@@ -306,13 +302,6 @@ class Store:
         for path in found:
             path.unlink(missing_ok=True)
         return found
-
-    def run_git(self, *args: str) -> str:
-        """Plain git for the few things libgit2 does not do (fsck, hooks path)."""
-        proc = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise GitError(f"git {' '.join(args)}: {proc.stderr.strip().splitlines()[-1:]}")
-        return proc.stdout
 
     def remove_dir(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)

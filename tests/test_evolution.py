@@ -189,3 +189,9 @@ def test_second_process_is_refused_while_one_runs(tmp_path):
     assert second.returncode == 2 and f"locked by pid {first.pid}" in err
     first.communicate(timeout=60)
     assert first.returncode == 0
+
+
+def test_run_target_is_a_total_so_rerunning_resumes(evolved):
+    out = cli("-C", str(evolved), "run", "--generations", "3", "--n", "8")
+    assert "already has 3 generation(s)" in out
+    assert ledger.read(Store(evolved), "main").generation == 3
