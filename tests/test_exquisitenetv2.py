@@ -242,6 +242,26 @@ def test_python_batches_load_planar_rows_as_hwc_images(tmp_path, harness_root):
     assert data.load(str(root), tmp_path / "cache").from_cache
 
 
+def test_cifar10_source_uses_an_earlier_download_without_network(tmp_path, harness_root):
+    from harness import data
+
+    cache_dir = tmp_path / "cache"
+    write_batches(cache_dir / "torchvision" / "cifar-10-batches-py")
+    loaded = data.load("cifar10", cache_dir)
+    assert loaded.origin == str(cache_dir / "torchvision" / "cifar-10-batches-py")
+    assert loaded.splits.train_x.shape == (30, 32, 32, 3)
+
+
+def test_channel_stats_match_numpy(harness_root):
+    from harness.batches import channel_stats
+
+    images = np.random.default_rng(0).integers(0, 256, (50, 8, 8, 3), dtype=np.uint8)
+    mean, std = channel_stats(images, chunk=7)
+    flat = images.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(std, flat.std(0), rtol=1e-6)
+
+
 def test_malformed_data_gives_one_line_errors(tmp_path, harness_root):
     from harness import data, formats
 
@@ -431,6 +451,15 @@ def test_check_rejects_broken_models_with_one_line(repo, edit, reason):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert re.search(reason, proc.stderr), proc.stderr
     assert not (repo / "check.json").exists()
+
+
+def test_a_model_that_leaves_a_thread_running_is_not_scored(repo):
+    lurker = ("\nimport threading as _threading\nimport time as _time\n"
+              "_threading.Thread(target=_time.sleep, args=(600,), daemon=True).start()\n")
+    (repo / "model.py").write_text((repo / "model.py").read_text() + lurker)
+    proc = train(repo, "--check", "--metrics", "check.json")
+    assert proc.returncode == 1
+    assert "left thread" in last_line(proc.stderr) and not (repo / "check.json").exists()
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,20 @@ draws come from the harness's generator, so a seed fixes the result.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights, as torchvision's grayscale uses
+
+
+@functools.lru_cache(maxsize=8)
+def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # made once per device: building a tensor from Python values on a GPU is a blocking
+    # copy that would stall the queue of kernels on every batch
+    luma = torch.tensor(LUMA, device=device).view(1, 1, 3)
+    return luma, torch.eye(3, device=device).view(1, 3, 3)
 
 
 def shift_and_flip(pixels: torch.Tensor, shift: int, flip: bool,
@@ -52,8 +62,7 @@ def colour_jitter(x: torch.Tensor, strength: float,
     low, high = max(0.0, 1.0 - strength), 1.0 + strength
     b, c, s = (low + (high - low) * torch.rand(n, 1, 1, generator=gen, device=x.device)
                for _ in range(3))
-    luma = torch.tensor(LUMA, device=x.device).view(1, 1, 3)
-    eye = torch.eye(3, device=x.device).view(1, 3, 3)
+    luma, eye = _constants(x.device)
     # S(s) acts on column vectors; transposed here for row vectors (pixels as rows)
     weight = c * b * (s * eye + (1 - s) * luma.transpose(1, 2).expand(1, 3, 3))
     mean_luma = (x.reshape(n, -1, 3).mean(1) * luma.view(1, 3)).sum(1).view(n, 1, 1)

@@ -54,7 +54,7 @@ def load_or_build(path: Path, build: Callable[[], Splits]) -> tuple[Splits, bool
     cached = _load(path)
     if cached is not None:
         return cached, True
-    with _exclusive(path.with_name(path.name + ".lock")):
+    with exclusive(path.with_name(path.name + ".lock")):
         cached = _load(path)  # another process may have built it while we waited
         if cached is not None:
             return cached, True
@@ -91,7 +91,8 @@ def _store(path: Path, splits: Splits) -> None:
 
 
 @contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (one process at a time) for the block."""
     try:
         import fcntl
     except ImportError:  # no flock (Windows): concurrent builders just race to rename

@@ -86,6 +86,11 @@ def run(args: argparse.Namespace, root: Path) -> int:
         print(describe(exc, "training failed"), file=sys.stderr, flush=True)
         return 1
     snapshot.restore()
+    running = guard.leftovers()
+    if running:
+        print(f"model.py left {', '.join(running)} running; the harness does not score code "
+              "that could still act after it exits", file=sys.stderr, flush=True)
+        return 1
     write(out, values)
     return 0
 

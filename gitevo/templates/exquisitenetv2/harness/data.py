@@ -80,6 +80,15 @@ def _download_cifar10(cache_dir: Path | None) -> Path:
     batches = root / "cifar-10-batches-py"
     if (batches / "data_batch_1").is_file() and (batches / "test_batch").is_file():
         return batches  # downloaded before: no network needed
+    root.mkdir(parents=True, exist_ok=True)
+    # evaluations that start together must not download and unpack over each other
+    with cache.exclusive(root / ".download.lock"):
+        if not (batches / "test_batch").is_file():
+            _fetch_cifar10(root)
+    return batches
+
+
+def _fetch_cifar10(root: Path) -> None:
     from torchvision.datasets import CIFAR10
 
     previous = socket.getdefaulttimeout()
@@ -93,4 +102,3 @@ def _download_cifar10(cache_dir: Path | None) -> Path:
                         "folders)") from exc
     finally:
         socket.setdefaulttimeout(previous)
-    return batches

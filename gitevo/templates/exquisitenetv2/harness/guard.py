@@ -9,7 +9,9 @@ or builtins, or write its own metrics file. The defences, in order:
 * measuring code calls methods of `torch._C.TensorBase` and `numpy.ndarray`, which are
   C types whose attributes cannot be reassigned, with `__torch_function__` disabled;
 * the metrics file is written last, atomically, and the process then ends with
-  `os._exit`, so no atexit handler or finaliser of the candidate runs afterwards.
+  `os._exit`, so no atexit handler or finaliser of the candidate runs afterwards;
+* a candidate that leaves threads or child processes running (which could rewrite the
+  file after the harness wrote it) fails instead of getting a score: see `leftovers`.
 
 Out of scope: code that deliberately reads the dataset's labels from disk or from
 memory. Stopping that takes a sandbox with no access to the data files, which is the
@@ -24,6 +26,7 @@ import json
 import json.encoder
 import os
 import sys
+import threading
 import time
 import types
 
@@ -51,6 +54,8 @@ REPLACE = os.replace
 DUMPS = json.dumps
 EXIT = os._exit
 CLOCK = time.perf_counter
+THREADS = threading.enumerate
+MAIN_THREAD = threading.main_thread()
 
 _THIRD_PARTY = (builtins, json, json.encoder, os, os.path, time, np, torch, F, torch.optim,
                 nn.init)
@@ -118,3 +123,21 @@ def harness_modules() -> list[types.ModuleType]:
     """Every module of this package that is loaded now."""
     return [mod for name, mod in sorted(sys.modules.items())
             if mod is not None and (name == "harness" or name.startswith("harness."))]
+
+
+def leftovers() -> list[str]:
+    """Threads and child processes still running besides the harness's own main thread."""
+    found = [f"thread {t.name!r}" for t in THREADS() if t is not MAIN_THREAD and t.is_alive()]
+    return found + [f"process {pid}" for pid in _child_pids()]
+
+
+def _child_pids() -> list[int]:
+    # Linux lists each thread's children in /proc; elsewhere this check is skipped
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with OPEN(f"/proc/self/task/{task}/children") as handle:
+                pids += [int(pid) for pid in handle.read().split()]
+    except OSError:
+        return []
+    return pids
