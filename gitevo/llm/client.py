@@ -1,0 +1,131 @@
+"""Client: one provider behind a concurrency limit, retries and the run's budget.
+
+Calls come from a thread pool; everything here is thread-safe. The provider makes one
+attempt per `send` and says through LLMError.retryable whether another may help.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import replace
+from typing import Protocol
+
+from gitevo.llm import retry
+from gitevo.llm.budget import Budget, Reservation
+from gitevo.llm.settings import LLMSettings
+from gitevo.llm.types import LLMError, Reply, Request, Usage
+
+CHARS_PER_TOKEN_WORST = 3  # code tokenises at ~3-4 chars a token; 3 over-reserves a little
+TOKENS_PER_MESSAGE = 8  # role markers and chat template around each message
+DIFF_SLACK_TOKENS = 512  # headers, context lines and the rationale around a diff
+
+
+class Provider(Protocol):
+    name: str  # "anthropic", "openai", "command"
+    model: str
+
+    def send(self, request: Request) -> Reply:
+        """One attempt; raises LLMError."""
+
+    def close(self) -> None: ...
+
+
+class Client:
+    def __init__(self, settings: LLMSettings, provider: Provider):
+        self.settings = settings
+        self.provider = provider
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._budget = Budget(settings.max_cost, settings.max_tokens)
+        self._closed = threading.Event()
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def model(self) -> str:
+        return self.provider.model
+
+    def complete(self, request: Request) -> Reply:
+        """Send `request` (retrying transient failures) and return the answer.
+
+        Raises BudgetExceeded before sending anything when the budget cannot cover the
+        call's worst case, and LLMError when no answer came."""
+        self._budget.check()  # fail fast, without queueing for a slot
+        with self._slots:
+            held = self._budget.reserve(*self._worst_case(request))
+            return self._complete_reserved(request, held)
+
+    def _complete_reserved(self, request: Request, held: Reservation) -> Reply:
+        usage: Usage | None = None
+        try:
+            reply = self._send_with_retries(request)
+            usage = self._priced(reply.usage)
+            return reply.with_usage(usage)
+        finally:
+            self._budget.settle(held, usage)
+
+    def _send_with_retries(self, request: Request) -> Reply:
+        for attempt in range(1, self.settings.retries + 2):
+            try:
+                reply = self.provider.send(request)
+            except LLMError as err:
+                if not err.retryable or attempt > self.settings.retries:
+                    raise err.after(attempt) from err.__cause__
+                wait = retry.delay(attempt, err.retry_after, self.settings.backoff,
+                                   self.settings.max_backoff)
+                if self._closed.wait(wait):
+                    raise err.after(attempt) from err.__cause__
+                continue
+            return replace(reply, attempts=attempt)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _priced(self, usage: Usage) -> Usage:
+        return replace(usage, cost=self.settings.prices.cost(
+            usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+            usage.cache_write_tokens))
+
+    def _worst_case(self, request: Request) -> tuple[int, float]:
+        """Tokens and cost the call could use at most, reserved while it is in flight."""
+        prompt = (math.ceil(request.chars() / CHARS_PER_TOKEN_WORST)
+                  + TOKENS_PER_MESSAGE * (len(request.messages) + 1))
+        prices = self.settings.prices
+        cost = (prompt * prices.worst_input + request.max_tokens * prices.output) / 1e6
+        return prompt + request.max_tokens, cost
+
+    def spent(self) -> Usage:
+        """Tokens and cost of every answered call so far."""
+        return self._budget.spent()
+
+    def draw_temperature(self, rng: random.Random) -> float | None:
+        """A temperature from the configured range, rounded so trailers read cleanly; None
+        where the provider takes none. The draw happens either way, so a run's random
+        stream (and with it every later choice) does not depend on the provider."""
+        draw = rng.random()
+        if self.settings.temperature is None:
+            return None
+        lo, hi = self.settings.temperature
+        return round(lo + (hi - lo) * draw, 3)
+
+    def max_tokens_for(self, block_chars: int, rng: random.Random) -> int:
+        """An output limit for rewriting a block of `block_chars` characters.
+
+        A diff that rewrites a whole block carries it twice (- and + lines), at about 3
+        characters a token, plus slack; a random 0-50% on top varies the limit per call as
+        the paper does. Clamped into max_output_tokens."""
+        need = math.ceil(2 * max(block_chars, 0) / CHARS_PER_TOKEN_WORST) + DIFF_SLACK_TOKENS
+        lo, hi = self.settings.max_output_tokens
+        return max(lo, min(hi, int(need * (1.0 + 0.5 * rng.random()))))
+
+    def close(self) -> None:
+        """Stop waiting between retries and release the provider's connections."""
+        self._closed.set()
+        self.provider.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
