@@ -65,21 +65,24 @@ class Feeder:
         """uint8 NHWC -> normalised float NCHW (channels_last); augmented when a fidelity
         and a generator are given."""
         n, h, w, c = pixels.shape
-        if fidelity is not None and gen is not None:
+        augmenting = fidelity is not None and gen is not None
+        if augmenting:
             shift = round(fidelity.translate * w)
             if shift or fidelity.flip:
                 pixels = shift_and_flip(pixels, shift, fidelity.flip, gen)
-        x = pixels.float()
-        if fidelity is not None and gen is not None and fidelity.jitter > 0 and c == 3:
+        if augmenting and fidelity.jitter > 0 and c == 3:
+            # planar floats: the per-image 3x3 matmul is cheap on contiguous rows
+            x = pixels.permute(0, 3, 1, 2).contiguous().float()
             weight, bias = colour_jitter(x, fidelity.jitter, gen)
             # fold normalisation into the jitter: one batched matmul does both
-            weight = weight * self._per_byte.view(1, 1, 3)
-            bias = bias * self._per_byte.view(1, 1, 3) - self._shift.view(1, 1, 3)
-            x = torch.baddbmm(bias, x.view(n, h * w, c), weight).view(n, h, w, c)
-            x = torch.clamp(x, self._low, self._high)
+            weight = weight * self._per_byte.view(1, 3, 1)
+            bias = bias * self._per_byte.view(1, 3, 1) - self._shift.view(1, 3, 1)
+            x = torch.baddbmm(bias, weight, x.view(n, c, h * w))
+            x = torch.clamp(x, self._low.view(1, 3, 1), self._high.view(1, 3, 1))
+            x = x.view(n, c, h, w)
         else:
-            x = torch.addcmul(-self._shift, x, self._per_byte)
-        x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last already
+            x = torch.addcmul(-self._shift, pixels.float(), self._per_byte)
+            x = x.permute(0, 3, 1, 2)  # NCHW view of NHWC memory: channels_last already
         # upsampling after normalising is exact (bilinear weights sum to one) and cheaper
         if self.image_size is not None and self.image_size != w:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
