@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitevo.llm.settings import LLMSettings
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "gitevo.toml"
-# only what is implemented today; the LLM providers and cluster executors extend these
-PROVIDERS = ("offline",)
+# only what is implemented today; the cluster executors extend this
 EXECUTORS = ("local",)
 PLACEHOLDERS = ("metrics", "workdir", "fidelity")
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
@@ -98,7 +99,7 @@ class Config:
     fitness: Fitness
     objectives: tuple[Objective, ...]
     evolution: Evolution
-    llm: dict[str, Any]
+    llm: LLMSettings
     executor: Executor
     raw: dict[str, Any]
 
@@ -280,11 +281,8 @@ def _constraint(r: _Reader, text: Any) -> Constraint:
     return Constraint(match.group(1), match.group(2), bound)
 
 
-def _llm(r: _Reader) -> dict[str, Any]:
-    provider = r.get("provider", str, "offline")
-    if provider not in PROVIDERS:
-        raise r.fail("provider", f"must be one of {', '.join(PROVIDERS)}, got {provider!r}")
-    return {**r.table, "provider": provider}
+def _llm(r: _Reader) -> LLMSettings:
+    return LLMSettings.from_table(r.table, r.path)
 
 
 def _executor(r: _Reader) -> Executor:

@@ -55,7 +55,7 @@ def test_good_config_loads_every_section():
 def test_defaults_fill_optional_sections():
     conf = config.parse('[genes]\nfiles=["a.py"]\n[fitness]\ncommand="x {metrics}"\n'
                         '[objectives]\nloss="min"\n')
-    assert conf.evolution.offspring == 8 and conf.llm["provider"] == "offline"
+    assert conf.evolution.offspring == 8 and conf.llm.provider == "offline"
     assert conf.executor.kind == "local" and conf.fitness.check is None
 
 
