@@ -110,24 +110,25 @@ def test_temperature_draws_and_max_tokens_scale_with_the_block():
     with LLMServer() as server, make(server, temperature=[0.05, 0.4],
                                      max_output_tokens=[1024, 8192]) as client:
         rng = random.Random(7)
-        temps = [client.draw_temperature(rng) for _ in range(200)]
+        temps = [client.settings.draw_temperature(rng) for _ in range(200)]
         assert all(0.05 <= t <= 0.4 for t in temps) and len(set(temps)) > 50
-        small_block = [client.max_tokens_for(100, rng) for _ in range(50)]
-        big_block = [client.max_tokens_for(9000, rng) for _ in range(50)]
-        huge_block = client.max_tokens_for(100_000, rng)
+        small_block = [client.settings.max_tokens_for(100, rng) for _ in range(50)]
+        big_block = [client.settings.max_tokens_for(9000, rng) for _ in range(50)]
+        huge_block = client.settings.max_tokens_for(100_000, rng)
     assert all(t == 1024 for t in small_block)  # clamped up to the range's low end
     # a 9000-character block rewritten as a diff needs 2 * 9000 / 3 + 512 tokens at least
     assert all(6512 <= t <= 8192 for t in big_block) and len(set(big_block)) > 1
     assert huge_block == 8192
     # the same seed gives the same draws
-    assert client.draw_temperature(random.Random(1)) == client.draw_temperature(random.Random(1))
+    draw = client.settings.draw_temperature
+    assert draw(random.Random(1)) == draw(random.Random(1))
 
 
 def test_providers_without_temperature_still_consume_the_draw(monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     client = make_client(client_table("anthropic"), "gitevo.toml")
     rng, twin = random.Random(3), random.Random(3)
-    assert client.draw_temperature(rng) is None
+    assert client.settings.draw_temperature(rng) is None
     twin.random()
     assert rng.random() == twin.random()
     client.close()

@@ -7,19 +7,16 @@ attempt per `send` and says through LLMError.retryable whether another may help.
 from __future__ import annotations
 
 import math
-import random
 import threading
 from dataclasses import replace
 from typing import Protocol
 
 from gitevo.llm import retry
 from gitevo.llm.budget import Budget, Reservation
-from gitevo.llm.settings import LLMSettings
+from gitevo.llm.settings import CHARS_PER_TOKEN_WORST, LLMSettings
 from gitevo.llm.types import LLMError, Reply, Request, Usage
 
-CHARS_PER_TOKEN_WORST = 3  # code tokenises at ~3-4 chars a token; 3 over-reserves a little
 TOKENS_PER_MESSAGE = 8  # role markers and chat template around each message
-DIFF_SLACK_TOKENS = 512  # headers, context lines and the rationale around a diff
 
 
 class Provider(Protocol):
@@ -98,26 +95,6 @@ class Client:
     def spent(self) -> Usage:
         """Tokens and cost of every answered call so far."""
         return self._budget.spent()
-
-    def draw_temperature(self, rng: random.Random) -> float | None:
-        """A temperature from the configured range, rounded so trailers read cleanly; None
-        where the provider takes none. The draw happens either way, so a run's random
-        stream (and with it every later choice) does not depend on the provider."""
-        draw = rng.random()
-        if self.settings.temperature is None:
-            return None
-        lo, hi = self.settings.temperature
-        return round(lo + (hi - lo) * draw, 3)
-
-    def max_tokens_for(self, block_chars: int, rng: random.Random) -> int:
-        """An output limit for rewriting a block of `block_chars` characters.
-
-        A diff that rewrites a whole block carries it twice (- and + lines), at about 3
-        characters a token, plus slack; a random 0-50% on top varies the limit per call as
-        the paper does. Clamped into max_output_tokens."""
-        need = math.ceil(2 * max(block_chars, 0) / CHARS_PER_TOKEN_WORST) + DIFF_SLACK_TOKENS
-        lo, hi = self.settings.max_output_tokens
-        return max(lo, min(hi, int(need * (1.0 + 0.5 * rng.random()))))
 
     def close(self) -> None:
         """Stop waiting between retries and release the provider's connections."""

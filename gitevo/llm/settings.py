@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+CHARS_PER_TOKEN_WORST = 3  # code tokenises at ~3-4 chars a token; 3 over-reserves a little
+DIFF_SLACK_TOKENS = 512  # headers, context lines and the rationale around a diff
 
 PROVIDERS = ("offline", "anthropic", "openai", "command")
 DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
@@ -92,6 +96,26 @@ class LLMSettings:
     prices: Prices = field(default_factory=Prices)
     repair_turns: int = 1
     path: str = "gitevo.toml"  # for messages
+
+    def draw_temperature(self, rng: random.Random) -> float | None:
+        """A temperature from the configured range, rounded so trailers read cleanly; None
+        where the provider takes none. The draw happens either way, so a run's random
+        stream (and with it every later choice) does not depend on the provider."""
+        draw = rng.random()
+        if self.temperature is None:
+            return None
+        lo, hi = self.temperature
+        return round(lo + (hi - lo) * draw, 3)
+
+    def max_tokens_for(self, block_chars: int, rng: random.Random) -> int:
+        """An output limit for rewriting a block of `block_chars` characters.
+
+        A diff that rewrites a whole block carries it twice (- and + lines), at about 3
+        characters a token, plus slack; a random 0-50% on top varies the limit per call as
+        the paper does. Clamped into max_output_tokens."""
+        need = math.ceil(2 * max(block_chars, 0) / CHARS_PER_TOKEN_WORST) + DIFF_SLACK_TOKENS
+        lo, hi = self.max_output_tokens
+        return max(lo, min(hi, int(need * (1.0 + 0.5 * rng.random()))))
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], path: Path | str,
