@@ -145,6 +145,10 @@ def run(ctx, generations, n, quiet) -> None:
         click.echo(f"run {ctx.obj['run']!r} already has {done} generation(s)")
     for _ in range(done, generations):
         evo.generation(n)
+        if evo.budget_exhausted:
+            click.echo("LLM budget spent: stopping after this generation (raise llm.max_cost "
+                       "or llm.max_tokens in gitevo.toml to go on)")
+            break
 
 
 @main.command()
@@ -166,6 +170,19 @@ def log(ctx, ident) -> None:
 
     store, conf = _open(ctx)
     report.ancestry(store, conf, ctx.obj["run"], ident)
+
+
+@main.command()
+@click.argument("ident")
+@click.option("--prompt", "with_prompt", is_flag=True, help="Also print the exact prompt "
+              "and response that produced it.")
+@click.pass_context
+def show(ctx, ident, with_prompt) -> None:
+    """One individual: rationale, fitness note, diff against each parent."""
+    from gitevo import report
+
+    store, conf = _open(ctx)
+    report.show(store, conf, ctx.obj["run"], ident, with_prompt)
 
 
 @main.command(hidden=True)

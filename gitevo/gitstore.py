@@ -266,6 +266,17 @@ class Store:
             builder.insert(name, self.repo.create_blob(text.encode("utf-8")), FILE_MODE.BLOB)
         return str(builder.write())
 
+    def diff(self, old: str, new: str) -> str:
+        """The unified diff between two commits' trees."""
+        return self.repo.diff(self.repo[old], self.repo[new]).patch or ""
+
+    def commits_between(self, base: str, tip: str) -> list[str]:
+        """`git log base..tip`, oldest first: what tip added on top of base, merges included."""
+        walker = self.repo.walk(pygit2.Oid(hex=tip),
+                                pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+        walker.hide(pygit2.Oid(hex=base))
+        return [str(c.id) for c in walker]
+
     def first_parent_chain(self, commit: str) -> Iterator[str]:
         """The commit and its first-parent ancestors, newest first."""
         current: str | None = commit

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
 from gitevo import ledger
 from gitevo.config import Config
-from gitevo.gitstore import GitError, Store, best_ref
+from gitevo.gitstore import GitError, Store, best_ref, llm_notes_ref, notes_ref
 from gitevo.individuals import Individual, by_commit, load_all
 
 
@@ -106,3 +108,46 @@ def _objectives(ind: Individual, config: Config, parent: Individual | None = Non
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
+
+
+def show(store: Store, config: Config, run: str, ident: str, with_prompt: bool = False,
+         console: Console | None = None) -> None:
+    """An individual: rationale, fitness note, diff against each parent, and its prompt."""
+    console = console or Console(highlight=False, soft_wrap=True)  # exact text, unwrapped
+    everyone = load_all(store, run)
+    ind = everyone.get(ident)
+    if ind is None:
+        raise GitError(f"no individual {ident!r} in run {run!r}")
+    console.print(f"[bold]{ind.id}[/] {ind.commit}  {ind.operator} {ind.block}".rstrip())
+    console.print(store.message(ind.commit).rstrip(), markup=False)
+    note = store.read_note(notes_ref(run), ind.commit)
+    console.rule("fitness")
+    console.print(note.rstrip() if note else "(not evaluated yet)", markup=False)
+    for parent in store.parents(ind.commit):
+        console.rule(f"diff against {by_commit(everyone).get(parent, ind).id} {parent[:10]}")
+        console.print(store.diff(parent, ind.commit).rstrip(), markup=False)
+    if with_prompt:
+        _provenance(store, run, ind, console)
+
+
+def _provenance(store: Store, run: str, ind: Individual, console: Console) -> None:
+    text = store.read_note(llm_notes_ref(run), ind.commit)
+    console.rule("prompt and response")
+    if text is None:
+        console.print(f"{ind.id} was made without an LLM (operator {ind.operator}, "
+                      f"{ind.subject})", markup=False)
+        return
+    record = json.loads(text)
+    console.print(f"model {record.get('model')} via {record.get('provider')}, template "
+                  f"{record.get('template')}, persona {record.get('persona')}, temperature "
+                  f"{record.get('temperature')}, max tokens {record.get('max_tokens')}",
+                  markup=False)
+    console.print(f"=== system ===\n{record.get('system', '')}", markup=False)
+    console.print(f"=== stable (cached) ===\n{record.get('stable', '')}", markup=False)
+    for number, turn in enumerate(record.get("turns", []), 1):
+        console.print(f"=== turn {number}: user ===\n{turn['user']}", markup=False)
+        console.print(f"=== turn {number}: response ({turn.get('stop_reason')}) ===\n"
+                      f"{turn['response']}", markup=False)
+        if turn.get("error"):
+            console.print(f"=== turn {number}: error ===\n{turn['error']}", markup=False)
+    console.print(f"usage: {record.get('usage')}", markup=False)

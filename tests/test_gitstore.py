@@ -147,3 +147,14 @@ def test_stale_ref_locks_are_removed(store):
         store.update_refs([("refs/heads/gitevo/main/g001-000", head, None)], "blocked")
     assert store.stale_ref_locks("main") == [lock] and not lock.exists()
     store.update_refs([("refs/heads/gitevo/main/g001-000", head, None)], "fine now")
+
+
+def test_commits_between_is_git_log_range_oldest_first(store):
+    base = store.head_commit()
+    a = store.commit(store.tree_with(base, {"model.py": "a\n"}), [base], "a")
+    b = store.commit(store.tree_with(base, {"model.py": "b\n"}), [base], "b")
+    merge = store.commit(store.tree_with(a, {"model.py": "ab\n"}), [a, b], "merge")
+    between = store.commits_between(base, merge)
+    assert set(between) == {a, b, merge} and between[-1] == merge
+    expected = git(store.root, "log", "--format=%H", f"{base}..{merge}").split()
+    assert sorted(between) == sorted(expected)

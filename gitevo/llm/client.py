@@ -92,6 +92,10 @@ class Client:
         cost = (prompt * prices.worst_input + request.max_tokens * prices.output) / 1e6
         return prompt + request.max_tokens, cost
 
+    def carry_over(self, usage: Usage) -> None:
+        """Count what earlier processes of the same run spent, so the budget is per run."""
+        self._budget.settle(Reservation(0, 0.0), usage)
+
     def spent(self) -> Usage:
         """Tokens and cost of every answered call so far."""
         return self._budget.spent()
