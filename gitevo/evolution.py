@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from gitevo import ledger, operators, selection
@@ -18,8 +19,11 @@ from gitevo.evaluate import Evaluation, Job, kill_orphans, make_job
 from gitevo.executors import make_executor
 from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
+from gitevo.llm import Usage
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, individual_id, make_plan
+from gitevo.producer import generation_usage, produce_guided
+from gitevo.prompts import PromptLibrary
 
 SEED_ID = individual_id(0, 0)
 Log = Callable[[str], None]
@@ -37,6 +41,9 @@ class Evolution:
         self.plan_path = self.state / "plan.json"
         self.pid_dir = self.state / "running"
         self.work_root = store.state_dir / "worktrees" / run
+        guided = config.llm.provider != "offline"
+        self.library = PromptLibrary.load(store.root) if guided else None
+        self.budget_exhausted = False
 
     # ---- reading state from refs and notes ---------------------------------------------------
 
@@ -131,13 +138,17 @@ class Evolution:
         if plan is not None and plan.generation == number:
             self.log(f"generation {number}: resuming its saved plan")
             return plan
-        plan = make_plan(self.store, self.config, number, current.population, n)
+        plan = make_plan(self.store, self.config, number, current.population, n,
+                         self.commit_of(SEED_ID), self.library)
         plan.save(self.plan_path)
         return plan
 
     # ---- steps 2-3: propose, apply, commit -----------------------------------------------------
 
     def _produce(self, plan: Plan, current: Generation) -> None:
+        if self.library is not None:
+            produce_guided(self, plan, current)
+            return
         commits = {m.id: m.commit for m in current.population}
         created = []
         for spec in plan.specs:
@@ -201,7 +212,8 @@ class Evolution:
         hall = [hof_pool[i] for i in selection.hall_of_fame(
             self._values(hof_pool), self.config.senses, [m.violation for m in hof_pool],
             self.config.evolution.hall_of_fame, seed)]
-        stats = self._stats(survivors, current, rows, current.reference, seconds)
+        usage = generation_usage(self, plan) if self.library else Usage()
+        stats = self._stats(survivors, current, rows, current.reference, seconds, usage)
         gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
                          self._config_text())
         ledger.record(self.store, self.run, gen, self._champion(hall).commit,
@@ -211,9 +223,11 @@ class Evolution:
 
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
         row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,
-               "block": spec.block}
+               "block": spec.block, "template": spec.template, "persona": spec.persona}
         if spec.rejected:
-            return {**row, "status": "rejected", "error": spec.rejected}, None
+            # the conversation of a refused proposal lives on only here, in the ledger
+            return {**row, "status": "rejected", "error": spec.rejected,
+                    "turns": spec.turns}, None
         commit = self.commit_of(spec.id)
         result = self.evaluation(commit) if commit else None
         if result is None:  # cannot happen after _evaluate; keep the ledger honest if it does
@@ -239,12 +253,14 @@ class Evolution:
                                                                    strict=True)])
 
     def _stats(self, population: list[Member], previous: Generation | None, rows: list[dict],
-               reference: list[float], seconds: dict[str, float]) -> dict:
+               reference: list[float], seconds: dict[str, float],
+               usage: Usage | None = None) -> dict:
         feasible = [m for m in population if m.violation == 0]
         best = {}
         for o in self.config.objectives:
             values = [m.objectives[o.name] for m in feasible]
             best[o.name] = (max if o.sense == "max" else min)(values) if values else None
+        usage = usage or Usage()
         statuses = Counter(r["status"] for r in rows)
         rejected = Counter(r["error"].split(":")[0] for r in rows if r["status"] == "rejected")
         return {"best": best,
@@ -254,7 +270,9 @@ class Evolution:
                 "valid_rate": statuses["ok"] / len(rows) if rows else 1.0,
                 "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
                                                        seconds.items()},
-                "tokens": 0, "cost": 0.0}
+                "tokens": usage.total_tokens, "cost": usage.cost, "llm": asdict(usage),
+                "llm_total": asdict(usage + Usage(**(previous.stats.get("llm_total", {})
+                                                     if previous else {})))}
 
     def _ledger_message(self, gen: Generation, previous: Generation | None) -> str:
         parts = []

@@ -11,15 +11,17 @@ import json
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gitevo import genome, offline, selection
 from gitevo.config import Config
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
+from gitevo.prompts import PromptLibrary
 
-MUTATION, CROSSOVER = "mutation", "crossover"
+MUTATION, CROSSOVER, EOT = "mutation", "crossover", "eot"
+OFFLINE = "offline"
 
 
 @dataclass
@@ -27,11 +29,18 @@ class Spec:
     """One planned offspring and, once known, what became of it."""
 
     id: str
-    operator: str
+    operator: str  # mutation | crossover | eot
     parents: list[str]
-    block: str
+    block: str  # "file::Name", the one block this child may change
     seed: int
+    template: str = OFFLINE  # prompt template, e.g. "mutation/reduce_params"
+    persona: str = "none"
+    temperature: float | None = None
+    max_tokens: int | None = None
+    elite: str | None = None  # EoT: the elite whose change is the lesson
+    lesson: str | None = None  # EoT: the block where the elite differs from the seed
     rejected: str | None = None  # the reason, when the proposal could not be applied
+    turns: list[dict] = field(default_factory=list)  # provenance of a rejected proposal
 
 
 @dataclass
@@ -61,14 +70,19 @@ def individual_id(generation: int, index: int) -> str:
 
 
 def make_plan(store: Store, config: Config, generation: int, population: list[Member],
-              n: int) -> Plan:
-    """Draw parents by NSGA-II tournament, then an operator and a block for each child."""
+              n: int, seed_commit: str, library: PromptLibrary | None = None) -> Plan:
+    """Draw parents by NSGA-II tournament, then operator, block and sampling per child.
+
+    `library` is None for the offline operators; with an LLM it supplies the mutation
+    directions and personas to draw from.
+    """
     rng = random.Random(f"gitevo:{config.evolution.seed}:{generation}")
     picks = _tournament(config, population, 2 * n, rng.getrandbits(32))
+    planner = _Planner(store, config, population, seed_commit, library)
     specs = []
     for i in range(n):
         first, second = population[picks[2 * i]], population[picks[2 * i + 1]]
-        specs.append(_spec(store, config, individual_id(generation, i), first, second, rng))
+        specs.append(planner.spec(individual_id(generation, i), first, second, rng))
     return Plan(generation, specs)
 
 
@@ -79,26 +93,86 @@ def _tournament(config: Config, population: list[Member], n: int, seed: int) -> 
                                     n, seed)
 
 
-def _spec(store: Store, config: Config, ident: str, first: Member, second: Member,
-          rng: random.Random) -> Spec:
-    operator = _draw_operator(config, rng)
-    if operator == CROSSOVER:
-        shared = crossover_blocks(store, config, first.commit, second.commit)
-        if shared:
-            return Spec(ident, CROSSOVER, [first.id, second.id], rng.choice(shared),
-                        rng.getrandbits(32))
-    blocks = mutable_blocks(store, config, first.commit)
-    if not blocks:
-        raise ValueError(f"{config.path}: genes: no evolvable block in {first.id}")
-    return Spec(ident, MUTATION, [first.id], rng.choice(blocks), rng.getrandbits(32))
+class _Planner:
+    """Draws one child's operator, block and (with an LLM) prompt and sampling."""
+
+    def __init__(self, store: Store, config: Config, population: list[Member], seed: str,
+                 library: PromptLibrary | None):
+        self.store, self.config, self.library = store, config, library
+        self.commits = {m.id: m.commit for m in population}
+        self.lessons = _lessons(store, config, population, seed) if library else []
+
+    def spec(self, ident: str, first: Member, second: Member, rng: random.Random) -> Spec:
+        operator = self._operator(rng)
+        if operator == CROSSOVER:
+            shared = crossover_blocks(self.store, self.config, first.commit, second.commit)
+            if shared:
+                spec = Spec(ident, CROSSOVER, [first.id, second.id], rng.choice(shared),
+                            rng.getrandbits(32))
+                return self._sampling(spec, rng, "crossover")
+        blocks = self._blocks(first)
+        block = rng.choice(blocks)
+        if operator == EOT and self.lessons:
+            elite, lesson = rng.choice(self.lessons)
+            spec = Spec(ident, EOT, [first.id], block, rng.getrandbits(32), elite=elite.id,
+                        lesson=rng.choice(lesson))
+            return self._sampling(spec, rng, "eot")
+        spec = Spec(ident, MUTATION, [first.id], block, rng.getrandbits(32))
+        direction = rng.choice(self.library.directions) if self.library else ""
+        return self._sampling(spec, rng, f"mutation/{direction}")
+
+    def _operator(self, rng: random.Random) -> str:
+        evo = self.config.evolution
+        weights = {CROSSOVER: evo.prob_crossover, MUTATION: evo.prob_mutation,
+                   EOT: evo.prob_eot}
+        if self.library is None:
+            # offline, Evolution of Thought has no LLM to reason with: it counts as mutation
+            weights = {CROSSOVER: evo.prob_crossover, MUTATION: evo.prob_mutation + evo.prob_eot}
+        draw = rng.random() * sum(weights.values())
+        for operator, weight in weights.items():
+            if draw < weight:
+                return operator
+            draw -= weight
+        return MUTATION
+
+    def _blocks(self, parent: Member) -> list[str]:
+        if self.library is None:
+            blocks = mutable_blocks(self.store, self.config, parent.commit)
+        else:
+            blocks = list(evolvable_blocks(self.store, self.config, parent.commit))
+        if not blocks:
+            raise ValueError(f"{self.config.path}: genes: no evolvable block in {parent.id}")
+        return blocks
+
+    def _sampling(self, spec: Spec, rng: random.Random, template: str) -> Spec:
+        """Persona, temperature and max tokens for an LLM call (offline: none)."""
+        if self.library is None:
+            return spec
+        settings = self.config.llm
+        personas = ["none", *self.library.personas] if template != "crossover" else ["none"]
+        spec.template, spec.persona = template, rng.choice(personas)
+        spec.temperature = settings.draw_temperature(rng)
+        blocks = evolvable_blocks(self.store, self.config, self.commits[spec.parents[0]])
+        spec.max_tokens = settings.max_tokens_for(len(blocks.get(spec.block, "")), rng)
+        return spec
 
 
-def _draw_operator(config: Config, rng: random.Random) -> str:
-    evo = config.evolution
-    # offline, Evolution of Thought has no LLM to reason with, so it counts as mutation
-    mutation = evo.prob_mutation + evo.prob_eot
-    return CROSSOVER if rng.random() * (evo.prob_crossover + mutation) < evo.prob_crossover \
-        else MUTATION
+ELITES_FOR_EOT = 3  # EoT learns from the best few of the population, not its tail
+
+
+def _lessons(store: Store, config: Config, population: list[Member],
+             seed: str) -> list[tuple[Member, list[str]]]:
+    """Elites (best first) with the blocks in which each differs from the seed."""
+    found = []
+    for member in population:
+        if member.commit == seed:
+            continue
+        blocks = crossover_blocks(store, config, seed, member.commit)
+        if blocks:
+            found.append((member, blocks))
+        if len(found) == ELITES_FOR_EOT:
+            break
+    return found
 
 
 def _python_genes(store: Store, config: Config, commit: str) -> Iterator[tuple[str, str]]:

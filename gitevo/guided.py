@@ -1,0 +1,166 @@
+"""LLM-guided proposals: build the prompt, hold the conversation, keep its provenance.
+
+One call of `Guide.propose` turns a planned child into a commit (or a refusal with a
+reason): the operator's prompt goes to the LLM, the answer is extracted into a diff,
+applied and validated through the same path as the offline operators, and when that
+fails the exact error goes back to the LLM for up to `repair_turns` more tries. Every
+turn is kept for the child's provenance note.
+
+It runs in worker threads, so each call opens its own Store (pygit2 repositories are
+not shared between threads).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitevo import genome, operators, prompts, responses
+from gitevo.config import Config
+from gitevo.evaluate import Evaluation, make_job, validate
+from gitevo.gitstore import Store
+from gitevo.ledger import Member
+from gitevo.llm import Client, Message, Request, Usage
+from gitevo.patch import PatchError
+from gitevo.plan import CROSSOVER, EOT, Spec
+
+_TRAILER = re.compile(r"^Gitevo-[\w-]+: ")
+
+
+@dataclass
+class Outcome:
+    commit: str | None  # the child, or None when every turn failed
+    reason: str | None  # why it was refused (None for a commit)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+
+
+@dataclass
+class Guide:
+    root: Path
+    config: Config
+    run: str
+    client: Client
+    library: prompts.PromptLibrary
+    seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
+    seed_objectives: dict[str, float]
+
+    def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
+        store = Store(self.root)
+        parents = [members[p].commit for p in spec.parents]
+        prompt = self._prompt(store, spec, parents, members)
+        request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,
+                          spec.max_tokens or self.config.llm.max_output_tokens[1],
+                          stable_prefix=prompt.stable)
+        record = {"template": spec.template, "persona": spec.persona, "model": self.client.model,
+                  "provider": self.client.name, "temperature": spec.temperature,
+                  "max_tokens": request.max_tokens, "system": prompt.system,
+                  "stable": prompt.stable, "turns": []}
+        outcome = self._converse(store, spec, generation, parents, prompt, request, record)
+        record["usage"] = asdict(outcome.usage)
+        outcome.provenance = record
+        return outcome
+
+    def _converse(self, store: Store, spec: Spec, generation: int, parents: list[str],
+                  prompt: prompts.Prompt, request: Request, record: dict) -> Outcome:
+        usage = Usage()
+        turns = 1 + self.config.llm.repair_turns
+        for turn_number in range(1, turns + 1):
+            reply = self.client.complete(request)
+            usage = usage + reply.usage
+            commit, error = self._attempt(store, spec, generation, parents, prompt, reply.text)
+            record["turns"].append({"user": request.messages[-1].content, "response": reply.text,
+                                    "stop_reason": reply.stop_reason, "attempts": reply.attempts,
+                                    "usage": asdict(reply.usage), "error": error})
+            if error is None or (commit is not None and turn_number == turns):
+                return Outcome(commit, None, usage=usage)  # an invalid last try is still data
+            if turn_number == turns:
+                return Outcome(None, error, usage=usage)
+            request = _with_repair(request, reply.text, prompts.repair(error, self.library))
+        raise AssertionError("unreachable: the last turn returns")
+
+    def _attempt(self, store: Store, spec: Spec, generation: int, parents: list[str],
+                 prompt: prompts.Prompt, answer: str) -> tuple[str | None, str | None]:
+        """(commit, None) when the answer applies and validates; else (commit or None, error)."""
+        path, name = spec.block.split("::", 1)
+        source = store.read_file(parents[0], path) or ""
+        try:
+            found = responses.extract(answer, path=path, block_name=name, source=source)
+            proposal = operators.Proposal(found.diff, found.summary or f"{spec.operator} "
+                                          f"of {name}", found.rationale,
+                                          prompt=_prompt_name(prompt), model=self.client.model)
+            commit = operators.build_child(store, self.config, self.run, generation, spec,
+                                           parents, proposal)
+        except PatchError as exc:
+            return None, f"{exc.reason}: {exc}"
+        failed = self._validate(store, spec, commit)
+        return commit, (None if failed is None else failed.error or failed.status)
+
+    def _validate(self, store: Store, spec: Spec, commit: str) -> Evaluation | None:
+        """The cheap checks (parse, import, the target's check command) on the new tree."""
+        with tempfile.TemporaryDirectory(prefix=f"gitevo-{spec.id}-") as tmp:
+            workdir = Path(tmp) / "tree"
+            store.export_tree(commit, workdir)
+            scratch = Path(tmp) / "scratch"
+            scratch.mkdir()
+            return validate(make_job(self.config, spec.id, workdir), scratch)
+
+    # ---- prompts -----------------------------------------------------------------------------
+
+    def _prompt(self, store: Store, spec: Spec, parents: list[str],
+                members: dict[str, Member]) -> prompts.Prompt:
+        path, name = spec.block.split("::", 1)
+        source = store.read_file(parents[0], path) or ""
+        seed_source = store.read_file(self.seed, path) or source
+        block_text = genome.get_block(source, name, path).text
+        common = {"path": path, "seed_source": seed_source, "block_name": name}
+        if spec.operator == CROSSOVER:
+            other = genome.get_block(store.read_file(parents[1], path) or "", name, path).text
+            a, b = (members[p] for p in spec.parents)
+            return prompts.crossover(self.library, **common, text_a=block_text, text_b=other,
+                                     fitness_a=a.objectives, fitness_b=b.objectives,
+                                     ids=(a.id, b.id))
+        if spec.operator == EOT:
+            return prompts.eot(self.library, **common, block_text=block_text,
+                               lesson=self._lesson(store, spec, members), persona=spec.persona)
+        direction = spec.template.split("/", 1)[1]
+        return prompts.mutation(self.library, **common, block_text=block_text,
+                                direction=direction, persona=spec.persona)
+
+    def _lesson(self, store: Store, spec: Spec, members: dict[str, Member]) -> prompts.Lesson:
+        """What changed from the seed to the elite in one block, and what it was worth."""
+        elite = members[spec.elite]
+        path, name = spec.lesson.split("::", 1)
+        seed_text = genome.get_block(store.read_file(self.seed, path) or "", name, path).text
+        elite_text = genome.get_block(store.read_file(elite.commit, path) or "", name,
+                                      path).text
+        rationales = [_body(store.message(c)) for c in store.commits_between(self.seed,
+                                                                              elite.commit)]
+        return prompts.Lesson(block=spec.lesson, seed_text=seed_text, elite_text=elite_text,
+                              seed_objectives=self.seed_objectives,
+                              elite_objectives=elite.objectives,
+                              senses={o.name: o.sense for o in self.config.objectives},
+                              rationales=[r for r in rationales if r], elite_id=elite.id)
+
+
+def _with_repair(request: Request, answer: str, repair: str) -> Request:
+    """The same conversation, one answer and one "this failed, because ..." longer."""
+    messages = [*request.messages, Message("assistant", answer or "(empty answer)"),
+                Message("user", repair)]
+    return Request(request.system, messages, request.temperature, request.max_tokens,
+                   request.stable_prefix)
+
+
+def _prompt_name(prompt: prompts.Prompt) -> str:
+    return prompt.template if prompt.persona in ("", "none") else \
+        f"{prompt.template}+{prompt.persona}"
+
+
+def _body(message: str) -> str:
+    """A commit message without its subject and trailers: the rationale it recorded."""
+    lines = message.strip().splitlines()[1:]
+    kept = [line for line in lines if not _TRAILER.match(line)]
+    return "\n".join(kept).strip()

@@ -1,0 +1,69 @@
+"""A scripted stand-in for an LLM, for the `command` provider: prompt on stdin, answer on stdout.
+
+It reads gitevo's real prompts the way a model would (the block name, the current block
+text, the other parent's version) and answers in the formats models use: a unified diff
+with prose around it for mutation and EoT (its line numbers are relative to the block,
+so gitevo must match hunks by context), a full replacement block for crossover. With
+GITEVO_RESPONDER_SLOPPY=N every Nth first answer is prose without code, so the repair
+turn gets exercised. Deterministic: everything derives from the prompt text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import random
+import re
+import sys
+
+from gitevo import offline
+
+
+def python_fences(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)\n```", text, flags=re.S)
+
+
+def mutated(block: str, name: str, rng: random.Random) -> str:
+    new, _summary = offline.mutate(block + "\n", name, rng)
+    return new
+
+
+def answer_mutation(turn: str, name: str, path: str, rng: random.Random) -> str:
+    block = python_fences(turn)[-1]  # the current block comes last (after EoT's lesson)
+    new = mutated(block, name, rng)
+    diff = "".join(difflib.unified_diff(
+        (block + "\n").splitlines(keepends=True), new.splitlines(keepends=True),
+        f"a/{path}", f"b/{path}"))
+    return (f"Looking at `{name}`, the constants look under-tuned; nudging them should help "
+            f"the fit without adding cost.\n\n```diff\n{diff}```\n\nThis keeps the signature.")
+
+
+def answer_crossover(turn: str, name: str) -> str:
+    _a, b = python_fences(turn)[:2]
+    return (f"Parent B's `{name}` scores better, so the merge keeps its version.\n\n"
+            f"```python\n{b}\n```\n")
+
+
+def main() -> None:
+    prompt = sys.stdin.read()
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    rng = random.Random(digest)
+    path = re.search(r'<seed-file path="([^"]+)">', prompt).group(1)
+    repair = len(prompt.split("=== user ===")) > 2
+    sloppy = int(os.environ.get("GITEVO_RESPONDER_SLOPPY", "0"))
+    if sloppy and not repair and int(digest[:8], 16) % sloppy == 0:
+        print("I would change the constants a bit, but I am not sure which ones.")
+        return
+    first_turn = prompt.split("=== user ===")[1]
+    crossover = re.search(r"Combine two versions of `(\w+)`", first_turn)
+    if crossover:
+        print(answer_crossover(first_turn, crossover.group(1)))
+        return
+    name = re.search(r"(?:The block to change is|apply the same idea to) `(\w+)`",
+                     first_turn).group(1)
+    print(answer_mutation(first_turn, name, path, rng))
+
+
+if __name__ == "__main__":
+    main()

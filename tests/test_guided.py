@@ -1,0 +1,141 @@
+"""LLM-guided generations end to end: the command provider with a scripted responder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitevo import ledger
+from gitevo.gitstore import Store
+from gitevo.individuals import load_all
+from tests.conftest import cli, git
+
+RESPONDER = Path(__file__).with_name("responder.py")
+
+
+def guided_toy(tmp_path: Path, sloppy: int = 0, extra: str = "") -> Path:
+    repo = tmp_path / "guided"
+    cli("init", str(repo), "--template", "toy")
+    text = (repo / "gitevo.toml").read_text()
+    command = f"GITEVO_RESPONDER_SLOPPY={sloppy} {sys.executable} {RESPONDER}"
+    text = text.replace('provider = "offline"',
+                        f'provider = "command"\ncommand = "{command}"\nconcurrency = 3{extra}')
+    text = text.replace("prob_eot = 0.0", "prob_eot = 0.4").replace("prob_mutation = 0.7",
+                                                                      "prob_mutation = 0.3")
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "evolve with a (scripted) LLM")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def guided(tmp_path_factory) -> Path:
+    repo = guided_toy(tmp_path_factory.mktemp("guided"), sloppy=4)
+    cli("-C", str(repo), "run", "--generations", "3", "--n", "8")
+    return repo
+
+
+def test_guided_run_makes_mutation_eot_and_crossover_children(guided):
+    store = Store(guided)
+    everyone = load_all(store, "main")
+    operators = {i.operator for i in everyone.values()}
+    assert {"mutation", "eot", "crossover"} <= operators
+    for ind in everyone.values():
+        if ind.operator == "crossover":
+            assert len(store.parents(ind.commit)) == 2
+        if ind.generation == 0:
+            continue
+        trailers = store.trailers(ind.commit)
+        assert trailers["Gitevo-Model"] == "command"
+        assert trailers["Gitevo-Prompt"].split("+")[0] in ("eot", "crossover") or \
+            trailers["Gitevo-Prompt"].startswith("mutation/")
+        record = json.loads(store.read_note("refs/notes/gitevo/main-llm", ind.commit))
+        assert record["turns"] and record["stable"] and record["system"]
+        assert '<seed-file path="model.py">' in record["stable"]
+        assert record["turns"][-1]["error"] is None or ind.status != "ok"
+
+
+def test_eot_prompt_carries_the_elites_lesson(guided):
+    store = Store(guided)
+    eot = [i for i in load_all(store, "main").values() if i.operator == "eot"]
+    record = json.loads(store.read_note("refs/notes/gitevo/main-llm", eot[0].commit))
+    first = record["turns"][0]["user"]
+    assert "Seed version of" in first and "How the objectives moved" in first
+    assert "accuracy" in first
+
+
+def test_repair_turns_rescue_sloppy_answers_and_are_recorded(guided):
+    store = Store(guided)
+    repaired = []
+    for ind in load_all(store, "main").values():
+        if ind.generation:
+            record = json.loads(store.read_note("refs/notes/gitevo/main-llm", ind.commit))
+            if len(record["turns"]) > 1:
+                repaired.append(record)
+    assert repaired, "GITEVO_RESPONDER_SLOPPY=4 should force some repair turns"
+    first, second = repaired[0]["turns"][:2]
+    assert first["error"].startswith("no-diff") and second["user"].startswith(
+        "Your answer could not be used")
+
+
+def test_show_prompt_prints_the_exact_conversation(guided):
+    store = Store(guided)
+    ident = next(i.id for i in load_all(store, "main").values() if i.operator == "mutation"
+                 and i.generation)
+    out = cli("-C", str(guided), "show", ident, "--prompt")
+    record = json.loads(store.read_note("refs/notes/gitevo/main-llm",
+                                        store.resolve(f"gitevo/main/{ident}")))
+    assert record["turns"][0]["response"].strip().splitlines()[0] in out
+    assert "=== turn 1: user ===" in out and "diff against g" in out
+
+
+def test_ledger_counts_tokens_and_valid_rate(guided):
+    gens = ledger.history(Store(guided), "main")
+    assert all(g.stats["tokens"] > 0 for g in gens[1:])
+    assert gens[-1].stats["llm_total"]["input_tokens"] == sum(
+        g.stats["llm"]["input_tokens"] for g in gens[1:])
+    status = cli("-C", str(guided), "status")
+    assert "valid offspring" in status
+
+
+def test_budget_stops_proposing_cleanly(tmp_path):
+    repo = guided_toy(tmp_path, extra="\nmax_tokens = 6000")
+    out = cli("-C", str(repo), "run", "--generations", "5", "--n", "4")
+    assert "LLM budget spent" in out
+    last = ledger.read(Store(repo), "main")
+    assert last.generation < 5 and last.stats["llm_total"]["input_tokens"] > 0
+    total = sum(last.stats["llm_total"].values()) - last.stats["llm_total"]["cost"]
+    assert total <= 6000
+    assert any(r["status"] == "rejected" and r["error"].startswith("budget")
+               for r in last.offspring)
+
+
+def test_missing_server_is_one_line_and_resumable(tmp_path):
+    repo = tmp_path / "openai"
+    cli("init", str(repo), "--template", "toy")
+    text = (repo / "gitevo.toml").read_text().replace(
+        'provider = "offline"', 'provider = "openai"\nmodel = "local"\n'
+        'base_url = "http://127.0.0.1:9/v1"\nretries = 0')
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "a server that is not there")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "gitevo", "generation", "--n", "2"], cwd=repo,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "cannot reach http://127.0.0.1:9/v1" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert (repo / ".git" / "gitevo" / "runs" / "main" / "plan.json").exists()
+    assert not (repo / ".git" / "gitevo" / "lock").exists()
+
+
+def test_refused_proposals_keep_their_conversation_in_the_ledger(tmp_path):
+    repo = guided_toy(tmp_path, sloppy=1, extra="\nrepair_turns = 0")  # every answer is prose
+    cli("-C", str(repo), "generation", "--n", "3")
+    gen = ledger.read(Store(repo), "main")
+    assert [r["status"] for r in gen.offspring] == ["rejected"] * 3
+    assert gen.stats["rejected"] == {"no-diff": 3} and gen.stats["valid_rate"] == 0
+    for row in gen.offspring:
+        assert row["turns"][0]["response"].startswith("I would change the constants")
+        assert row["template"] != "offline"
