@@ -8,6 +8,7 @@ a rerun after a crash finishes exactly the plan that was begun.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ class Spec:
     lesson: str | None = None  # EoT: the block where the elite differs from the seed
     rejected: str | None = None  # the reason, when the proposal could not be applied
     turns: list[dict] = field(default_factory=list)  # provenance of a rejected proposal
+    validated: bool = False  # its tree passed the checks when proposed; don't rerun them
 
 
 @dataclass
@@ -79,10 +81,12 @@ def make_plan(store: Store, config: Config, generation: int, population: list[Me
     rng = random.Random(f"gitevo:{config.evolution.seed}:{generation}")
     picks = _tournament(config, population, 2 * n, rng.getrandbits(32))
     planner = _Planner(store, config, population, seed_commit, library)
+    operators = planner.operators(n, rng)
     specs = []
     for i in range(n):
         first, second = population[picks[2 * i]], population[picks[2 * i + 1]]
-        specs.append(planner.spec(individual_id(generation, i), first, second, rng))
+        specs.append(planner.spec(individual_id(generation, i), first, second, operators[i],
+                                  rng))
     return Plan(generation, specs)
 
 
@@ -99,15 +103,16 @@ class _Planner:
     def __init__(self, store: Store, config: Config, population: list[Member], seed: str,
                  library: PromptLibrary | None):
         self.store, self.config, self.library = store, config, library
+        self.population = population
         self.commits = {m.id: m.commit for m in population}
         self.lessons = _lessons(store, config, population, seed) if library else []
 
-    def spec(self, ident: str, first: Member, second: Member, rng: random.Random) -> Spec:
-        operator = self._operator(rng)
+    def spec(self, ident: str, first: Member, second: Member, operator: str,
+             rng: random.Random) -> Spec:
         if operator == CROSSOVER:
-            shared = crossover_blocks(self.store, self.config, first.commit, second.commit)
+            partner, shared = self._partner(first, second, rng)
             if shared:
-                spec = Spec(ident, CROSSOVER, [first.id, second.id], rng.choice(shared),
+                spec = Spec(ident, CROSSOVER, [first.id, partner.id], rng.choice(shared),
                             rng.getrandbits(32))
                 return self._sampling(spec, rng, "crossover")
         blocks = self._blocks(first)
@@ -121,19 +126,43 @@ class _Planner:
         direction = rng.choice(self.library.directions) if self.library else ""
         return self._sampling(spec, rng, f"mutation/{direction}")
 
-    def _operator(self, rng: random.Random) -> str:
+    def _partner(self, first: Member, second: Member,
+                 rng: random.Random) -> tuple[Member, list[str]]:
+        """The tournament's second parent, or, when it has no block that differs from the
+        first (often the same winner twice), another member that does. Only a population
+        with no diversity at all (generation 1) turns a crossover into a mutation."""
+        shared = crossover_blocks(self.store, self.config, first.commit, second.commit)
+        if shared:
+            return second, shared
+        others = [m for m in self.population if m.id not in (first.id, second.id)]
+        for partner in rng.sample(others, len(others)):
+            shared = crossover_blocks(self.store, self.config, first.commit, partner.commit)
+            if shared:
+                return partner, shared
+        return second, []
+
+    def operators(self, n: int, rng: random.Random) -> list[str]:
+        """The generation's operators, in shuffled order.
+
+        Stochastic universal sampling: one random offset and n evenly spaced pointers,
+        so every operator gets its share of the n children to within one (with 8
+        children and prob_crossover 0.3, always 2 or 3 crossovers; independent draws
+        give none one generation in 17).
+        """
         evo = self.config.evolution
         weights = {CROSSOVER: evo.prob_crossover, MUTATION: evo.prob_mutation,
                    EOT: evo.prob_eot}
         if self.library is None:
             # offline, Evolution of Thought has no LLM to reason with: it counts as mutation
             weights = {CROSSOVER: evo.prob_crossover, MUTATION: evo.prob_mutation + evo.prob_eot}
-        draw = rng.random() * sum(weights.values())
+        total, offset = sum(weights.values()), rng.random()
+        drawn, edge = [], 0.0
         for operator, weight in weights.items():
-            if draw < weight:
-                return operator
-            draw -= weight
-        return MUTATION
+            low, edge = edge, edge + weight / total * n
+            drawn += [operator] * (math.floor(edge - offset) - math.floor(low - offset))
+        drawn += [MUTATION] * (n - len(drawn))  # float rounding at the very top
+        rng.shuffle(drawn)
+        return drawn[:n]
 
     def _blocks(self, parent: Member) -> list[str]:
         if self.library is None:
