@@ -80,6 +80,8 @@ class Job:
     objectives: tuple[str, ...]
     env_extra: tuple[str, ...] = ()
     pid_dir: Path | None = None
+    threads: int | None = None  # this job's share of the CPU cores (None: no limit set)
+    validated: bool = False  # already passed `validate` on this very tree: skip it
 
 
 def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
@@ -117,7 +119,7 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
 
 
 def _evaluate_in(job: Job, tmp: Path) -> Evaluation:
-    failed = validate(job, tmp)
+    failed = None if job.validated else validate(job, tmp)
     if failed is not None:
         return failed
     metrics_path = tmp / "metrics.json"
@@ -217,11 +219,23 @@ class Outcome:
         return lines[-1].strip() if lines else "(no output)"
 
 
-def sandbox_env(tmp: Path, extra: tuple[str, ...] = ()) -> dict[str, str]:
-    """The evaluated code's environment: an allowlist, with no secrets in it."""
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
+                threads: int | None = None) -> dict[str, str]:
+    """The evaluated code's environment: an allowlist, with no secrets in it.
+
+    `threads` caps the math libraries' thread pools unless the user already did: N
+    evaluations side by side, each spinning up one thread per core, run several
+    times slower than the same N one after another.
+    """
     env = {k: v for k, v in os.environ.items()
            if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES) or k in extra)
            and not SECRET.search(k)}
+    if threads is not None:
+        for name in THREAD_VARS:
+            env.setdefault(name, str(threads))
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env.update(TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), PYTHONDONTWRITEBYTECODE="1")
@@ -232,7 +246,7 @@ def run_sandboxed(command: str, job: Job, tmp: Path, timeout: float) -> Outcome:
     """Run `command` in its own process group; kill the whole group on timeout."""
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
     token = uuid.uuid4().hex
-    env = sandbox_env(tmp, job.env_extra) | {"GITEVO_JOB": token}
+    env = sandbox_env(tmp, job.env_extra, job.threads) | {"GITEVO_JOB": token}
     with open(log, "wb") as out:
         proc = subprocess.Popen(["bash", "-c", command], cwd=job.workdir, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -6,6 +6,7 @@ same command again after a crash finishes the generation without redoing work.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -74,7 +75,8 @@ class Evolution:
             started = time.monotonic()
             self._produce(plan, current)
             produced = time.monotonic()
-            self._evaluate([s.id for s in plan.specs if not s.rejected])
+            self._evaluate([s.id for s in plan.specs if not s.rejected],
+                           {s.id for s in plan.specs if s.validated})
             evaluated = time.monotonic()
             result = self._select(plan, current, {"produce": produced - started,
                                                   "evaluate": evaluated - produced})
@@ -170,7 +172,9 @@ class Evolution:
 
     # ---- step 4: evaluate ----------------------------------------------------------------------
 
-    def _evaluate(self, idents: list[str]) -> None:
+    def _evaluate(self, idents: list[str], validated: set[str] = frozenset()) -> None:
+        """Evaluate each individual that has no note yet; the ones in `validated` passed
+        the parse/import/check steps in-process when proposed (same commit, same tree)."""
         jobs = []
         for ident in idents:
             commit = self.commit_of(ident)
@@ -179,7 +183,8 @@ class Evolution:
             workdir = self.work_root / ident
             self.store.remove_dir(workdir)
             self.store.export_tree(commit, workdir)
-            jobs.append((self._job(ident, workdir), commit))
+            job = self._job(ident, workdir)
+            jobs.append((dataclasses.replace(job, validated=ident in validated), commit))
         by_ident = {job.ident: commit for job, commit in jobs}
         for job, result in make_executor(self.config).run(job for job, _ in jobs):
             self.store.write_notes(notes_ref(self.run), {by_ident[job.ident]: _note(result)},

@@ -103,6 +103,8 @@ def _keep(evo: Evolution, plan: Plan, spec: Spec, outcome: Outcome) -> None:
                           f"gitevo: provenance of {spec.id}")
     evo.store.update_refs([(individual_ref(evo.run, spec.id), outcome.commit, None)],
                           f"gitevo: generation {plan.generation} offspring {spec.id}")
+    spec.validated = True  # lost in a crash before the save, the checks just run again
+    plan.save(evo.plan_path)
     turns = len(outcome.provenance.get("turns", []))
     evo.log(f"{spec.id}: committed {outcome.commit[:10]} ({spec.operator}, {spec.template}"
             f"{'' if turns == 1 else f', {turns} turns'})")

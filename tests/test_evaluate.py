@@ -161,3 +161,26 @@ def test_local_executor_runs_workers_side_by_side(workdir, tmp_path):
             _job(workdir, "python pair.py b a {metrics}", ident="b")]
     results = dict((job.ident, r.status) for job, r in LocalExecutor(2).run(jobs))
     assert results == {"a": "ok", "b": "ok"}
+
+
+def test_side_by_side_workers_share_the_cores(workdir, monkeypatch):
+    """N evaluations at once each get cores/N math threads; a user's own setting wins."""
+    from gitevo.executors.local import LocalExecutor
+
+    (workdir / "threads.py").write_text(
+        "import json, os, sys\n"
+        "env = os.environ.get\n"
+        "json.dump({'accuracy': int(env('OMP_NUM_THREADS', '0')),\n"
+        "           'size': int(env('MKL_NUM_THREADS', '0'))}, open(sys.argv[1], 'w'))\n")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    share = max(1, (os.cpu_count() or 1) // 2)
+
+    def threads(workers: int) -> set[tuple[float, float]]:
+        jobs = [_job(workdir, "python threads.py {metrics}", ident=i) for i in "ab"]
+        return {tuple(r.objectives.values()) for _, r in LocalExecutor(workers).run(jobs)}
+
+    assert threads(2) == {(share, share)}
+    assert threads(1) == {(0, 0)}  # alone, the libraries pick their own defaults
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert threads(2) == {(7, share)}

@@ -139,3 +139,19 @@ def test_refused_proposals_keep_their_conversation_in_the_ledger(tmp_path):
     for row in gen.offspring:
         assert row["turns"][0]["response"].startswith("I would change the constants")
         assert row["template"] != "offline"
+
+
+def test_children_checked_when_proposed_are_not_checked_again(tmp_path):
+    repo = guided_toy(tmp_path)
+    log = tmp_path / "checks.log"
+    text = (repo / "gitevo.toml").read_text().replace(
+        'check = "python fitness.py --check --metrics {metrics}"',
+        f'check = "pwd >> {log} && python fitness.py --check --metrics {{metrics}}"')
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "log every check")
+    cli("-C", str(repo), "generation", "--n", "4")
+    gen = ledger.read(Store(repo), "main")
+    kept = [r for r in gen.offspring if r["status"] != "rejected"]
+    lines = log.read_text().splitlines()
+    assert kept and all(r["status"] == "ok" for r in kept)
+    assert len(lines) == len(gen.offspring) and not any("worktrees" in x for x in lines)
