@@ -72,18 +72,21 @@ def _pairs(values: tuple[str, ...], what: str, sep: str) -> list[tuple[str, str]
 @click.option("--objective", "objectives", multiple=True, help="NAME:max or NAME:min.")
 @click.option("--var", "variables", multiple=True, help="KEY=VALUE for [fitness.vars].")
 @click.option("--fidelity", help="Fitness fidelity, passed as {fidelity}.")
+@click.option("--llm", "llm", multiple=True,
+              help="KEY=VALUE for [llm]: provider, model, base_url, api_key_env or command.")
 @click.option("--no-eval", is_flag=True, help="Record the seed but do not evaluate it yet.")
 @click.pass_context
 def init(ctx, directory, template, files, fitness, check, objectives, variables, fidelity,
-         no_eval) -> None:
+         llm, no_eval) -> None:
     """Set up a run: configure this repository, or write a template into DIRECTORY."""
     from gitevo import initialize
 
     variables = dict(_pairs(variables, "--var", "="))
+    llm = dict(_pairs(llm, "--llm", "="))
     if template:
         dest = Path(directory or template)
         store, seed = initialize.init_template(dest, template, fidelity=fidelity,
-                                               variables=variables)
+                                               variables=variables, llm=llm)
     else:
         if not (files and fitness and objectives):
             raise click.UsageError("in an existing repository, give --files, --fitness and "
@@ -92,7 +95,7 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
         store, seed = initialize.init_existing(root, list(files), fitness,
                                                _pairs(objectives, "--objective", ":"),
                                                check=check, fidelity=fidelity or "default",
-                                               variables=variables)
+                                               variables=variables, llm=llm)
     for warning in initialize.install(store, ctx.obj["run"]):
         click.echo(f"gitevo: warning: {warning}", err=True)
     click.echo(f"seed {seed[:10]} recorded in {store.root}")

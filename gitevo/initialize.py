@@ -20,7 +20,8 @@ HOOK_MARK = "gitevo-hook"
 
 def init_existing(root: Path, files: list[str], fitness: str, objectives: list[tuple[str, str]],
                   *, check: str | None = None, fidelity: str = "default",
-                  variables: dict[str, str] | None = None) -> tuple[Store, str]:
+                  variables: dict[str, str] | None = None,
+                  llm: dict[str, str] | None = None) -> tuple[Store, str]:
     """Write and commit gitevo.toml in a repository that already has commits."""
     store = _clean_store(root)
     head = store.head_commit()
@@ -29,6 +30,7 @@ def init_existing(root: Path, files: list[str], fitness: str, objectives: list[t
             raise GitError(f"{name}: gene file is not committed in {store.root}")
     text = cfg.render(files, fitness, objectives, check=check, fidelity=fidelity,
                       variables=variables)
+    text = _with_llm(text, llm)
     cfg.parse(text, store.root / cfg.CONFIG_NAME)  # refuse to write a config that won't load
     (store.root / cfg.CONFIG_NAME).write_text(text)
     commit = _commit_all(store, [head], f"gitevo: configure evolution of {', '.join(files)}")
@@ -36,22 +38,24 @@ def init_existing(root: Path, files: list[str], fitness: str, objectives: list[t
 
 
 def init_template(dest: Path, template: str, *, fidelity: str | None = None,
-                  variables: dict[str, str] | None = None) -> tuple[Store, str]:
+                  variables: dict[str, str] | None = None,
+                  llm: dict[str, str] | None = None) -> tuple[Store, str]:
     """Write a template repository into `dest` and commit it as the seed."""
     found = resources.templates()
     if template not in found:
         raise GitError(f"unknown template {template!r} (available: {', '.join(found)})")
     if dest.exists() and any(dest.iterdir()):
         raise GitError(f"{dest}: directory exists and is not empty")
-    shutil.copytree(found[template], dest, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     config_path = dest / cfg.CONFIG_NAME
-    text = config_path.read_text()
+    text = (found[template] / cfg.CONFIG_NAME).read_text()
     if fidelity:
         text = set_toml_value(text, "fitness", "fidelity", fidelity)
     for key, value in (variables or {}).items():
         text = set_toml_value(text, "fitness.vars", key, value)
-    cfg.parse(text, config_path)
+    text = _with_llm(text, llm)
+    cfg.parse(text, config_path)  # a bad flag fails before anything is written
+    shutil.copytree(found[template], dest, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     config_path.write_text(text)
     store = init_repository(dest)
     commit = _commit_all(store, [], f"seed: the {template} template\n\nWritten by gitevo init.")
@@ -101,6 +105,20 @@ def install(store: Store, run: str) -> list[str]:
         dest.write_text(text)
         dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return skipped
+
+
+# [llm] keys whose values are plain strings, so `gitevo init --llm KEY=VALUE` can set them
+LLM_INIT_KEYS = ("provider", "model", "base_url", "api_key_env", "command")
+
+
+def _with_llm(text: str, llm: dict[str, str] | None) -> str:
+    for key, value in (llm or {}).items():
+        if key not in LLM_INIT_KEYS:
+            raise cfg.ConfigError(f"--llm {key}: not settable from the command line (choose "
+                                  f"one of {', '.join(LLM_INIT_KEYS)}; edit gitevo.toml for "
+                                  "the rest)")
+        text = set_toml_value(text, "llm", key, value)
+    return text
 
 
 def set_toml_value(text: str, section: str, key: str, value: str) -> str:

@@ -108,6 +108,29 @@ def test_template_vars_and_fidelity_are_written(tmp_path):
     assert 'fidelity = "quick"' in text and 'data = "/some where"' in text
 
 
+def test_llm_settings_from_flags_are_validated_before_anything_is_written(tmp_path, plain_repo):
+    repo = tmp_path / "t"
+    cli("init", str(repo), "--template", "toy", "--no-eval", "--llm", "provider=openai",
+        "--llm", "model=qwen2.5-coder", "--llm", "base_url=http://127.0.0.1:8000/v1")
+    from gitevo import config as cfg
+    llm = cfg.load(repo / "gitevo.toml").llm
+    assert (llm.provider, llm.model, llm.base_url) == ("openai", "qwen2.5-coder",
+                                                       "http://127.0.0.1:8000/v1")
+    # a provider without its model: one line naming the key, and no directory left behind
+    out = _run_cli(["init", str(tmp_path / "u"), "--template", "toy", "--llm",
+                    "provider=anthropic"])
+    assert out.returncode == 2 and "llm.model: required for provider anthropic" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "u").exists()
+    out = _run_cli(["init", str(tmp_path / "v"), "--template", "toy", "--llm", "concurrency=4"])
+    assert out.returncode == 2 and "--llm concurrency: not settable" in out.stderr
+    before = _refs(plain_repo)
+    out = _run_cli(["-C", str(plain_repo), "init", "--files", "model.py", "--fitness",
+                    "python score.py {metrics}", "--objective", "score:max",
+                    "--llm", "provider=command"])
+    assert out.returncode == 2 and "llm.command: required for provider command" in out.stderr
+    assert _refs(plain_repo) == before and not (plain_repo / "gitevo.toml").exists()
+
+
 def test_pre_commit_hook_holds_human_edits_to_the_same_bar(toy):
     (toy / "model.py").write_text((toy / "model.py").read_text() + "\ndef broken(:\n")
     git(toy, "add", "model.py")
