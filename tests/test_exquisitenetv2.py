@@ -454,6 +454,25 @@ def test_check_rejects_broken_models_with_one_line(repo, edit, reason):
     assert not (repo / "check.json").exists()
 
 
+def test_the_configured_check_runs_at_the_fidelitys_input_size(repo, tmp_path):
+    """A model that only works at 32x32 passes a demo check but not a smoke one (16x16),
+    so it is refused before training instead of crashing in it."""
+    from gitevo import config as cfg
+    from gitevo.evaluate import make_job, validate
+
+    source = (repo / "model.py").read_text()
+    old = "        pooled = self.features(x).mean(dim=(2, 3))"
+    (repo / "model.py").write_text(source.replace(old, "        assert x.shape[-1] == 32, "
+                                                  "'needs 32x32 input'\n" + old))
+    config = cfg.load(repo / "gitevo.toml")
+    for fidelity, expected in (("demo", None), ("smoke", "needs 32x32 input")):
+        scratch = tmp_path / fidelity
+        scratch.mkdir()
+        failed = validate(make_job(config, "g001-000", repo, fidelity=fidelity), scratch)
+        assert (failed and failed.status) == (expected and "invalid")
+        assert expected is None or expected in failed.error
+
+
 def test_a_model_that_leaves_a_thread_running_is_not_scored(repo):
     lurker = ("\nimport threading as _threading\nimport time as _time\n"
               "_threading.Thread(target=_time.sleep, args=(600,), daemon=True).start()\n")
