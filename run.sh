@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine with Python >= 3.10 and git:
-#   ./run.sh demo   set up .venv, write the demo repository and run one generation
+#   ./run.sh demo   set up .venv, write the ExquisiteNetV2 demo repository, run one generation
 #   ./run.sh test   set up .venv (with test tools) and run the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,14 +17,44 @@ setup() {
     "$VENV/bin/python" -m pip install -q -e ".[dev]" "$@"
 }
 
+# CIFAR-10 for the demo: $DATA if set; else the JPEG copy that this workplace keeps
+# next to the checkout (unpacked once into the cache); else torchvision downloads it
+demo_data() {
+    local tarball cache
+    tarball="$(cd .. && pwd)/shared/datasets/cifar10-jpeg.tar.gz"
+    cache="${XDG_CACHE_HOME:-$HOME/.cache}/gitevo"
+    if [ -n "${DATA:-}" ]; then
+        echo "$DATA"
+    elif [ -f "$tarball" ]; then
+        if [ ! -d "$cache/cifar10-jpeg" ]; then
+            # unpack beside it, then rename: an interrupted unpack leaves no half dataset
+            mkdir -p "$cache"
+            local tmp
+            tmp="$(mktemp -d "$cache/.unpack.XXXXXX")"
+            tar xzf "$tarball" -C "$tmp"
+            mv "$tmp/cifar10-jpeg" "$cache/cifar10-jpeg"
+            rmdir "$tmp"
+        fi
+        echo "$cache/cifar10-jpeg"
+    else
+        echo cifar10
+    fi
+}
+
 case "${1:-}" in
     demo)
         setup "${TORCH[@]}"
         DEMO="${DEMO_DIR:-demo}"
+        TEMPLATE="${TEMPLATE:-exquisitenetv2}"
         if [ ! -d "$DEMO/.git" ]; then
-            "$VENV/bin/gitevo" init "$DEMO" --template "${TEMPLATE:-toy}"
+            args=()
+            if [ "$TEMPLATE" = exquisitenetv2 ]; then args+=(--var "data=$(demo_data)"); fi
+            if [ -n "${LLM:-}" ]; then args+=(--llm "provider=$LLM"); fi
+            if [ -n "${MODEL:-}" ]; then args+=(--llm "model=$MODEL"); fi
+            if [ -n "${BASE_URL:-}" ]; then args+=(--llm "base_url=$BASE_URL"); fi
+            "$VENV/bin/gitevo" init "$DEMO" --template "$TEMPLATE" "${args[@]}"
         fi
-        "$VENV/bin/gitevo" -C "$DEMO" generation --n "${N:-8}"
+        "$VENV/bin/gitevo" -C "$DEMO" generation --n "${N:-4}"
         "$VENV/bin/gitevo" -C "$DEMO" status
         ;;
     test)

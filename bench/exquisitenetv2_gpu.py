@@ -112,40 +112,36 @@ def baseline_rate(genes, runtime, recipe, folder: Path, steps: int, warmup: int,
         datasets.ImageFolder(str(folder / "train"), transform=pipeline),
         batch_size=recipe.batch_size, shuffle=True, num_workers=workers, drop_last=True,
         pin_memory=runtime.device.type == "cuda")
+    def on_device():
+        for x, y in loader:
+            x = x.to(runtime.device, non_blocking=True)
+            yield x.contiguous(memory_format=torch.channels_last), y.to(runtime.device,
+                                                                         non_blocking=True)
+
+    batches = on_device()
+    rate = timed_rate(genes, runtime, recipe, lambda: next(batches), steps, warmup)
+    batches.close()  # stops the worker processes now, not at interpreter exit
+    return rate
+
+
+def compute_bound_rate(genes, runtime, recipe, steps: int, warmup: int) -> float:
+    size = recipe.image_size or 32
+    x = torch.randn(recipe.batch_size, 3, size, size, device=runtime.device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (recipe.batch_size,), device=runtime.device)
+    return timed_rate(genes, runtime, recipe, lambda: (x, y), steps, warmup)
+
+
+def timed_rate(genes, runtime, recipe, next_batch, steps: int, warmup: int) -> float:
+    """Training images/s of a fresh seed model over `steps` batches after `warmup`."""
     model, opt = fresh_model(genes, runtime, recipe)
     scaler = runtime.grad_scaler()
-    batches = iter(loader)
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             sync(runtime)
             start = time.perf_counter()
-        x, y = next(batches)
-        x = x.to(runtime.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        y = y.to(runtime.device, non_blocking=True)
-        with runtime.autocast():
-            loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-    sync(runtime)
-    rate = steps * recipe.batch_size / (time.perf_counter() - start)
-    del batches  # stops the worker processes now, not at interpreter exit
-    return rate
-
-
-def compute_bound_rate(genes, runtime, recipe, steps: int, warmup: int) -> float:
-    model, opt = fresh_model(genes, runtime, recipe)
-    size = recipe.image_size or 32
-    x = torch.randn(recipe.batch_size, 3, size, size, device=runtime.device)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (recipe.batch_size,), device=runtime.device)
-    scaler = runtime.grad_scaler()
-    for i in range(warmup + steps):
-        if i == warmup:
-            sync(runtime)
-            start = time.perf_counter()
+        x, y = next_batch()
         with runtime.autocast():
             loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
