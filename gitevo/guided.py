@@ -91,7 +91,8 @@ class Guide:
             found = responses.extract(answer, path=path, block_name=name, source=source)
             proposal = operators.Proposal(found.diff, found.summary or f"{spec.operator} "
                                           f"of {name}", found.rationale,
-                                          prompt=_prompt_name(prompt), model=self.client.model)
+                                          prompt=_prompt_name(prompt), model=self.client.model,
+                                          temperature=spec.temperature)
             commit = operators.build_child(store, self.config, self.run, generation, spec,
                                            parents, proposal)
         except PatchError as exc:

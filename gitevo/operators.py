@@ -24,6 +24,7 @@ class Proposal:
     rationale: str
     prompt: str = "offline"
     model: str = "offline"
+    temperature: float | None = None  # the sampling temperature of an LLM's proposal
 
 
 def propose_offline(store: Store, spec: Spec, parents: list[str]) -> Proposal:
@@ -92,6 +93,8 @@ def commit_message(run: str, generation: int, spec: Spec, proposal: Proposal) ->
                 "Gitevo-Operator": spec.operator, "Gitevo-Block": spec.block,
                 "Gitevo-Parents": " ".join(spec.parents), "Gitevo-Prompt": proposal.prompt,
                 "Gitevo-Model": proposal.model}
+    if proposal.temperature is not None:
+        trailers["Gitevo-Temperature"] = f"{proposal.temperature:.3g}"
     subject = f"{spec.operator}({spec.block}): {proposal.summary}".splitlines()[0][:200]
     body = proposal.rationale.strip()
     return (f"{subject}\n\n{body}\n\n" if body else f"{subject}\n\n") + \

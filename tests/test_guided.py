@@ -49,6 +49,7 @@ def test_guided_run_makes_mutation_eot_and_crossover_children(guided):
             continue
         trailers = store.trailers(ind.commit)
         assert trailers["Gitevo-Model"] == "command"
+        assert 0.05 <= float(trailers["Gitevo-Temperature"]) <= 0.4
         assert trailers["Gitevo-Prompt"].split("+")[0] in ("eot", "crossover") or \
             trailers["Gitevo-Prompt"].startswith("mutation/")
         record = json.loads(store.read_note("refs/notes/gitevo/main-llm", ind.commit))
