@@ -22,6 +22,9 @@ class Individual:
     parents: list[str]
     subject: str
     evaluation: Evaluation | None
+    prompt: str = ""  # template, or template+persona, of an LLM child; "offline" otherwise
+    model: str = ""
+    temperature: float | None = None
 
     @property
     def status(self) -> str:
@@ -50,7 +53,16 @@ def _individual(store: Store, ident: str, generation: int, commit: str,
         id=ident, commit=commit, generation=generation,
         operator=trailers.get("Gitevo-Operator", "seed"), block=trailers.get("Gitevo-Block", ""),
         parents=trailers.get("Gitevo-Parents", "").split(), subject=subject,
-        evaluation=Evaluation.from_dict(json.loads(note)) if note else None)
+        evaluation=Evaluation.from_dict(json.loads(note)) if note else None,
+        prompt=trailers.get("Gitevo-Prompt", ""), model=trailers.get("Gitevo-Model", ""),
+        temperature=_float(trailers.get("Gitevo-Temperature")))
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def by_commit(individuals: dict[str, Individual]) -> dict[str, Individual]:

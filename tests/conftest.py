@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +17,64 @@ from gitevo.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _git_identity(monkeypatch, tmp_path_factory):
-    """Tests must not depend on (or write to) the developer's git config."""
-    home = tmp_path_factory.mktemp("home")
+RESPONDER = Path(__file__).with_name("responder.py")
+
+
+def _isolate_git(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         monkeypatch.setenv(key, "gitevo-test")
     for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         monkeypatch.setenv(key, "test@example.invalid")
+
+
+@pytest.fixture(autouse=True)
+def _git_identity(monkeypatch, tmp_path_factory):
+    """Tests must not depend on (or write to) the developer's git config."""
+    _isolate_git(monkeypatch, tmp_path_factory.mktemp("home"))
+
+
+@pytest.fixture(scope="session")
+def _session_identity(tmp_path_factory) -> Iterator[None]:
+    """The same isolation for session fixtures, which are built before per-test ones."""
+    with pytest.MonkeyPatch.context() as patch:
+        _isolate_git(patch, tmp_path_factory.mktemp("session-home"))
+        yield
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory, _session_identity) -> Path:
+    """A 3-generation toy run (offline operators, 8 offspring each). Shared: tests that
+    write to it must work on `copy_repo(toy_run, ...)`."""
+    repo = tmp_path_factory.mktemp("toy-run") / "toy"
+    cli("init", str(repo), "--template", "toy")
+    cli("-C", str(repo), "run", "--generations", "3", "--n", "8")
+    return repo
+
+
+@pytest.fixture(scope="session")
+def exquisite_run(tmp_path_factory, _session_identity) -> Path:
+    """Two guided generations of 8 on ExquisiteNetV2 at smoke fidelity: real PyTorch
+    training per individual, the `command` provider answering through the scripted
+    responder (a few sloppy answers among them). Shared and read-only, like `toy_run`."""
+    pytest.importorskip("torch")
+    repo = tmp_path_factory.mktemp("exquisite-run") / "enet"
+    command = f"GITEVO_RESPONDER_SLOPPY=5 {sys.executable} {RESPONDER}"
+    cli("init", str(repo), "--template", "exquisitenetv2", "--fidelity", "smoke",
+        "--llm", "provider=command", "--llm", f"command={command}")
+    # two evaluations at once: most of a smoke evaluation is single-threaded start-up
+    text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "evaluate two at a time")
+    cli("-C", str(repo), "run", "--generations", "2", "--n", "8")
+    return repo
+
+
+def copy_repo(repo: Path, dest: Path) -> Path:
+    """A private copy of a shared run's repository (refs, notes, state and all)."""
+    shutil.copytree(repo, dest, symlinks=True)
+    return dest
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:

@@ -32,13 +32,10 @@ def _notes(repo: Path) -> dict[str, dict]:
     return notes
 
 
-@pytest.fixture(scope="module")
-def evolved(tmp_path_factory) -> Path:
-    """One 3-generation toy run shared by the read-only checks below."""
-    repo = tmp_path_factory.mktemp("evolved") / "toy"
-    cli("init", str(repo), "--template", "toy")
-    cli("-C", str(repo), "run", "--generations", "3", "--n", "8")
-    return repo
+@pytest.fixture
+def evolved(toy_run) -> Path:
+    """The shared 3-generation toy run, for the read-only checks below."""
+    return toy_run
 
 
 def test_every_individual_is_a_branch_with_trailers_and_a_note(evolved):

@@ -5,7 +5,6 @@ training per individual, the `command` provider answering through the scripted r
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,12 @@ from tests.conftest import cli, git
 pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
-RESPONDER = Path(__file__).with_name("responder.py")
 BLOCKS = {"get_optimizer", "SE", "SE_LN", "DFSEBV2", "FCT", "EVE", "ME", "DW", "ExquisiteNetV2"}
 
 
-@pytest.fixture(scope="module")
-def evolved(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("guided-exquisite") / "enet"
-    command = f"GITEVO_RESPONDER_SLOPPY=5 {sys.executable} {RESPONDER}"
-    cli("init", str(repo), "--template", "exquisitenetv2", "--fidelity", "smoke",
-        "--llm", "provider=command", "--llm", f"command={command}")
-    # two evaluations at once: most of a smoke evaluation is single-threaded start-up
-    text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
-    (repo / "gitevo.toml").write_text(text)
-    git(repo, "commit", "-qam", "evaluate two at a time")
-    cli("-C", str(repo), "run", "--generations", "2", "--n", "8")
-    return repo
+@pytest.fixture
+def evolved(exquisite_run) -> Path:
+    return exquisite_run
 
 
 def test_two_generations_make_every_kind_of_child(evolved):
