@@ -33,7 +33,8 @@ def propose_offline(store: Store, spec: Spec, parents: list[str]) -> Proposal:
     source = store.read_file(parents[0], path) or ""
     if spec.operator == CROSSOVER:
         other = store.read_file(parents[1], path) or ""
-        new, summary = offline.crossover(source, other, name)
+        new, _ = offline.crossover(source, other, name)
+        summary = f"{name} from {spec.parents[1]}"  # names the donor, so the log reads
         why = f"Offline crossover: {name} comes from {spec.parents[1]}, the rest from " \
               f"{spec.parents[0]}."
     else:
