@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 import pygit2
@@ -20,6 +21,11 @@ import pygit2
 FILE_MODE = pygit2.enums.FileMode
 NOTES_PREFIX = "refs/notes/gitevo/"
 BRANCH_PREFIX = "refs/heads/gitevo/"
+STALE_LOCK_SECONDS = 2.0  # far longer than any ref update holds its lock
+NOTES_RETRIES = 8  # tries of a notes write that other writers keep beating to the ref
+
+# a note's new text given its current one (None: no note yet)
+NoteEdit = Callable[[str | None], str]
 
 
 class GitError(RuntimeError):
@@ -28,6 +34,10 @@ class GitError(RuntimeError):
 
 class LockedError(GitError):
     """Another gitevo process holds the repository's lock."""
+
+
+class RefMovedError(GitError):
+    """A compare-and-swap lost: the ref is not where this process saw it, or is being moved."""
 
 
 def individual_ref(run: str, ident: str) -> str:
@@ -104,20 +114,44 @@ class Store:
         """Move several refs in one all-or-nothing transaction.
 
         Each update is (ref, new id, expected old id or None for "must not exist"),
-        so a ref is never moved from a state this process did not see.
+        so a ref is never moved from a state this process did not see. Raises
+        RefMovedError when another writer got there first.
         """
         updates = list(updates)
-        for ref, _new, old in updates:
-            current = self.resolve_ref(ref)
-            if current != old:
-                raise GitError(f"{ref}: expected {old or 'absent'}, found {current or 'absent'}")
-        # pygit2 1.21 cannot pass a Signature here (a cffi bug); the reflog then takes
-        # the repository's identity
-        with self.repo.transaction() as txn:
-            for ref, _new, _old in updates:
-                txn.lock_ref(ref)
-            for ref, new, _old in updates:
-                txn.set_target(ref, new, message=message)
+        try:
+            # pygit2 1.21 cannot pass a Signature here (a cffi bug); the reflog then
+            # takes the repository's identity
+            with self.repo.transaction() as txn:
+                for ref, _new, _old in updates:
+                    txn.lock_ref(ref)
+                # compared only once locked: a writer that moves the ref between a check
+                # and the lock would otherwise be overwritten
+                for ref, _new, old in updates:
+                    current = self.resolve_ref(ref)
+                    if current != old:
+                        raise RefMovedError(f"{ref}: expected {old or 'absent'}, "
+                                            f"found {current or 'absent'}")
+                for ref, new, _old in updates:
+                    txn.set_target(ref, new, message=message)
+        except pygit2.GitError as exc:
+            # a lock file held (or, on commit, swept away) by another process
+            refs = ", ".join(ref for ref, _new, _old in updates)
+            raise RefMovedError(f"{refs}: another process is updating it ({exc})") from None
+
+    def delete_refs(self, prefix: str) -> list[str]:
+        """Delete every ref under `prefix` (gitevo's own scratch refs); returns their names."""
+        gone = sorted(self.refs_under(prefix))
+        for name in gone:
+            with contextlib.suppress(KeyError):
+                self.repo.references.delete(name)
+        # loose refs leave their directories behind; an empty one is clutter, not a ref
+        git_dir = Path(self.repo.path)
+        _prune_empty(git_dir / prefix.rstrip("/"), git_dir / "refs")
+        return gone
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether `ancestor` is `descendant` or reachable from it."""
+        return ancestor == descendant or self.repo.descendant_of(descendant, ancestor)
 
     def resolve_ref(self, ref: str) -> str | None:
         try:
@@ -147,11 +181,8 @@ class Store:
         base = self.repo[commit].peel(pygit2.Tree)
         nested: dict[str, object] = {}
         for path, text in changes.items():
-            parts = PurePosixPath(path).parts
-            node = nested
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})  # type: ignore[assignment]
-            node[parts[-1]] = self.repo.create_blob(text.encode("utf-8"))  # type: ignore[index]
+            _place(nested, list(PurePosixPath(path).parts),
+                   self.repo.create_blob(text.encode("utf-8")))
         return str(self._rewrite_tree(base, nested))
 
     def _rewrite_tree(self, tree: pygit2.Tree | None, changes: dict[str, object]) -> pygit2.Oid:
@@ -236,21 +267,54 @@ class Store:
 
     def write_notes(self, ref: str, notes: Mapping[str, str], message: str) -> None:
         """Add or replace several notes in a single notes commit."""
-        if not notes:
+        self.edit_notes(ref, {commit: _constant(text) for commit, text in notes.items()},
+                        message)
+
+    def edit_notes(self, ref: str, edits: Mapping[str, NoteEdit], message: str) -> None:
+        """Rewrite several notes from their current texts, in a single notes commit.
+
+        Another process may write the same notes ref at any time (a verify runs
+        without the run's lock; a generation may be writing fitness notes). The ref
+        moves by compare-and-swap; when the swap loses, the edits are applied again
+        to the notes as they are now, so neither writer loses a note.
+        """
+        if not edits:
             return
-        old = self.resolve_ref(ref)
-        base = self.repo[old].peel(pygit2.Tree) if old else None
-        if base is not None and any(e.filemode == FILE_MODE.TREE for e in base):
-            # git fanned the notes tree out; let libgit2 place each note correctly
-            sig = self.signature()
-            for commit, text in notes.items():
-                self.repo.create_note(text, sig, sig, commit, ref, True)
-            return
-        builder = self.repo.TreeBuilder(base) if base is not None else self.repo.TreeBuilder()
-        for commit, text in notes.items():
-            builder.insert(commit, self.repo.create_blob(text.encode("utf-8")), FILE_MODE.BLOB)
-        new = self.commit(str(builder.write()), [old] if old else [], message)
-        self.update_refs([(ref, new, old)], message)
+        for attempt in range(NOTES_RETRIES):
+            old = self.resolve_ref(ref)
+            base = self.repo[old].peel(pygit2.Tree) if old else None
+            changes: dict[str, object] = {}
+            for commit, edit in edits.items():
+                path, blob = self._note_entry(base, commit)
+                text = edit(blob.data.decode("utf-8") if blob is not None else None)
+                _place(changes, path, self.repo.create_blob(text.encode("utf-8")))
+            tree = self._rewrite_tree(base, changes)
+            new = self.commit(str(tree), [old] if old else [], message)
+            try:
+                self.update_refs([(ref, new, old)], message)
+                return
+            except RefMovedError:
+                # back off a little, randomly, so two writers do not collide in step
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise GitError(f"{ref}: other processes kept moving it; gave up writing notes after "
+                       f"{NOTES_RETRIES} tries")
+
+    def _note_entry(self, tree: pygit2.Tree | None,
+                    commit: str) -> tuple[list[str], pygit2.Blob | None]:
+        """Where the note of `commit` is in a notes tree, and its blob; for a missing note,
+        where it goes. git fans big notes trees out into ab/cdef... subtrees (and reads
+        any mix of levels), so the path follows the subtrees that already exist."""
+        path: list[str] = []
+        rest = commit
+        while tree is not None:
+            if rest in tree and tree[rest].filemode != FILE_MODE.TREE:
+                return path + [rest], self.repo[tree[rest].id]
+            head = rest[:2]
+            if len(rest) <= 2 or head not in tree or tree[head].filemode != FILE_MODE.TREE:
+                break
+            path.append(head)
+            tree, rest = self.repo[tree[head].id], rest[2:]
+        return path + [rest], None
 
     # ---- ledger -----------------------------------------------------------------------------
 
@@ -302,17 +366,26 @@ class Store:
     def stale_ref_locks(self, run: str) -> list[Path]:
         """Remove ref lock files that a killed gitevo left behind; returns what was removed.
 
-        Only call this while holding gitevo's own lock: then no live gitevo is mid-update,
-        so every lock file under gitevo's namespaces is stale.
+        Only call this while holding gitevo's own lock: then no other generation is
+        mid-update. A `gitevo verify` may still be writing a note without that lock; it
+        holds a ref lock for milliseconds, so a young lock file gets STALE_LOCK_SECONDS to
+        go away by itself before it is judged stale.
         """
         git_dir = Path(self.repo.path)
         found = []
         for base in (git_dir / "refs" / "heads" / "gitevo" / run, git_dir / "refs" / "notes"
                      / "gitevo"):
             found += base.rglob("*.lock") if base.is_dir() else []
+        youngest = max((_mtime(p) for p in found), default=0.0)
+        wait = youngest + STALE_LOCK_SECONDS - time.time()
+        if wait > 0:
+            time.sleep(min(wait, STALE_LOCK_SECONDS))
+        removed = []
         for path in found:
-            path.unlink(missing_ok=True)
-        return found
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+        return removed
 
     def remove_dir(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
@@ -321,6 +394,42 @@ class Store:
 def init_repository(path: Path) -> Store:
     pygit2.init_repository(str(path), initial_head="main")
     return Store(path)
+
+
+def _constant(text: str) -> NoteEdit:
+    return lambda _current: text
+
+
+def _place(nested: dict[str, object], path: list[str], blob: pygit2.Oid) -> None:
+    """Put `blob` at `path` in the nested dict that `_rewrite_tree` takes."""
+    node = nested
+    for part in path[:-1]:
+        node = node.setdefault(part, {})  # type: ignore[assignment]
+    node[path[-1]] = blob
+
+
+def _prune_empty(folder: Path, stop: Path) -> None:
+    """Remove the empty directories in `folder`, then it and its parents below `stop`
+    while they are empty."""
+    if folder.is_dir():
+        for sub in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    while folder != stop and stop in folder.parents:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:  # not empty: something else lives there
+            return
+        folder = folder.parent
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _config_get(cfg: pygit2.Config, key: str) -> str | None:
@@ -337,7 +446,7 @@ def _acquire(path: Path) -> None:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             pid, host = _holder(path)
-            if pid is not None and (host != socket.gethostname() or _alive(pid)):
+            if pid is not None and (host != socket.gethostname() or process_alive(pid)):
                 where = "" if host == socket.gethostname() else f" on {host}"
                 raise LockedError(f"{path}: locked by pid {pid}{where} (another gitevo is "
                                   "running on this repository; wait for it or stop it)") from None
@@ -361,7 +470,8 @@ def _holder(path: Path) -> tuple[int | None, str | None]:
     return int(fields[0]), fields[1] if len(fields) > 1 else None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with that id is running (zombies count as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

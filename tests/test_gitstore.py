@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -149,6 +150,22 @@ def test_stale_ref_locks_are_removed(store):
     store.update_refs([("refs/heads/gitevo/main/g001-000", head, None)], "fine now")
 
 
+def test_a_ref_lock_that_goes_away_by_itself_is_not_stale(store):
+    """A verify writing a note without the run's lock holds a ref lock for milliseconds;
+    recovery gives a young lock time to vanish instead of deleting it under its owner."""
+    head = store.head_commit()
+    notes = store.root / ".git" / "refs" / "notes" / "gitevo"
+    notes.mkdir(parents=True)
+    lock = notes / "main.lock"
+    lock.write_text(head + "\n")
+    owner = subprocess.Popen([sys.executable, "-c", "import os, sys, time; time.sleep(0.5); "
+                              "os.unlink(sys.argv[1])", str(lock)])
+    started = time.monotonic()
+    assert store.stale_ref_locks("main") == []
+    owner.wait()
+    assert time.monotonic() - started >= 0.4
+
+
 def test_commits_between_is_git_log_range_oldest_first(store):
     base = store.head_commit()
     a = store.commit(store.tree_with(base, {"model.py": "a\n"}), [base], "a")
@@ -158,3 +175,43 @@ def test_commits_between_is_git_log_range_oldest_first(store):
     assert set(between) == {a, b, merge} and between[-1] == merge
     expected = git(store.root, "log", "--format=%H", f"{base}..{merge}").split()
     assert sorted(between) == sorted(expected)
+
+
+def test_notes_write_that_loses_a_race_is_redone_on_top_of_the_winner(store):
+    head = store.head_commit()
+    other = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
+    rival = Store(store.root)  # another writer: a verify, or a generation's evaluations
+    seen = []
+
+    def edit(current):
+        if not seen:  # the rival moves the notes ref between our read and our swap
+            rival.write_notes("refs/notes/gitevo/main", {other: "theirs\n"}, "rival")
+        seen.append(current)
+        return (current or "") + "ours\n"
+
+    store.write_notes("refs/notes/gitevo/main", {head: "first\n"}, "first")
+    store.edit_notes("refs/notes/gitevo/main", {head: edit}, "ours")
+    assert seen == ["first\n", "first\n"]  # redone from the notes as they were then
+    assert store.read_notes("refs/notes/gitevo/main") == {head: "first\nours\n",
+                                                          other: "theirs\n"}
+    assert git(store.root, "rev-list", "--count", "refs/notes/gitevo/main").strip() == "3"
+    git(store.root, "fsck", "--strict")
+
+
+def test_two_processes_writing_notes_at_once_lose_none(store):
+    head = store.head_commit()
+    commits = [store.commit(store.tree_with(head, {"model.py": f"{i}\n"}), [head], str(i))
+               for i in range(40)]
+    go = store.root / "go"  # both writers start together, so their writes interleave
+    script = ("import os, sys, time\nfrom gitevo.gitstore import Store\n"
+              "s = Store(sys.argv[1])\n"
+              "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
+              "for c in sys.argv[3:]:\n"
+              "    s.write_notes('refs/notes/gitevo/main', {c: c + '\\n'}, 'w')\n")
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(store.root), str(go), *half],
+                                cwd=os.getcwd()) for half in (commits[::2], commits[1::2])]
+    time.sleep(0.5)
+    go.touch()
+    assert [w.wait(timeout=120) for w in writers] == [0, 0]
+    assert store.read_notes("refs/notes/gitevo/main") == {c: c + "\n" for c in commits}
+    git(store.root, "fsck", "--strict")
