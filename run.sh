@@ -17,6 +17,19 @@ setup() {
     "$VENV/bin/python" -m pip install -q -e ".[dev]" "$@"
 }
 
+# The HTML report's test renders the page in headless Chromium and CI must run it, so a CI
+# machine without a browser gets Debian's chromium (GitHub's ubuntu runner has Chrome)
+ci_browser() {
+    local name sudo=()
+    [ "${CI:-}" = true ] || return 0
+    for name in chromium chromium-browser google-chrome google-chrome-stable; do
+        if command -v "$name" >/dev/null 2>&1; then return 0; fi
+    done
+    if [ "$(id -u)" != 0 ]; then sudo=(sudo -n); fi
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+}
+
 # CIFAR-10 for the demo: $DATA if set; else the JPEG copy that this workplace keeps
 # next to the checkout (unpacked once into the cache); else torchvision downloads it
 demo_data() {
@@ -59,6 +72,7 @@ case "${1:-}" in
         ;;
     test)
         setup "${TORCH[@]}"
+        ci_browser
         shift
         "$VENV/bin/python" -m pytest -q "$@"
         ;;

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from gitevo import __version__
+from gitevo.events import JSON_HELP
 
 EXIT_USAGE = 2
 
@@ -19,10 +20,11 @@ class _Errors(click.Group):
         from gitevo.config import ConfigError
         from gitevo.evolution import EvolutionError
         from gitevo.gitstore import GitError
+        from gitevo.verify import VerifyError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, GitError, EvolutionError) as exc:
+        except (ConfigError, GitError, EvolutionError, VerifyError) as exc:
             click.echo(f"gitevo: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
@@ -46,11 +48,29 @@ def _open(ctx: click.Context):
     return store, config.load(store.root / config.CONFIG_NAME)
 
 
-def _evolution(ctx: click.Context, quiet: bool = False):
+def _evolution(ctx: click.Context, events=None):
     from gitevo.evolution import Evolution
 
     store, conf = _open(ctx)
-    return Evolution(store, conf, ctx.obj["run"], log=None if quiet else click.echo)
+    return Evolution(store, conf, ctx.obj["run"], events=events)
+
+
+def _progress_options(command):
+    """-q/--quiet and --json, for the commands that evolve."""
+    command = click.option("--json", "json_lines", is_flag=True,
+                           help="JSON Lines on stdout, one object per event (keys below).")(
+                               command)
+    return click.option("-q", "--quiet", is_flag=True,
+                        help="Print nothing; errors still go to stderr.")(command)
+
+
+def _progress(quiet: bool = False, json_lines: bool = False):
+    """The event bus of the output mode asked for (a context manager)."""
+    from gitevo import progress
+
+    if quiet and json_lines:
+        raise click.UsageError("--quiet and --json exclude each other")
+    return progress.output("quiet" if quiet else "json" if json_lines else "auto")
 
 
 def _pairs(values: tuple[str, ...], what: str, sep: str) -> list[tuple[str, str]]:
@@ -101,7 +121,8 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
     click.echo(f"seed {seed[:10]} recorded in {store.root}")
     if not no_eval:
         ctx.obj["dir"] = store.root
-        _evolution(ctx).seed(seed)
+        with _progress() as events:
+            _evolution(ctx, events).seed(seed)
 
 
 @main.command()
@@ -111,47 +132,57 @@ def seed(ctx, rev) -> None:
     """Record REV as the run's seed and evaluate it (only before generation 0 is recorded)."""
     from gitevo.gitstore import GitError
 
-    evo = _evolution(ctx)
-    if evo.current() is not None:
-        raise GitError(f"run {ctx.obj['run']!r} already has a seed and a ledger; "
-                       "start another run with --run NAME")
-    commit = evo.store.resolve(rev)
-    if commit is None:
-        raise GitError(f"{rev}: no such revision")
-    evo.seed(commit)
+    with _progress() as events:
+        evo = _evolution(ctx, events)
+        if evo.current() is not None:
+            raise GitError(f"run {ctx.obj['run']!r} already has a seed and a ledger; "
+                           "start another run with --run NAME")
+        commit = evo.store.resolve(rev)
+        if commit is None:
+            raise GitError(f"{rev}: no such revision")
+        evo.seed(commit)
 
 
-@main.command()
+@main.command(epilog=JSON_HELP)
 @click.option("--n", "n", type=click.IntRange(min=1), help="Offspring (default: config).")
-@click.option("-q", "--quiet", is_flag=True)
+@_progress_options
 @click.pass_context
-def generation(ctx, n, quiet) -> None:
-    """Run the next generation, or finish an interrupted one."""
-    _evolution(ctx, quiet).generation(n)
+def generation(ctx, n, quiet, json_lines) -> None:
+    """Run the next generation, or finish an interrupted one.
+
+    On a terminal a live display counts LLM calls, patches and evaluations (with an
+    ETA); elsewhere each child gets a plain line. Each generation ends with a summary.
+    """
+    with _progress(quiet, json_lines) as events:
+        _evolution(ctx, events).generation(n)
 
 
-@main.command()
+@main.command(epilog=JSON_HELP)
 @click.option("--generations", type=click.IntRange(min=1), required=True)
 @click.option("--n", "n", type=click.IntRange(min=1), help="Offspring per generation.")
-@click.option("-q", "--quiet", is_flag=True)
+@_progress_options
 @click.pass_context
-def run(ctx, generations, n, quiet) -> None:
+def run(ctx, generations, n, quiet, json_lines) -> None:
     """Evolve until the run has GENERATIONS generations.
 
     The target is a total, not a count of more generations, so the same command
-    run again after a crash or a preempted job carries on where it stopped.
+    run again after a crash or a preempted job carries on where it stopped. Output
+    as for `gitevo generation`, with a summary after each generation.
     """
-    evo = _evolution(ctx, quiet)
-    current = evo.current()
-    done = current.generation if current else 0
-    if done >= generations:
-        click.echo(f"run {ctx.obj['run']!r} already has {done} generation(s)")
-    for _ in range(done, generations):
-        evo.generation(n)
-        if evo.budget_exhausted:
-            click.echo("LLM budget spent: stopping after this generation (raise llm.max_cost "
-                       "or llm.max_tokens in gitevo.toml to go on)")
-            break
+    with _progress(quiet, json_lines) as events:
+        evo = _evolution(ctx, events)
+        current = evo.current()
+        done = current.generation if current else 0
+        if done >= generations:
+            events.emit("notice", message=f"run {ctx.obj['run']!r} already has {done} "
+                                          "generation(s)")
+        for _ in range(done, generations):
+            evo.generation(n)
+            if evo.budget_exhausted:
+                events.emit("budget_spent", message="LLM budget spent: stopping after this "
+                            "generation (raise llm.max_cost or llm.max_tokens in gitevo.toml "
+                            "to go on)")
+                break
 
 
 @main.command()
@@ -186,6 +217,128 @@ def show(ctx, ident, with_prompt) -> None:
 
     store, conf = _open(ctx)
     report.show(store, conf, ctx.obj["run"], ident, with_prompt)
+
+
+def _out_path(ctx: click.Context, path: str) -> Path:
+    """An output path as given, relative paths taken from -C like every other path."""
+    return ctx.obj["dir"] / path
+
+
+@main.command()
+@click.option("--out", default="front.png", show_default=True, metavar="FILE",
+              help="Image to write (.png, .svg or .pdf).")
+@click.option("--x", "x", metavar="NAME", help="Objective on the x axis (default: the first).")
+@click.option("--y", "y", metavar="NAME", help="Objective on the y axis (default: the second).")
+@click.pass_context
+def pareto(ctx, out, x, y) -> None:
+    """Objective space of every evaluated individual, with the Pareto fronts.
+
+    Each generation's front is the feasible non-dominated set, on the two plotted
+    objectives, of everything evaluated up to and including that generation, so the
+    fronts move outwards as the run improves; colour tells the generation. The seed is a
+    red star; infeasible individuals (violating a constraint of the current gitevo.toml)
+    are hollow grey circles. With one objective, it is plotted against the generation,
+    with the best-so-far line.
+    """
+    from gitevo import plots
+
+    store, conf = _open(ctx)
+    click.echo(f"wrote {plots.pareto(store, conf, ctx.obj['run'], _out_path(ctx, out), x, y)}")
+
+
+@main.command()
+@click.option("--out", default="progress.png", show_default=True, metavar="FILE",
+              help="Image to write (.png, .svg or .pdf).")
+@click.pass_context
+def plot(ctx, out) -> None:
+    """Best feasible value per objective and hypervolume per generation, from the ledger."""
+    from gitevo import plots
+
+    store, conf = _open(ctx)
+    click.echo(f"wrote {plots.progress(store, conf, ctx.obj['run'], _out_path(ctx, out))}")
+
+
+@main.command()
+@click.option("--html", "directory", required=True, metavar="DIR",
+              help="Directory for index.html and its images (created if needed).")
+@click.pass_context
+def report(ctx, directory) -> None:
+    """A static HTML report: plots, generations, top individuals, success rates."""
+    from gitevo import html_report
+
+    store, conf = _open(ctx)
+    page = html_report.write(store, conf, ctx.obj["run"], _out_path(ctx, directory))
+    click.echo(f"wrote {page}")
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--fidelity", help="Fidelity to measure at (default: the one in the note).")
+@click.option("--tolerance", "tolerance", multiple=True, metavar="T|NAME=T",
+              help="Largest accepted worsening: T for every objective, NAME=T for one "
+                   "(repeatable; default 0.02).")
+@click.pass_context
+def verify(ctx, ref, fidelity, tolerance) -> None:
+    """Measure an individual's fitness again and compare it with its note.
+
+    REF is an individual id (g002-005), `best`, or a revision that is an individual's
+    commit. The fitness command runs on a fresh export of the commit, as in a
+    generation, and the result is added to the note's `verifications` whatever it
+    shows. It is compared with the note's evaluation at the same fidelity (or the
+    latest accepted verification there); a max objective may fall, and a min one
+    rise, by at most the tolerance. Exit status 1 when one moved further or the
+    evaluation failed.
+    """
+    from gitevo import verify as verifying
+
+    store, conf = _open(ctx)
+    result = verifying.verify(store, conf, ctx.obj["run"], ref, fidelity, tolerance,
+                              log=click.echo)
+    for line in verifying.report_lines(result):
+        click.echo(line)
+    if result.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("ident")
+@click.option("--push", "remote", metavar="REMOTE",
+              help="Then push best (forced) and the run's notes to REMOTE, for its CI.")
+@click.pass_context
+def promote(ctx, ident, remote) -> None:
+    """Make IDENT the run's champion: move gitevo/<run>/best to its commit.
+
+    The next generation moves best again, to that generation's champion. With
+    --push, best is pushed with force (champions need not descend from each other)
+    and the notes without: a remote with notes this clone lacks needs a sync first.
+    """
+    from gitevo.gitstore import Store
+    from gitevo.promote import promote as promoting
+
+    done = promoting(Store(ctx.obj["dir"]), ctx.obj["run"], ident, remote)
+    was = f" (was {done.previous[:10]})" if done.previous and done.previous != done.commit else ""
+    click.echo(f"best of run {ctx.obj['run']!r} is {done.ident} ({done.commit[:10]}){was}")
+    if remote:
+        click.echo(f"pushed {', '.join(done.pushed)} to {remote}")
+
+
+@main.command()
+@click.argument("remote")
+@click.pass_context
+def sync(ctx, remote) -> None:
+    """Exchange every gitevo run with REMOTE (a remote's name, a URL or a path).
+
+    Fetches its individuals, ledgers and notes, takes what is new, merges notes
+    (verifications of both sides kept), fast-forwards ledgers, and pushes what it
+    lacks without force (best only over the value just fetched). An individual id
+    with different commits in the two clones is refused before anything changes.
+    Then either clone can continue the run.
+    """
+    from gitevo.gitstore import Store
+    from gitevo.sync import sync as syncing
+
+    for line in syncing(Store(ctx.obj["dir"]), ctx.obj["run"], remote).lines():
+        click.echo(line)
 
 
 @main.command(hidden=True)

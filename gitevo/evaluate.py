@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,19 +51,23 @@ class Evaluation:
     fidelity: str = "default"
     seconds: float = 0.0
     error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: validate, fitness
+    # keys this version does not know (newer gitevo, other tools): kept as they were read
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        return {**data.pop("unknown"), **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        known = {k: data[k] for k in ("status", "objectives", "metrics", "fidelity", "seconds",
-                                      "error") if k in data}
-        return cls(**known)
+        names = {f.name for f in fields(cls)} - {"unknown"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   unknown={k: v for k, v in data.items() if k not in names})
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,12 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
 def evaluate(job: Job) -> Evaluation:
     """Validate cheaply, then run the fitness command; never raises for candidate faults."""
     start = time.monotonic()
+    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-") as tmp:
-        result = _evaluate_in(job, Path(tmp))
+        result = _evaluate_in(job, Path(tmp), timings)
     result.seconds = round(time.monotonic() - start, 3)
     result.fidelity = job.fidelity
+    result.timings = timings
     return result
 
 
@@ -118,12 +125,15 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     return failed
 
 
-def _evaluate_in(job: Job, tmp: Path) -> Evaluation:
-    failed = None if job.validated else validate(job, tmp)
-    if failed is not None:
-        return failed
+def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
+    if not job.validated:
+        with _timed(timings, "validate"):
+            failed = validate(job, tmp)
+        if failed is not None:
+            return failed
     metrics_path = tmp / "metrics.json"
-    outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
+    with _timed(timings, "fitness"):
+        outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
     if outcome.timed_out:
         return Evaluation("timeout", error=f"fitness command exceeded {job.timeout:g}s\n"
                           + outcome.tail)
@@ -131,6 +141,15 @@ def _evaluate_in(job: Job, tmp: Path) -> Evaluation:
         return Evaluation("crashed", error=f"fitness command exited {outcome.returncode}\n"
                           + outcome.tail)
     return read_metrics(metrics_path, job.objectives)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[phase] = round(time.monotonic() - start, 3)
 
 
 def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:

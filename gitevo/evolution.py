@@ -10,24 +10,24 @@ import dataclasses
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from gitevo import ledger, operators, selection
 from gitevo.config import Config
 from gitevo.evaluate import Evaluation, Job, kill_orphans, make_job
+from gitevo.events import Events, summary
 from gitevo.executors import make_executor
 from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
 from gitevo.llm import Usage
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, individual_id, make_plan
-from gitevo.producer import generation_usage, produce_guided
+from gitevo.producer import generation_calls, generation_usage, produce_guided
 from gitevo.prompts import PromptLibrary
+from gitevo.timesplit import Timeline
 
 SEED_ID = individual_id(0, 0)
-Log = Callable[[str], None]
 
 
 class EvolutionError(RuntimeError):
@@ -35,9 +35,12 @@ class EvolutionError(RuntimeError):
 
 
 class Evolution:
-    def __init__(self, store: Store, config: Config, run: str = "main", log: Log | None = None):
+    def __init__(self, store: Store, config: Config, run: str = "main",
+                 events: Events | None = None):
         self.store, self.config, self.run = store, config, run
-        self.log = log or (lambda _msg: None)
+        self.events = events or Events()
+        self.timeline = Timeline()  # this process's share of each generation's wall time
+        self.events.subscribe(self.timeline)
         self.state = store.state_dir / "runs" / run
         self.plan_path = self.state / "plan.json"
         self.pid_dir = self.state / "running"
@@ -71,6 +74,7 @@ class Evolution:
         with self.store.lock():
             self.recover()
             current = self._ensure_seed(None)
+            self.timeline.restart()
             plan = self._plan(current, n or self.config.evolution.offspring)
             started = time.monotonic()
             self._produce(plan, current)
@@ -87,9 +91,10 @@ class Evolution:
         """Clean up after a process that died mid-generation: orphans, exported trees."""
         killed = kill_orphans(self.pid_dir)
         if killed:
-            self.log(f"stopped {killed} fitness process(es) left by an interrupted run")
+            self.events.emit("notice", message=f"stopped {killed} fitness process(es) left by "
+                                                "an interrupted run")
         for stale in self.store.stale_ref_locks(self.run):
-            self.log(f"removed {stale}, left by an interrupted run")
+            self.events.emit("notice", message=f"removed {stale}, left by an interrupted run")
         if self.work_root.exists():
             for stale in self.work_root.iterdir():
                 self.store.remove_dir(stale)
@@ -104,6 +109,7 @@ class Evolution:
         if seed is None and commit is None:
             raise GitError(f"{self.store.root}: no gitevo run {self.run!r} here "
                            "(run `gitevo init` first)")
+        self.timeline.restart()
         if commit is not None and commit != seed:
             # before generation 0 is recorded the seed may still be replaced (a fixed seed)
             self.store.update_refs([(individual_ref(self.run, SEED_ID), commit, seed)],
@@ -123,7 +129,7 @@ class Evolution:
                                      "status": "ok", "objectives": result.objectives}],
                          config=self._config_text())
         ledger.record(self.store, self.run, gen, seed, self._ledger_message(gen, None))
-        self.log(f"seed {SEED_ID}: {_fmt(result.objectives)}")
+        self.events.emit("summary", **summary(0, gen.stats))
         return gen
 
     def _reference(self, seed: Member) -> list[float]:
@@ -137,12 +143,15 @@ class Evolution:
     def _plan(self, current: Generation, n: int) -> Plan:
         number = current.generation + 1
         plan = Plan.load(self.plan_path)
-        if plan is not None and plan.generation == number:
-            self.log(f"generation {number}: resuming its saved plan")
-            return plan
-        plan = make_plan(self.store, self.config, number, current.population, n,
-                         self.commit_of(SEED_ID), self.library)
-        plan.save(self.plan_path)
+        resumed = plan is not None and plan.generation == number
+        if not resumed:
+            plan = make_plan(self.store, self.config, number, current.population, n,
+                             self.commit_of(SEED_ID), self.library)
+            plan.save(self.plan_path)
+        pending = [s for s in plan.specs if not s.rejected and not self.commit_of(s.id)]
+        self.events.emit("plan", generation=number, offspring=len(plan.specs),
+                         to_propose=len(pending), resumed=resumed,
+                         operators=dict(Counter(s.operator for s in plan.specs)))
         return plan
 
     # ---- steps 2-3: propose, apply, commit -----------------------------------------------------
@@ -163,12 +172,18 @@ class Evolution:
                                               plan.generation, spec, parents, proposal)
             except PatchError as exc:
                 spec.rejected = f"{exc.reason}: {exc}"
-                self.log(f"{spec.id}: rejected ({spec.rejected})")
+                self.events.emit("rejected", id=spec.id, operator=spec.operator,
+                                 reason=spec.rejected.splitlines()[0])
                 continue
-            created.append((individual_ref(self.run, spec.id), child, None))
+            created.append((spec, child))
         plan.save(self.plan_path)  # rejections first: they are cheap to redo, refs are not
         if created:
-            self.store.update_refs(created, f"gitevo: generation {plan.generation} offspring")
+            self.store.update_refs([(individual_ref(self.run, spec.id), child, None)
+                                    for spec, child in created],
+                                   f"gitevo: generation {plan.generation} offspring")
+        for spec, child in created:
+            self.events.emit("committed", id=spec.id, commit=child, operator=spec.operator,
+                             template=spec.template, turns=0)
 
     # ---- step 4: evaluate ----------------------------------------------------------------------
 
@@ -185,13 +200,21 @@ class Evolution:
             self.store.export_tree(commit, workdir)
             job = self._job(ident, workdir)
             jobs.append((dataclasses.replace(job, validated=ident in validated), commit))
+        if not jobs:
+            return
         by_ident = {job.ident: commit for job, commit in jobs}
-        for job, result in make_executor(self.config).run(job for job, _ in jobs):
+        executor = make_executor(self.config)
+        self.events.emit("evaluating", count=len(jobs), workers=executor.workers)
+        for job, result in executor.run((job for job, _ in jobs), on_start=self._started):
             self.store.write_notes(notes_ref(self.run), {by_ident[job.ident]: _note(result)},
                                    f"gitevo: fitness of {job.ident}")
             self.store.remove_dir(job.workdir)
-            self.log(f"{job.ident}: {result.status} {_fmt(result.objectives)}"
-                     + (f" ({_first_line(result.error)})" if result.error else ""))
+            self.events.emit("evaluation_finished", id=job.ident, status=result.status,
+                             objectives=result.objectives, seconds=result.seconds,
+                             timings=result.timings, error=_first_line(result.error) or None)
+
+    def _started(self, job: Job) -> None:
+        self.events.emit("evaluation_started", id=job.ident)
 
     def _job(self, ident: str, workdir: Path) -> Job:
         job = make_job(self.config, ident, workdir, pid_dir=self.pid_dir)
@@ -217,13 +240,14 @@ class Evolution:
         hall = [hof_pool[i] for i in selection.hall_of_fame(
             self._values(hof_pool), self.config.senses, [m.violation for m in hof_pool],
             self.config.evolution.hall_of_fame, seed)]
-        usage = generation_usage(self, plan) if self.library else Usage()
-        stats = self._stats(survivors, current, rows, current.reference, seconds, usage)
+        usage, calls = ((generation_usage(self, plan), generation_calls(self, plan))
+                        if self.library else (Usage(), None))
+        stats = self._stats(survivors, current, rows, current.reference, seconds, usage, calls)
         gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
                          self._config_text())
         ledger.record(self.store, self.run, gen, self._champion(hall).commit,
                       self._ledger_message(gen, current))
-        self.log(self._ledger_message(gen, current).splitlines()[0])
+        self.events.emit("summary", **summary(gen.generation, gen.stats))
         return gen
 
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
@@ -259,7 +283,7 @@ class Evolution:
 
     def _stats(self, population: list[Member], previous: Generation | None, rows: list[dict],
                reference: list[float], seconds: dict[str, float],
-               usage: Usage | None = None) -> dict:
+               usage: Usage | None = None, calls: dict[str, int] | None = None) -> dict:
         feasible = [m for m in population if m.violation == 0]
         best = {}
         for o in self.config.objectives:
@@ -268,9 +292,14 @@ class Evolution:
         usage = usage or Usage()
         statuses = Counter(r["status"] for r in rows)
         rejected = Counter(r["error"].split(":")[0] for r in rows if r["status"] == "rejected")
-        return {"best": best,
-                "hypervolume": selection.hypervolume(self._values(feasible), self.config.senses,
-                                                     reference),
+        hypervolume = selection.hypervolume(self._values(feasible), self.config.senses,
+                                            reference)
+        before = previous.stats if previous else {}
+        return {"best": best, "best_delta": _deltas(best, before.get("best", {})),
+                "hypervolume": hypervolume,
+                "hypervolume_delta": (hypervolume - before["hypervolume"]
+                                      if "hypervolume" in before else None),
+                "llm_calls": calls or {"ok": 0, "failed": 0}, **self.timeline.split(),
                 "offspring": len(rows), "statuses": dict(statuses),
                 "valid_rate": statuses["ok"] / len(rows) if rows else 1.0,
                 "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
@@ -302,8 +331,10 @@ def _note(result: Evaluation) -> str:
     return json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def _fmt(objectives: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.6g}" for k, v in objectives.items())
+def _deltas(best: dict[str, float | None],
+            before: dict[str, float | None]) -> dict[str, float | None]:
+    return {name: value - before[name] if value is not None and before.get(name) is not None
+            else None for name, value in best.items()}
 
 
 def _first_line(text: str | None) -> str:

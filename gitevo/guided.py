@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from typing import Any
 from gitevo import genome, operators, prompts, responses
 from gitevo.config import Config
 from gitevo.evaluate import Evaluation, make_job, validate
+from gitevo.events import Events
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
-from gitevo.llm import Client, Message, Request, Usage
+from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request, Usage
 from gitevo.patch import PatchError
 from gitevo.plan import CROSSOVER, EOT, Spec
 
@@ -36,6 +38,7 @@ class Outcome:
     reason: str | None  # why it was refused (None for a commit)
     provenance: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    validated: bool = False  # the commit passed parse, import and check on its last turn
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Guide:
     library: prompts.PromptLibrary
     seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
     seed_objectives: dict[str, float]
+    events: Events = field(default_factory=Events)
 
     def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
         store = Store(self.root)
@@ -59,7 +63,12 @@ class Guide:
                   "provider": self.client.name, "temperature": spec.temperature,
                   "max_tokens": request.max_tokens, "system": prompt.system,
                   "stable": prompt.stable, "turns": []}
-        outcome = self._converse(store, spec, generation, parents, prompt, request, record)
+        try:
+            outcome = self._converse(store, spec, generation, parents, prompt, request, record)
+        except LLMError as exc:
+            # a repair turn that failed outright still leaves the earlier turns' tokens spent
+            exc.turns = record["turns"]
+            raise
         record["usage"] = asdict(outcome.usage)
         outcome.provenance = record
         return outcome
@@ -69,21 +78,43 @@ class Guide:
         usage = Usage()
         turns = 1 + self.config.llm.repair_turns
         for turn_number in range(1, turns + 1):
-            reply = self.client.complete(request)
+            reply = self._call(spec, turn_number, request)
             usage = usage + reply.usage
-            commit, error = self._attempt(store, spec, generation, parents, prompt, reply.text)
+            commit, error = self._attempt(store, spec, generation, parents, prompt, reply.text,
+                                          turn_number)
             record["turns"].append({"user": request.messages[-1].content, "response": reply.text,
                                     "stop_reason": reply.stop_reason, "attempts": reply.attempts,
-                                    "usage": asdict(reply.usage), "error": error})
+                                    "usage": asdict(reply.usage), "seconds": reply.seconds,
+                                    "error": error})
             if error is None or (commit is not None and turn_number == turns):
-                return Outcome(commit, None, usage=usage)  # an invalid last try is still data
+                # an invalid last try is still data: committed, then evaluated as invalid
+                return Outcome(commit, None, usage=usage, validated=error is None)
             if turn_number == turns:
                 return Outcome(None, error, usage=usage)
             request = _with_repair(request, reply.text, prompts.repair(error, self.library))
         raise AssertionError("unreachable: the last turn returns")
 
+    def _call(self, spec: Spec, turn: int, request: Request) -> Reply:
+        """One LLM call, reported as an `llm_call` event whether it answered or not."""
+        try:
+            reply = self.client.complete(request)
+        except BudgetExceeded:
+            raise  # nothing was sent: no call to report
+        except LLMError as exc:
+            self.events.emit("llm_call", id=spec.id, turn=turn, ok=False, tokens=0,
+                             input_tokens=0, output_tokens=0, cost=0.0, seconds=exc.seconds,
+                             attempts=exc.attempts, error=f"{exc.kind}: {exc.message}")
+            raise
+        used = reply.usage
+        self.events.emit("llm_call", id=spec.id, turn=turn, ok=True, tokens=used.total_tokens,
+                         input_tokens=used.input_tokens, output_tokens=used.output_tokens,
+                         cost=used.cost, seconds=reply.seconds, attempts=reply.attempts,
+                         error=None)
+        return reply
+
     def _attempt(self, store: Store, spec: Spec, generation: int, parents: list[str],
-                 prompt: prompts.Prompt, answer: str) -> tuple[str | None, str | None]:
+                 prompt: prompts.Prompt, answer: str,
+                 turn: int) -> tuple[str | None, str | None]:
         """(commit, None) when the answer applies and validates; else (commit or None, error)."""
         path, name = spec.block.split("::", 1)
         source = store.read_file(parents[0], path) or ""
@@ -97,17 +128,21 @@ class Guide:
                                            parents, proposal)
         except PatchError as exc:
             return None, f"{exc.reason}: {exc}"
-        failed = self._validate(store, spec, commit)
+        failed = self._validate(store, spec, commit, turn)
         return commit, (None if failed is None else failed.error or failed.status)
 
-    def _validate(self, store: Store, spec: Spec, commit: str) -> Evaluation | None:
+    def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
         """The cheap checks (parse, import, the target's check command) on the new tree."""
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"gitevo-{spec.id}-") as tmp:
             workdir = Path(tmp) / "tree"
             store.export_tree(commit, workdir)
             scratch = Path(tmp) / "scratch"
             scratch.mkdir()
-            return validate(make_job(self.config, spec.id, workdir), scratch)
+            failed = validate(make_job(self.config, spec.id, workdir), scratch)
+        self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
+                         seconds=round(time.monotonic() - started, 3))
+        return failed
 
     # ---- prompts -----------------------------------------------------------------------------
 

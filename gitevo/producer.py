@@ -8,6 +8,7 @@ never pays twice for an answer it already has.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ def produce_guided(evo: Evolution, plan: Plan, current: Generation) -> None:
     client = _client(evo, plan, current)
     seed = evo.commit_of("g000-000")
     guide = Guide(evo.store.root, evo.config, evo.run, client, evo.library, seed,
-                  evo.evaluation(seed).objectives)
+                  evo.evaluation(seed).objectives, evo.events)
     members = {m.id: m for m in current.population}
     with client, ThreadPoolExecutor(client.settings.concurrency) as pool:
         futures = {pool.submit(guide.propose, s, plan.generation, members): s for s in pending}
@@ -64,13 +65,24 @@ def spent_so_far(evo: Evolution, plan: Plan, current: Generation) -> Usage:
 def generation_usage(evo: Evolution, plan: Plan) -> Usage:
     """Usage of this generation's proposals: children's provenance notes and refusals."""
     total = Usage()
+    for turn in _turns(evo, plan):
+        total = total + Usage(**turn.get("usage", {}))
+    return total
+
+
+def generation_calls(evo: Evolution, plan: Plan) -> dict[str, int]:
+    """This generation's LLM calls: answered (one per recorded turn) and failed outright."""
+    failed = sum(1 for s in plan.specs if (s.rejected or "").startswith("llm-"))
+    return {"ok": sum(1 for _ in _turns(evo, plan)), "failed": failed}
+
+
+def _turns(evo: Evolution, plan: Plan) -> Iterator[dict]:
+    """Every recorded turn of this generation: in children's provenance notes, in refusals."""
     for spec in plan.specs:
         commit = evo.commit_of(spec.id)
         note = evo.store.read_note(llm_notes_ref(evo.run), commit) if commit else None
         record = json.loads(note) if note else {"turns": spec.turns}
-        for turn in record.get("turns", []):
-            total = total + Usage(**turn.get("usage", {}))
-    return total
+        yield from record.get("turns", [])
 
 
 def _settle(evo: Evolution, plan: Plan, spec: Spec, future: Future) -> None:
@@ -78,8 +90,9 @@ def _settle(evo: Evolution, plan: Plan, spec: Spec, future: Future) -> None:
         outcome: Outcome = future.result()
     except BudgetExceeded as exc:
         evo.budget_exhausted = True
-        spec.rejected = f"budget: {exc.message}"
+        spec.rejected, spec.turns = f"budget: {exc.message}", exc.turns
     except LLMError as exc:
+        spec.turns = exc.turns
         if exc.kind in FATAL:
             plan.save(evo.plan_path)
             from gitevo.evolution import EvolutionError
@@ -92,7 +105,8 @@ def _settle(evo: Evolution, plan: Plan, spec: Spec, future: Future) -> None:
             return
         spec.rejected, spec.turns = outcome.reason, outcome.provenance.get("turns", [])
     plan.save(evo.plan_path)
-    evo.log(f"{spec.id}: rejected ({spec.rejected.splitlines()[0]})")
+    evo.events.emit("rejected", id=spec.id, operator=spec.operator,
+                    reason=spec.rejected.splitlines()[0])
 
 
 def _keep(evo: Evolution, plan: Plan, spec: Spec, outcome: Outcome) -> None:
@@ -103,8 +117,9 @@ def _keep(evo: Evolution, plan: Plan, spec: Spec, outcome: Outcome) -> None:
                           f"gitevo: provenance of {spec.id}")
     evo.store.update_refs([(individual_ref(evo.run, spec.id), outcome.commit, None)],
                           f"gitevo: generation {plan.generation} offspring {spec.id}")
-    spec.validated = True  # lost in a crash before the save, the checks just run again
+    # only a child whose last turn passed the checks may skip them at evaluation (lost in a
+    # crash before the save, the checks just run again)
+    spec.validated = outcome.validated
     plan.save(evo.plan_path)
-    turns = len(outcome.provenance.get("turns", []))
-    evo.log(f"{spec.id}: committed {outcome.commit[:10]} ({spec.operator}, {spec.template}"
-            f"{'' if turns == 1 else f', {turns} turns'})")
+    evo.events.emit("committed", id=spec.id, commit=outcome.commit, operator=spec.operator,
+                    template=spec.template, turns=len(outcome.provenance.get("turns", [])))

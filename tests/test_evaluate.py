@@ -184,3 +184,34 @@ def test_side_by_side_workers_share_the_cores(workdir, monkeypatch):
     assert threads(1) == {(0, 0)}  # alone, the libraries pick their own defaults
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     assert threads(2) == {(7, share)}
+
+
+def test_notes_keep_keys_this_version_does_not_know(workdir):
+    from gitevo.evaluate import Evaluation
+
+    old = {"status": "ok", "objectives": {"accuracy": 0.5}, "metrics": {}, "fidelity": "smoke",
+           "seconds": 1.5, "error": None}  # a note written before timings existed
+    assert Evaluation.from_dict(old).timings == {}
+    newer = {**old, "timings": {"fitness": 1.2}, "verifications": [{"fidelity": "paper"}]}
+    assert Evaluation.from_dict(newer).to_dict() == newer
+
+
+def test_timings_split_validation_from_fitness(workdir):
+    slow_check = "python -c 'import time; time.sleep(0.3)'"
+    command = "sleep 0.2 && python harness.py ok {metrics}"
+    result = evaluate(_job(workdir, command, check=slow_check))
+    assert result.ok and set(result.timings) == {"validate", "fitness"}
+    assert result.timings["validate"] >= 0.3 and result.timings["fitness"] >= 0.2
+    assert result.timings["validate"] + result.timings["fitness"] <= result.seconds
+    checked = evaluate(_job(workdir, command, check=slow_check, validated=True))
+    assert checked.ok and set(checked.timings) == {"fitness"}  # checked when proposed
+
+
+def test_executor_reports_each_start_before_its_result(workdir):
+    from gitevo.executors.local import LocalExecutor
+
+    started: list[str] = []
+    jobs = [_job(workdir, "python harness.py ok {metrics}", ident=i) for i in "abc"]
+    for job, result in LocalExecutor(2).run(jobs, on_start=lambda j: started.append(j.ident)):
+        assert job.ident in started and result.ok
+    assert sorted(started) == ["a", "b", "c"]

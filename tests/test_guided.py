@@ -156,3 +156,51 @@ def test_children_checked_when_proposed_are_not_checked_again(tmp_path):
     lines = log.read_text().splitlines()
     assert kept and all(r["status"] == "ok" for r in kept)
     assert len(lines) == len(gen.offspring) and not any("worktrees" in x for x in lines)
+
+
+BROKEN_BLOCK = '''
+import re, sys
+prompt = sys.stdin.read()
+if prompt.count("=== user ===") > 1 and "{mode}" == "fail-repair":
+    sys.exit(3)  # the repair turn's call fails outright
+if "{mode}" == "fail-repair":
+    print("I would tweak the constants, but here is no code.")
+    sys.exit(0)
+name = re.search(r"(?:block to change is|same idea to|two versions of) `(\\w+)`", prompt)[1]
+print(f"```python\\ndef {{name}}(x):\\n    return undefined_name * 2\\n```")
+'''
+
+
+def _scripted(tmp_path: Path, mode: str) -> Path:
+    script = tmp_path / f"{mode}.py"
+    script.write_text(BROKEN_BLOCK.format(mode=mode))
+    repo = tmp_path / mode
+    cli("init", str(repo), "--template", "toy", "--llm", "provider=command",
+        "--llm", f"command={sys.executable} {script}")
+    text = (repo / "gitevo.toml").read_text().replace('provider = "command"',
+                                                      'provider = "command"\nretries = 0')
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "no retries: the scripted failures are final")
+    return repo
+
+
+def test_a_child_still_invalid_after_its_last_repair_turn_is_evaluated_as_invalid(tmp_path):
+    repo = _scripted(tmp_path, "always-broken")
+    cli("-C", str(repo), "generation", "--n", "3")
+    children = [i for i in load_all(Store(repo), "main").values() if i.generation == 1]
+    assert len(children) == 3
+    # committed as data, but its evaluation reran the check that it failed at proposal
+    assert {c.status for c in children} == {"invalid"}
+    assert all("check failed" in c.evaluation.error for c in children)
+
+
+def test_a_repair_call_that_fails_keeps_the_turns_already_paid_for(tmp_path):
+    repo = _scripted(tmp_path, "fail-repair")
+    cli("-C", str(repo), "generation", "--n", "2")
+    gen = ledger.read(Store(repo), "main")
+    rows = [r for r in gen.offspring if r["status"] == "rejected"]
+    assert len(rows) == 2 and all(r["error"].startswith("llm-server") for r in rows)
+    assert all(len(r["turns"]) == 1 and r["turns"][0]["usage"]["input_tokens"] > 0
+               for r in rows)
+    assert gen.stats["llm"]["input_tokens"] == sum(r["turns"][0]["usage"]["input_tokens"]
+                                                   for r in rows)

@@ -47,5 +47,6 @@ def test_guided_run_shows_prompts_in_status_log_and_show(exquisite_run):
     assert "via crossover" in lineage.splitlines()[0]
     assert "parent 2:" in lineage
     shown = cli("-C", str(exquisite_run), "show", ident, "--prompt")
-    assert shown.count("diff against") == 2 and "=== turn 1: response" in shown
+    assert len(re.findall(r"─ diff against g\d{3}-\d{3} ", shown)) == 2  # one per parent
+    assert "=== turn 1: response" in shown
     assert '"status"' in shown and "Gitevo-Temperature:" in shown

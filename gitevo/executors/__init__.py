@@ -1,4 +1,5 @@
-"""Where evaluations run. Every executor takes Jobs and yields (job, Evaluation) as each ends."""
+"""Where evaluations run. Every executor takes Jobs and yields (job, Evaluation) as each ends,
+and calls `on_start(job)` (from any thread) as each begins, for progress displays."""
 
 from __future__ import annotations
 

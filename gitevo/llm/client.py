@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import replace
 from typing import Protocol
 
@@ -57,10 +58,14 @@ class Client:
 
     def _complete_reserved(self, request: Request, held: Reservation) -> Reply:
         usage: Usage | None = None
+        started = time.monotonic()  # after the slot is ours: waiting for one is not LLM time
         try:
             reply = self._send_with_retries(request)
             usage = self._priced(reply.usage)
-            return reply.with_usage(usage)
+            return replace(reply, usage=usage, seconds=_since(started))
+        except LLMError as err:
+            err.seconds = _since(started)
+            raise
         finally:
             self._budget.settle(held, usage)
 
@@ -110,3 +115,7 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 3)

@@ -78,6 +78,7 @@ class Reply:
     usage: Usage
     attempts: int = 1  # 1 + the retries this call needed
     raw: dict[str, Any] = field(default_factory=dict)  # the response as the provider sent it
+    seconds: float = 0.0  # wall time of the call, retries and their pauses included
 
     def with_usage(self, usage: Usage) -> Reply:
         return replace(self, usage=usage)
@@ -96,6 +97,8 @@ class LLMError(Exception):
         self.retry_after = retry_after  # seconds the server asked us to wait, if it said
         self.retryable = kind in RETRYABLE_KINDS if retryable is None else retryable
         self.attempts = 1
+        self.seconds = 0.0  # how long the call tried before giving up (0: nothing was sent)
+        self.turns: list[dict] = []  # a conversation's earlier turns, answered and paid for
 
     def __str__(self) -> str:
         return self.message
