@@ -17,17 +17,36 @@ setup() {
     "$VENV/bin/python" -m pip install -q -e ".[dev]" "$@"
 }
 
-# The HTML report's test renders the page in headless Chromium and CI must run it, so a CI
-# machine without a browser gets Debian's chromium (GitHub's ubuntu runner has Chrome)
-ci_browser() {
-    local name sudo=()
-    [ "${CI:-}" = true ] || return 0
-    for name in chromium chromium-browser google-chrome google-chrome-stable; do
+# CI must exercise what the tests would otherwise skip on a bare machine, so under CI=true
+# the system tools they drive are installed when missing (as root, or through sudo -n)
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+have_any() {
+    local name
+    for name in "$@"; do
         if command -v "$name" >/dev/null 2>&1; then return 0; fi
     done
-    if [ "$(id -u)" != 0 ]; then sudo=(sudo -n); fi
-    "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    return 1
+}
+
+ci_tools() {
+    [ "${CI:-}" = true ] || return 0
+    local missing=()
+    # the HTML report is checked in headless Chromium (GitHub's ubuntu runner has Chrome)
+    have_any chromium chromium-browser google-chrome google-chrome-stable || missing+=(chromium)
+    # the sandbox's network and filesystem tests (unshare -rn covers the network without it)
+    have_any bwrap || missing+=(bubblewrap)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        as_root apt-get update -q
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+    fi
+    # a one-node SLURM for the executor's integration test: best effort, the test says
+    # why it skipped when this cannot run here
+    if [ "$(id -u)" = 0 ] && ! timeout 300 .ci/slurm-up >/dev/null 2>&1; then
+        echo "run.sh: no one-node SLURM here (.ci/slurm-up failed); its test will skip" >&2
+    fi
 }
 
 # CIFAR-10 for the demo: $DATA if set; else the JPEG copy that this workplace keeps
@@ -72,7 +91,7 @@ case "${1:-}" in
         ;;
     test)
         setup "${TORCH[@]}"
-        ci_browser
+        ci_tools
         shift
         "$VENV/bin/python" -m pytest -q "$@"
         ;;

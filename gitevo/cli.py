@@ -341,6 +341,32 @@ def sync(ctx, remote) -> None:
         click.echo(line)
 
 
+@main.command()
+@click.pass_context
+def doctor(ctx) -> None:
+    """Which sandbox protections hold on this machine, tried rather than assumed.
+
+    Reads [sandbox] and the fitness timeout from gitevo.toml when run in a gitevo
+    repository (the defaults elsewhere). Exits 0 whatever is inactive; 2 when
+    gitevo.toml is broken.
+    """
+    from gitevo import config
+    from gitevo import doctor as doctoring
+    from gitevo.gitstore import GitError, Store
+
+    settings, timeout, source = config.Sandbox(), 600.0, "no gitevo.toml: defaults"
+    try:
+        path = Store(ctx.obj["dir"]).root / config.CONFIG_NAME
+    except GitError:
+        path = None
+    if path is not None and path.is_file():
+        conf = config.load(path)
+        settings, timeout, source = conf.sandbox, conf.fitness.timeout, str(path)
+    rows = doctoring.check(settings, timeout)
+    for line in doctoring.render(rows, doctoring.versions(), source):
+        click.echo(line)
+
+
 @main.command(hidden=True)
 @click.argument("name", type=click.Choice(["pre-commit"]))
 @click.pass_context

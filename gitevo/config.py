@@ -21,8 +21,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "gitevo.toml"
-# only what is implemented today; the cluster executors extend this
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray", "slurm")
+SLURM_CLUSTERS = ("slurm", "local")  # "local": submitit runs each job as a local process
+_GPU_ID = re.compile(r"^[\w-]+$")  # an index or a UUID such as GPU-5fd4...
+_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d{2})(?::(\d{2}))?$")  # [D-]H:MM[:SS]
 PLACEHOLDERS = ("metrics", "workdir", "fidelity")
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
 PLACEHOLDER = re.compile(r"(?<![{$])\{([A-Za-z_]\w*)\}(?!\})")
@@ -86,10 +88,50 @@ class Evolution:
 
 
 @dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None  # None: ray.init() starts or finds a cluster as Ray decides
+    num_cpus: float = 1.0  # resources each evaluation task asks for
+    num_gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    time: int = 60  # minutes per evaluation job
+    gpus_per_task: int = 0
+    mem_gb: float | None = None
+    cpus_per_task: int = 1
+    # submitit's job files, which the nodes must see (relative: to the repository);
+    # None: .git/gitevo/slurm
+    folder: str | None = None
+    sbatch: dict[str, str] = field(default_factory=dict)  # more `#SBATCH --key=value` lines
+    cluster: str = "slurm"
+
+
+@dataclass(frozen=True)
 class Executor:
     kind: str = "local"
+    # evaluations in flight; 0 (ray, slurm, when unset): as many as the cluster takes
     workers: int = 1
-    options: dict[str, Any] = field(default_factory=dict)
+    gpus: str | tuple[str, ...] = "auto"  # local: "auto" (detect) or the device ids to use
+    per_gpu: int = 1  # local: evaluations sharing one GPU
+    retries: int = 2  # ray, slurm: new attempts after a lost worker or node
+    ray: RayOptions = field(default_factory=RayOptions)
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+
+
+ISOLATIONS = ("auto", "bwrap", "unshare", "none")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How evaluated code is confined (see gitevo/sandbox.py and `gitevo doctor`)."""
+
+    network: str = "deny"  # or "allow"
+    isolation: str = "auto"  # "bwrap", "unshare", "none"; auto takes the first that works
+    memory: float | None = None  # GB of address space per process; 0: none; None: auto
+    processes: int = 1024  # tasks (threads count) in one evaluation
+    file_size: float = 16.0  # GB, largest file one process may write; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,7 @@ class Config:
     llm: LLMSettings
     executor: Executor
     raw: dict[str, Any]
+    sandbox: Sandbox = field(default_factory=Sandbox)
 
     @property
     def senses(self) -> list[str]:
@@ -182,12 +225,14 @@ def parse(text: str, path: Path | str = CONFIG_NAME) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     top = _Reader(path, raw, "")
-    top.reject_unknown({"genes", "fitness", "objectives", "evolution", "llm", "executor"})
+    top.reject_unknown({"genes", "fitness", "objectives", "evolution", "llm", "executor",
+                        "sandbox"})
     objectives = _objectives(top)
     evolution = _evolution(top.sub("evolution"), {o.name for o in objectives})
     return Config(path=path, genes=_genes(top.sub("genes")), fitness=_fitness(top.sub("fitness")),
                   objectives=objectives, evolution=evolution, llm=_llm(top.sub("llm")),
-                  executor=_executor(top.sub("executor")), raw=raw)
+                  executor=_executor(top.sub("executor")), raw=raw,
+                  sandbox=_sandbox(top.sub("sandbox")))
 
 
 def _genes(r: _Reader) -> Genes:
@@ -286,12 +331,85 @@ def _llm(r: _Reader) -> LLMSettings:
 
 
 def _executor(r: _Reader) -> Executor:
+    r.reject_unknown({"kind", "workers", "gpus", "per_gpu", "retries", "ray", "slurm"})
     kind = r.get("kind", str, "local")
     if kind not in EXECUTORS:
         raise r.fail("kind", f"must be one of {', '.join(EXECUTORS)}, got {kind!r}")
-    workers = r.integer("workers", 1, 1)
-    options = {k: v for k, v in r.table.items() if k not in ("kind", "workers")}
-    return Executor(kind=kind, workers=workers, options=options)
+    # a cluster's executor defaults to filling the cluster; a local one to one at a time
+    workers = r.integer("workers", 1 if kind == "local" else 0, 1 if "workers" in r.table else 0)
+    return Executor(kind=kind, workers=workers, gpus=_gpus(r),
+                    per_gpu=r.integer("per_gpu", 1, 1), retries=r.integer("retries", 2, 0),
+                    ray=_ray(r.sub("ray")), slurm=_slurm(r.sub("slurm")))
+
+
+def _gpus(r: _Reader) -> str | tuple[str, ...]:
+    value = r.get("gpus", (str, list), "auto")
+    if value == "auto":
+        return value
+    ids = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+           for v in (value if isinstance(value, list) else [None])]
+    if not all(isinstance(v, str) and _GPU_ID.match(v) for v in ids):
+        raise r.fail("gpus", f'must be "auto" or a list of device ids like [0, 1], got {value!r}')
+    return tuple(ids)
+
+
+def _ray(r: _Reader) -> RayOptions:
+    r.reject_unknown({"address", "num_cpus", "num_gpus"})
+    return RayOptions(address=r.get("address", str, None),
+                      num_cpus=r.number("num_cpus", 1.0, 0.0),
+                      num_gpus=r.number("num_gpus", 0.0, 0.0))
+
+
+def _slurm(r: _Reader) -> SlurmOptions:
+    r.reject_unknown({"partition", "time", "gpus_per_task", "mem_gb", "cpus_per_task",
+                      "folder", "sbatch", "cluster"})
+    sbatch = r.get("sbatch", dict, {})
+    for key, value in sbatch.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise r.fail(f"sbatch.{key}", f"expected a string or a number, got {value!r}")
+    cluster = r.get("cluster", str, "slurm")
+    if cluster not in SLURM_CLUSTERS:
+        raise r.fail("cluster", f"must be one of {', '.join(SLURM_CLUSTERS)}, got {cluster!r}")
+    mem = r.get("mem_gb", (int, float), None)
+    if mem is not None and not mem > 0:
+        raise r.fail("mem_gb", f"must be > 0, got {mem}")
+    return SlurmOptions(partition=r.get("partition", str, None), time=_minutes(r, "time", 60),
+                        gpus_per_task=r.integer("gpus_per_task", 0, 0),
+                        mem_gb=None if mem is None else float(mem),
+                        cpus_per_task=r.integer("cpus_per_task", 1, 1),
+                        folder=r.get("folder", str, None),
+                        sbatch={k: str(v) for k, v in sbatch.items()}, cluster=cluster)
+
+
+def _minutes(r: _Reader, key: str, default: int) -> int:
+    """A SLURM time limit: whole minutes, or "[D-]H:MM[:SS]" as sbatch writes it."""
+    value = r.get(key, (int, str), default)
+    if isinstance(value, int):
+        if value < 1:
+            raise r.fail(key, f"must be >= 1 minute, got {value}")
+        return value
+    match = _SLURM_TIME.match(value)
+    if not match:
+        raise r.fail(key, f'must be minutes or "H:MM:SS", got {value!r}')
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return max(1, days * 1440 + hours * 60 + minutes + math.ceil(seconds / 60))
+
+
+def _sandbox(r: _Reader) -> Sandbox:
+    r.reject_unknown({"network", "isolation", "memory", "processes", "file_size"})
+    network = r.get("network", str, "deny")
+    if network not in ("deny", "allow"):
+        raise r.fail("network", f'must be "deny" or "allow", got {network!r}')
+    isolation = r.get("isolation", str, "auto")
+    if isolation not in ISOLATIONS:
+        raise r.fail("isolation", f"must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    memory = r.get("memory", (str, int, float), "auto")
+    if memory != "auto" and (isinstance(memory, str) or not 0 <= memory < math.inf):
+        raise r.fail("memory", f'must be "auto" or GB >= 0 (0: no limit), got {memory!r}')
+    return Sandbox(network=network, isolation=isolation,
+                   memory=None if memory == "auto" else float(memory),
+                   processes=r.integer("processes", 1024, 8),
+                   file_size=r.number("file_size", 16.0, 0.0))
 
 
 def render(files: list[str], command: str, objectives: list[tuple[str, str]], *,

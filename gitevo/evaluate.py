@@ -11,34 +11,20 @@ import ast
 import contextlib
 import json
 import math
-import os
-import re
 import shlex
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gitevo.config import PLACEHOLDER, Config
+from gitevo.config import PLACEHOLDER, Config, Sandbox
+from gitevo.sandbox import Outcome, run_confined, sandbox_env
+from gitevo.sandbox import kill_orphans as kill_orphans  # callers have always found it here
 
 STATUSES = ("ok", "invalid", "timeout", "crashed")
-TAIL_CHARS = 2000
 CHECK_TIMEOUT = 300.0
-
-# Passed through to the evaluated code; everything else (API keys, cloud credentials,
-# tokens) stays out. Names that look secret are refused even when a config lists them.
-ENV_ALLOW = ("PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME", "SHELL",
-             "VIRTUAL_ENV", "CONDA_PREFIX", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
-             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME",
-             "XDG_CACHE_HOME", "LD_LIBRARY_PATH", "PYTHONHASHSEED", "CI")
-ENV_ALLOW_PREFIXES = ("LC_", "GITEVO_PUBLIC_")
-SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION", re.I)
 
 
 @dataclass
@@ -87,6 +73,9 @@ class Job:
     pid_dir: Path | None = None
     threads: int | None = None  # this job's share of the CPU cores (None: no limit set)
     validated: bool = False  # already passed `validate` on this very tree: skip it
+    devices: str | None = None  # CUDA_VISIBLE_DEVICES for this job (None: as inherited)
+    commit: str | None = None  # the individual's commit, for executors that ship an archive
+    sandbox: Sandbox = Sandbox()  # gitevo.toml's [sandbox]: how the commands are confined
 
 
 def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
@@ -95,7 +84,7 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
                command=config.fitness.command, check=config.fitness.check,
                timeout=config.fitness.timeout, fidelity=fidelity or config.fitness.fidelity,
                variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
-               env_extra=config.fitness.env, pid_dir=pid_dir)
+               env_extra=config.fitness.env, pid_dir=pid_dir, sandbox=config.sandbox)
 
 
 def evaluate(job: Job) -> Evaluation:
@@ -135,11 +124,11 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
     with _timed(timings, "fitness"):
         outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
     if outcome.timed_out:
-        return Evaluation("timeout", error=f"fitness command exceeded {job.timeout:g}s\n"
-                          + outcome.tail)
+        return Evaluation("timeout", error=f"fitness command exceeded {job.timeout:g}s"
+                          f"{outcome.reason()}\n" + outcome.tail)
     if outcome.returncode != 0:
-        return Evaluation("crashed", error=f"fitness command exited {outcome.returncode}\n"
-                          + outcome.tail)
+        return Evaluation("crashed", error=f"fitness command exited {outcome.returncode}"
+                          f"{outcome.reason()}\n" + outcome.tail)
     return read_metrics(metrics_path, job.objectives)
 
 
@@ -224,99 +213,12 @@ def read_metrics(path: Path, objectives: tuple[str, ...]) -> Evaluation:
     return Evaluation("ok", objectives=values, metrics=metrics)
 
 
-# ---- the sandboxed subprocess ---------------------------------------------------------------
-
-@dataclass
-class Outcome:
-    returncode: int
-    timed_out: bool
-    tail: str
-
-    @property
-    def last_line(self) -> str:
-        lines = [line for line in self.tail.splitlines() if line.strip()]
-        return lines[-1].strip() if lines else "(no output)"
-
-
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
-                threads: int | None = None) -> dict[str, str]:
-    """The evaluated code's environment: an allowlist, with no secrets in it.
-
-    `threads` caps the math libraries' thread pools unless the user already did: N
-    evaluations side by side, each spinning up one thread per core, run several
-    times slower than the same N one after another.
-    """
-    env = {k: v for k, v in os.environ.items()
-           if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES) or k in extra)
-           and not SECRET.search(k)}
-    if threads is not None:
-        for name in THREAD_VARS:
-            env.setdefault(name, str(threads))
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
-    env.update(TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), PYTHONDONTWRITEBYTECODE="1")
-    return env
-
+# ---- the sandboxed subprocess (gitevo/sandbox.py) ---------------------------------------------
 
 def run_sandboxed(command: str, job: Job, tmp: Path, timeout: float) -> Outcome:
-    """Run `command` in its own process group; kill the whole group on timeout."""
-    log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
-    token = uuid.uuid4().hex
-    env = sandbox_env(tmp, job.env_extra, job.threads) | {"GITEVO_JOB": token}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "-c", command], cwd=job.workdir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        pid_file = _record_pid(job, proc.pid, token)
-        try:
-            proc.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(proc.pid)
-            proc.wait()
-            if pid_file:
-                pid_file.unlink(missing_ok=True)
-    return Outcome(proc.returncode, timed_out, _tail(log))
-
-
-def _record_pid(job: Job, pid: int, token: str) -> Path | None:
-    """Remember the process group so a later run can stop it if we are killed."""
-    if job.pid_dir is None:
-        return None
-    job.pid_dir.mkdir(parents=True, exist_ok=True)
-    path = job.pid_dir / f"{job.ident}.{pid}"
-    path.write_text(f"{pid} {token}\n")
-    return path
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def kill_orphans(pid_dir: Path) -> int:
-    """Stop fitness processes left running by a gitevo that was killed; returns how many."""
-    killed = 0
-    for path in pid_dir.glob("*.*") if pid_dir.is_dir() else ():
-        try:
-            pid, token = path.read_text().split()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except (OSError, ValueError):
-            environ = b""
-            pid, token = "0", "-"
-        # the token proves the pid still belongs to our job, not to a recycled pid
-        if f"GITEVO_JOB={token}".encode() in environ.split(b"\0"):
-            _kill_group(int(pid))
-            killed += 1
-        path.unlink(missing_ok=True)
-    return killed
-
-
-def _tail(log: Path) -> str:
-    data = log.read_bytes()
-    return data[-TAIL_CHARS:].decode("utf-8", errors="replace")
+    """Run `command` for `job` in the sandbox; the whole process group dies on timeout."""
+    env = sandbox_env(tmp, job.env_extra, job.threads)
+    if job.devices is not None:  # the executor's GPU pick for this job
+        env["CUDA_VISIBLE_DEVICES"] = job.devices
+    return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
+                        settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident)

@@ -89,16 +89,17 @@ def test_check_command_failure_is_invalid_with_its_last_line(workdir):
     assert result.error.startswith("check failed: shape mismatch [2, 7]")
 
 
-def test_timeout_kills_the_whole_process_group(workdir, tmp_path):
-    marker = tmp_path / "grandchild.pid"
-    command = f"(sleep 60 & echo $! > {marker}; wait) ; sleep 60"
+def test_timeout_kills_the_whole_process_group(workdir):
+    # a grandchild that beats into a file: it must stop when the run is killed. (A pid
+    # would not do: in the sandbox's PID namespace the candidate sees other numbers.)
+    beat = workdir / "beat"
+    command = f"(while :; do date +%s%N > {beat}; sleep 0.05; done) & sleep 60"
     start = time.monotonic()
     result = evaluate(_job(workdir, command, timeout=1.5))
     assert result.status == "timeout" and time.monotonic() - start < 10
-    grandchild = int(marker.read_text())
-    time.sleep(0.2)
-    assert not Path(f"/proc/{grandchild}").exists() or \
-        Path(f"/proc/{grandchild}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    last = beat.read_text()
+    time.sleep(0.3)
+    assert beat.read_text() == last
 
 
 def test_secrets_never_reach_the_candidate(workdir, monkeypatch):
@@ -202,7 +203,8 @@ def test_timings_split_validation_from_fitness(workdir):
     result = evaluate(_job(workdir, command, check=slow_check))
     assert result.ok and set(result.timings) == {"validate", "fitness"}
     assert result.timings["validate"] >= 0.3 and result.timings["fitness"] >= 0.2
-    assert result.timings["validate"] + result.timings["fitness"] <= result.seconds
+    # each figure is rounded to the millisecond on its own
+    assert result.timings["validate"] + result.timings["fitness"] <= result.seconds + 0.002
     checked = evaluate(_job(workdir, command, check=slow_check, validated=True))
     assert checked.ok and set(checked.timings) == {"fitness"}  # checked when proposed
 

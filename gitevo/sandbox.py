@@ -1,0 +1,444 @@
+"""Run one command confined: the code it runs was written by an LLM and is not trusted.
+
+What confines it, strongest tool first (`gitevo doctor` says which are active here):
+- an environment reduced to an allowlist, so API keys and cloud credentials stay out;
+- a private temp dir, and its own process group, killed whole on timeout;
+- resource limits (address space, CPU time, file size; processes through a pids cgroup
+  when one is writable, else RLIMIT_NPROC, which does not bind root);
+- bubblewrap when it works: no network, a read-only filesystem except the worktree, the
+  temp dir and the dataset cache, a PID namespace that dies with it; else `unshare -rn`
+  for the network alone; else nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitevo.config import ConfigError, Sandbox
+
+TAIL_CHARS = 2000
+GB = 1024 ** 3
+DEFAULT = Sandbox()
+
+# Passed through to the evaluated code; everything else (API keys, cloud credentials,
+# tokens) stays out. Names that look secret are refused even when a config lists them.
+ENV_ALLOW = ("PATH", "HOME", "LANG", "LANGUAGE", "TERM", "TZ", "USER", "LOGNAME", "SHELL",
+             "VIRTUAL_ENV", "CONDA_PREFIX", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
+             "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCH_HOME",
+             "XDG_CACHE_HOME", "LD_LIBRARY_PATH", "PYTHONHASHSEED", "CI")
+ENV_ALLOW_PREFIXES = ("LC_", "GITEVO_PUBLIC_")
+SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|SESSION", re.I)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# device nodes a GPU job needs inside bubblewrap's otherwise minimal /dev
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/kfd")
+
+
+class SandboxUnavailable(ConfigError):
+    """gitevo.toml asks for an isolation tool that does not work on this machine."""
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    timed_out: bool
+    tail: str
+    hits: list[str] = field(default_factory=list)  # limits the sandbox saw being reached
+
+    @property
+    def last_line(self) -> str:
+        lines = [line for line in self.tail.splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "(no output)"
+
+    def reason(self) -> str:
+        """Why it ended, beyond the exit status: a signal's meaning, limits reached."""
+        parts = list(self.hits)
+        sig = _signal_of(self.returncode)
+        if sig is not None and not self.timed_out:  # a timeout's SIGKILL was ours
+            parts.insert(0, _SIGNAL_MEANING.get(sig, signal.Signals(sig).name))
+        return f" ({'; '.join(parts)})" if parts else ""
+
+
+_SIGNAL_MEANING = {signal.SIGKILL: "SIGKILL: killed, e.g. out of memory",
+                   signal.SIGXCPU: "SIGXCPU: CPU time limit reached",
+                   signal.SIGXFSZ: "SIGXFSZ: file size limit reached",
+                   signal.SIGSEGV: "SIGSEGV: segmentation fault"}
+
+
+def _signal_of(returncode: int) -> int | None:
+    # Popen reports a signal as -N; bash and bwrap pass a child's signal on as 128 + N
+    number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    return number if number in signal.valid_signals() and number > 0 else None
+
+
+# ---- environment ----------------------------------------------------------------------------
+
+def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
+                threads: int | None = None) -> dict[str, str]:
+    """The evaluated code's environment: an allowlist, with no secrets in it.
+
+    `threads` caps the math libraries' thread pools unless the user already did: N
+    evaluations side by side, each spinning up one thread per core, run several
+    times slower than the same N one after another.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES) or k in extra)
+           and not SECRET.search(k)}
+    if threads is not None:
+        for name in THREAD_VARS:
+            env.setdefault(name, str(threads))
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/bin:/bin")
+    env.update(TMPDIR=str(tmp), TMP=str(tmp), TEMP=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def cache_dirs(env: dict[str, str]) -> list[Path]:
+    """Where a harness keeps decoded datasets between evaluations (the templates' rule):
+    these stay writable under bubblewrap so the first evaluation can fill the cache."""
+    dirs = [Path(env["GITEVO_CACHE_DIR"])] if env.get("GITEVO_CACHE_DIR") else []
+    if env.get("XDG_CACHE_HOME"):
+        dirs.append(Path(env["XDG_CACHE_HOME"]) / "gitevo")
+    elif env.get("HOME"):
+        dirs.append(Path(env["HOME"]) / ".cache" / "gitevo")
+    return dirs
+
+
+# ---- resource limits ------------------------------------------------------------------------
+
+def gpu_visible() -> bool:
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/kfd"))
+
+
+def memory_limit(settings: Sandbox) -> int | None:
+    """Bytes of address space per process, or None for no limit.
+
+    Auto: three quarters of RAM, but no limit where a GPU is visible, because CUDA and
+    ROCm map address ranges far larger than RAM and fail to start under RLIMIT_AS.
+    """
+    if settings.memory is not None:
+        return int(settings.memory * GB) or None
+    if gpu_visible():
+        return None
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.75)
+    return None
+
+
+def cpu_limit(timeout: float) -> int:
+    """CPU seconds per process: the wall-clock timeout is what ends a run; this backstop
+    ends a process that outlives a gitevo killed before it could stop it. Every core may
+    be busy for the whole timeout, so the bound is timeout x cores, with a margin."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return math.ceil(timeout * (cores or 1) * 1.25) + 60
+
+
+def _ulimits(settings: Sandbox, timeout: float) -> list[str]:
+    """bash `ulimit` lines (setrlimit in the child, before it runs anything else).
+
+    A line that fails (a hard limit already lower) leaves the lower limit in place.
+    """
+    lines = [f"ulimit -t {cpu_limit(timeout)}"]
+    memory = memory_limit(settings)
+    if memory:
+        lines.append(f"ulimit -v {memory // 1024}")
+    if settings.file_size:
+        lines.append(f"ulimit -f {max(1, int(settings.file_size * GB) // 1024)}")
+    if os.geteuid() != 0:  # RLIMIT_NPROC counts all of the user's tasks and never binds root
+        lines.append(f"ulimit -u {settings.processes + _user_tasks()}")
+    return [line + " 2>/dev/null" for line in lines]
+
+
+def _user_tasks() -> int:
+    """Tasks (threads) this user runs now: RLIMIT_NPROC counts them along with ours."""
+    uid, count = str(os.getuid()), 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            text = status.read_text()
+            if re.search(rf"^Uid:\s+{uid}\s", text, re.M):
+                match = re.search(r"^Threads:\s+(\d+)", text, re.M)
+                count += int(match.group(1)) if match else 1
+    return count
+
+
+# ---- a pids cgroup: the process bound that also holds for root --------------------------------
+
+@functools.cache
+def pids_cgroup() -> tuple[Path | None, str]:
+    """A cgroup directory where we may create children with pids.max, or None and why."""
+    base = _pids_base()
+    if base is None:
+        return None, "no pids cgroup controller for this process"
+    probe = base / f"gitevo-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        return None, f"{base} is not writable ({exc.strerror})"
+    try:
+        if not (probe / "pids.max").exists():
+            return None, f"{base}: pids controller not enabled for children"
+        (probe / "pids.max").write_text("64")
+        return base, f"pids.max under {base}"
+    except OSError as exc:
+        return None, f"{base}: {exc.strerror}"
+    finally:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+
+
+def _pids_base() -> Path | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):  # cgroup v1
+            return Path("/sys/fs/cgroup/pids") / path.lstrip("/")
+    for line in lines:
+        if line.startswith("0::"):  # cgroup v2, mounted alone or as "unified" beside v1
+            for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+                own = root / line[3:].lstrip("/")
+                if "pids" in _read(root / "cgroup.controllers").split():
+                    return own
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _new_cgroup(limit: int) -> Path | None:
+    base, _ = pids_cgroup()
+    if base is None:
+        return None
+    group = base / f"gitevo-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir()
+        (group / "pids.max").write_text(str(limit))
+    except OSError:
+        with contextlib.suppress(OSError):
+            group.rmdir()
+        return None
+    return group
+
+
+def _end_cgroup(group: Path) -> list[str]:
+    """Kill whatever is left in the group (even processes that left our process group),
+    remove it, and say how many forks its limit refused."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = _read(group / "cgroup.procs").split()
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        time.sleep(0.02)
+    refused = re.search(r"^max (\d+)", _read(group / "pids.events"), re.M)
+    limit = _read(group / "pids.max").strip()
+    for _ in range(50):  # the kernel frees the group a moment after its last task
+        try:
+            group.rmdir()
+            break
+        except OSError:
+            time.sleep(0.02)
+    if refused and int(refused.group(1)):
+        return [f"process limit {limit} reached: {refused.group(1)} forks refused"]
+    return []
+
+
+# ---- namespaces: bubblewrap or unshare -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tool:
+    works: bool
+    detail: str  # the version when it works, else why not
+
+
+def _try(argv: list[str]) -> Tool:
+    if shutil.which(argv[0]) is None:
+        return Tool(False, f"{argv[0]} is not installed")
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Tool(False, f"{argv[0]} failed to run: {exc}")
+    if proc.returncode != 0:
+        why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        return Tool(False, f"{argv[0]} does not work here: {why}")
+    return Tool(True, _version(argv[0]))
+
+
+def _version(name: str) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run([name, "--version"], capture_output=True, text=True, timeout=10)
+        return (out.stdout.strip().splitlines() or [name])[0]
+    return name
+
+
+@functools.cache
+def bwrap() -> Tool:
+    """Whether bubblewrap works here, tried with every option a real run uses (container
+    runtimes often forbid the namespaces it needs); cached for the process."""
+    with tempfile.TemporaryDirectory(prefix="gitevo-probe-") as tmp:
+        return _try(_bwrap_argv(Path(tmp), [Path(tmp)], network=False) + ["true"])
+
+
+@functools.cache
+def unshare() -> Tool:
+    """Whether `unshare -rn` (a user and a network namespace) works here; cached."""
+    return _try(["unshare", "-rn", "true"])
+
+
+def mode(settings: Sandbox) -> tuple[str, str]:
+    """The isolation a run gets ("bwrap", "unshare" or "none") and why that one."""
+    if settings.isolation == "none":
+        return "none", 'isolation = "none" in gitevo.toml'
+    if settings.isolation in ("auto", "bwrap"):
+        tool = bwrap()
+        if tool.works:
+            return "bwrap", tool.detail
+        if settings.isolation == "bwrap":
+            raise SandboxUnavailable(f'sandbox.isolation: "bwrap" asked for, but {tool.detail}')
+    tool = unshare()
+    if tool.works:
+        return "unshare", tool.detail + " (network only)"
+    if settings.isolation == "unshare":
+        raise SandboxUnavailable(f'sandbox.isolation: "unshare" asked for, but {tool.detail}')
+    return "none", f"{bwrap().detail}; {tool.detail}"
+
+
+def _bwrap_argv(workdir: Path, writable: list[Path], network: bool) -> list[str]:
+    argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+    if not network:
+        argv.append("--unshare-net")
+    if os.geteuid() == 0:  # root keeps its capabilities in bwrap, and could remount rw
+        argv += ["--cap-drop", "ALL"]
+    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    gpus = [p for p in GPU_DEVICES if os.path.exists(p)]
+    gpus += [str(p) for p in Path("/dev").glob("nvidia[0-9]*")]
+    gpus += [p for p in ("/dev/dri", "/dev/nvidia-caps") if os.path.isdir(p)]
+    for path in gpus:
+        argv += ["--dev-bind", path, path]
+    for path in writable:
+        argv += ["--bind", str(path), str(path)]
+    return argv + ["--chdir", str(workdir)]
+
+
+def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str]) -> list[str]:
+    kind, _ = mode(settings)
+    network = settings.network == "allow"
+    if kind == "bwrap":
+        writable = [workdir, tmp]
+        for directory in cache_dirs(env):
+            with contextlib.suppress(OSError):
+                directory.mkdir(parents=True, exist_ok=True)
+                writable.append(directory)
+        return _bwrap_argv(workdir, writable, network)
+    if kind == "unshare" and not network:
+        return ["unshare", "-rn"]
+    return []
+
+
+# ---- the run --------------------------------------------------------------------------------
+
+def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
+                 settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
+                 name: str = "run") -> Outcome:
+    """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
+    after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die."""
+    token = uuid.uuid4().hex
+    env = {**env, "GITEVO_JOB": token}
+    group = _new_cgroup(settings.processes)
+    argv = _prelude(settings, timeout, group) + _isolation(settings, workdir, tmp, env)
+    log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*argv, "bash", "-c", command], cwd=workdir, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        pid_file = _record_pid(pid_dir, f"{name}.{proc.pid}", f"{proc.pid} {token}\n")
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            kill_group(proc.pid)
+            proc.wait()
+            hits = _end_cgroup(group) if group is not None else []
+            if pid_file is not None:
+                pid_file.unlink(missing_ok=True)
+    return Outcome(proc.returncode, timed_out, _tail(log), hits)
+
+
+def _prelude(settings: Sandbox, timeout: float, group: Path | None) -> list[str]:
+    """A bash that joins the cgroup and sets the limits, then becomes the command: a
+    preexec_fn would do the same but can deadlock when the parent runs threads."""
+    lines = []
+    if group is not None:
+        lines.append(f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))} || exit 125")
+    lines += _ulimits(settings, timeout)
+    return ["bash", "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox"]
+
+
+def _record_pid(pid_dir: Path | None, name: str, text: str) -> Path | None:
+    if pid_dir is None:
+        return None
+    pid_dir.mkdir(parents=True, exist_ok=True)
+    (pid_dir / name).write_text(text)
+    return pid_dir / name
+
+
+def kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def kill_orphans(pid_dir: Path) -> int:
+    """Stop sandboxed processes left running by a gitevo that was killed; returns how many."""
+    killed = 0
+    for path in pid_dir.glob("*.*") if pid_dir.is_dir() else ():
+        try:
+            pid, token = path.read_text().split()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            environ = b""
+            pid, token = "0", "-"
+        # the token proves the pid still belongs to our job, not to a recycled pid
+        if f"GITEVO_JOB={token}".encode() in environ.split(b"\0"):
+            kill_group(int(pid))
+            killed += 1
+        path.unlink(missing_ok=True)
+    _sweep_cgroups()
+    return killed
+
+
+def _sweep_cgroups() -> None:
+    """Remove the cgroups of gitevo processes that died before they could."""
+    base, _ = pids_cgroup()
+    for group in base.glob("gitevo-*-*") if base is not None else ():
+        owner = group.name.split("-")[1]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            _end_cgroup(group)
+
+
+def _tail(log: Path) -> str:
+    data = log.read_bytes()
+    return data[-TAIL_CHARS:].decode("utf-8", errors="replace")

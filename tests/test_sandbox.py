@@ -1,0 +1,256 @@
+"""The sandbox, attacked for real: each hostile candidate runs through evaluate() (or the CLI)
+as a subprocess, and must end as invalid, timeout or crashed with a clear reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gitevo import sandbox
+from gitevo.config import ConfigError, Sandbox, parse
+from gitevo.evaluate import Job, evaluate
+from tests.conftest import cli, git
+
+
+def _job(workdir: Path, command: str, timeout: float = 20, **settings) -> Job:
+    return Job(ident="g001-000", workdir=workdir, gene_files=("model.py",), command=command,
+               check=None, timeout=timeout, fidelity="smoke", variables={},
+               objectives=("accuracy",), sandbox=Sandbox(**settings))
+
+
+def _python(code: str) -> str:
+    """A fitness command running `code`, which may write {'accuracy': ...} to argv[1]."""
+    return f"python -c {shlex.quote(code)} {{metrics}}"
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A repository-shaped tree; the worktree lives under .git like gitevo's exports."""
+    root = tmp_path / "repo"
+    (root / ".git" / "refs" / "heads").mkdir(parents=True)
+    (root / "gitevo.toml").write_text("# the fitness code lives beside the worktree\n")
+    work = root / ".git" / "gitevo" / "worktrees" / "g001-000"
+    work.mkdir(parents=True)
+    (work / "model.py").write_text("VALUE = 1\n")
+    return root
+
+
+@pytest.fixture
+def workdir(repo) -> Path:
+    return repo / ".git" / "gitevo" / "worktrees" / "g001-000"
+
+
+def _need(isolation: str) -> None:
+    """Skip, with the reason doctor gives, where this platform lacks the tool."""
+    tool = sandbox.bwrap() if isolation == "bwrap" else sandbox.unshare()
+    if not tool.works:
+        pytest.skip(tool.detail)
+
+
+def _heartbeat(path: Path) -> str:
+    """Python for a grandchild that keeps writing the time into `path` until killed."""
+    return (f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n"
+            f"        open({str(path)!r}, 'w').write(str(time.time())); time.sleep(0.05)\n")
+
+
+def _stopped(path: Path) -> bool:
+    before = path.read_text()
+    time.sleep(0.3)
+    return path.read_text() == before
+
+
+def test_api_keys_never_reach_the_candidate(workdir, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
+    code = ("import json, os, sys\nfound = [v for v in os.environ.values() if 'secret' in v "
+            "or v == 'aws']\njson.dump({'accuracy': len(found)}, open(sys.argv[1], 'w'))")
+    result = evaluate(_job(workdir, _python(code)))
+    assert result.status == "ok" and result.objectives == {"accuracy": 0.0}
+
+
+class _Server:
+    """A TCP server on 127.0.0.1 that counts the connections it accepts."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare"])
+def test_network_is_unreachable(workdir, isolation):
+    _need(isolation)
+    server = _Server()
+    code = (f"import json, socket, sys\nsocket.create_connection(('127.0.0.1', {server.port}), "
+            "timeout=5)\njson.dump({'accuracy': 1}, open(sys.argv[1], 'w'))")
+    result = evaluate(_job(workdir, _python(code), isolation=isolation))
+    assert result.status == "crashed" and server.accepted == 0
+    assert "Connection refused" in result.error or "unreachable" in result.error
+    # the same candidate with the network allowed reaches the server: the test can fail
+    allowed = evaluate(_job(workdir, _python(code), isolation=isolation, network="allow"))
+    assert allowed.ok and server.accepted == 1
+    server.sock.close()
+
+
+@pytest.mark.parametrize("target", [".git/refs/heads/evil", "gitevo.toml", "outside.txt"])
+def test_only_the_worktree_is_writable(repo, workdir, target):
+    _need("bwrap")
+    victim = repo / target
+    before = victim.read_text() if victim.exists() else None
+    code = f"open({str(victim)!r}, 'w').write('tampered')"
+    result = evaluate(_job(workdir, _python(code)))
+    assert result.status == "crashed" and "Read-only file system" in result.error
+    assert (victim.read_text() if victim.exists() else None) == before
+    # the worktree, the private temp dir and the dataset cache stay writable, and data
+    # outside the repository stays readable
+    data = repo.parent / "data.bin"
+    data.write_bytes(b"pixels")
+    code = ("import json, os, sys, tempfile\nopen('out.txt', 'w').write('x')\n"
+            "tempfile.NamedTemporaryFile().write(b'x')\n"
+            "cache = os.path.expanduser('~/.cache/gitevo')\nos.makedirs(cache, exist_ok=True)\n"
+            "open(os.path.join(cache, 'probe'), 'w').write('x')\n"
+            f"json.dump({{'accuracy': len(open({str(data)!r}, 'rb').read())}}, "
+            "open(sys.argv[1], 'w'))")
+    result = evaluate(_job(workdir, _python(code)))
+    assert result.ok and result.objectives == {"accuracy": 6.0}, result.error
+
+
+def test_a_file_over_the_size_limit_is_an_error(workdir):
+    code = "open('big', 'wb').write(b'x' * 4_000_000)"
+    result = evaluate(_job(workdir, _python(code), file_size=0.001))
+    assert result.status == "crashed" and "File too large" in result.error
+    assert (workdir / "big").stat().st_size <= 0.001 * sandbox.GB
+
+
+def test_unbounded_allocation_is_a_memory_error(workdir):
+    # capped at 2 GB, so that a broken limit fails the test rather than the machine
+    code = "chunks = []\nfor _ in range(8):\n    chunks.append(bytearray(256 * 1024 ** 2))"
+    start = time.monotonic()
+    result = evaluate(_job(workdir, _python(code), memory=1))
+    assert result.status == "crashed" and "MemoryError" in result.error
+    assert time.monotonic() - start < 15
+
+
+def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
+    base, why = sandbox.pids_cgroup()
+    if base is None and os.geteuid() == 0:
+        pytest.skip(f"no process bound here: {why}, and RLIMIT_NPROC does not bind root")
+    beat = workdir / "beat"
+    # capped at 200, so that a broken bound fails the test rather than the machine
+    code = ("import os, sys, time\nforks = 0\ntry:\n    while forks < 200:\n"
+            "        if os.fork() == 0:\n            while True:\n"
+            f"                open({str(beat)!r}, 'w').write(str(time.time())); "
+            "time.sleep(0.05)\n        forks += 1\nexcept OSError as exc:\n"
+            "    sys.exit(f'forks refused after {forks}: {exc}')")
+    result = evaluate(_job(workdir, _python(code), processes=32))
+    assert result.status == "crashed" and "forks refused after" in result.error
+    forks = int(result.error.split("forks refused after ")[1].split(":")[0])
+    assert forks < 32 and _stopped(beat)
+    if base is not None:
+        assert "process limit 32 reached" in result.error
+        assert not list(base.glob(f"gitevo-{os.getpid()}-*"))  # its cgroup is gone
+    again = evaluate(_job(workdir, _python(
+        "import json, sys\njson.dump({'accuracy': 1}, open(sys.argv[1], 'w'))")))
+    assert again.ok
+
+
+def test_an_infinite_loop_times_out_and_its_whole_group_dies(workdir):
+    beat = workdir / "beat"
+    code = _heartbeat(beat) + "while True:\n    pass\n"
+    start = time.monotonic()
+    result = evaluate(_job(workdir, _python(code), timeout=1.5))
+    assert result.status == "timeout" and "exceeded 1.5s" in result.error
+    assert time.monotonic() - start < 10
+    assert _stopped(beat)  # even the grandchild that left the process group with setsid
+
+
+def test_limits_are_set_in_the_child(workdir):
+    code = ("import json, resource, sys\nget = resource.getrlimit\n"
+            "json.dump({'accuracy': 0, 'as': get(resource.RLIMIT_AS)[0], "
+            "'cpu': get(resource.RLIMIT_CPU)[0], 'fsize': get(resource.RLIMIT_FSIZE)[0]}, "
+            "open(sys.argv[1], 'w'))")
+    result = evaluate(_job(workdir, _python(code), timeout=10, memory=3, file_size=2))
+    assert result.ok, result.error
+    assert result.metrics["as"] == 3 * sandbox.GB
+    assert result.metrics["fsize"] == 2 * sandbox.GB
+    assert result.metrics["cpu"] == sandbox.cpu_limit(10)
+    unlimited = evaluate(_job(workdir, _python(code), timeout=10, memory=0, file_size=0))
+    assert unlimited.metrics["as"] == unlimited.metrics["fsize"] == -1  # RLIM_INFINITY
+
+
+def test_tampering_with_git_ends_as_a_crashed_note(tmp_path):
+    """End to end: a fitness command that writes a ref gets a note, not a new branch."""
+    _need("bwrap")
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy", "--no-eval")
+    toml = repo / "gitevo.toml"
+    evil = repo / ".git" / "refs" / "heads" / "evil"
+    command = f"python -c \"open('{evil}', 'w').write('0' * 40)\""
+    toml.write_text(toml.read_text().replace(
+        'command = "python fitness.py --metrics {metrics}"', f"command = {json.dumps(command)}"))
+    git(repo, "commit", "-qam", "a fitness command that tampers")
+    out = cli("-C", str(repo), "seed", expect=2)  # a seed that fails stops the command
+    assert "crashed" in out
+    note = json.loads(git(repo, "notes", "--ref", "gitevo/main", "show", "HEAD"))
+    assert note["status"] == "crashed" and "Read-only file system" in note["error"]
+    assert not evil.exists()
+
+
+def test_doctor_reports_every_protection(toy):
+    out = cli("-C", str(toy), "doctor")
+    assert str(toy / "gitevo.toml") in out
+    for name in ("environment allowlist", "private temp dir", "process-group kill",
+                 "address space", "CPU time", "file size", "process bound",
+                 "network isolation", "read-only repository", "PID namespace"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(name))
+        assert " active " in line or " INACTIVE " in line, line
+    assert "bwrap" in out and "kernel" in out
+    network = next(line for line in out.splitlines() if "network isolation" in line)
+    if sandbox.bwrap().works or sandbox.unshare().works:
+        assert " active " in network, network
+
+
+def test_doctor_exits_2_on_a_broken_sandbox_section(toy):
+    toml = toy / "gitevo.toml"
+    toml.write_text(toml.read_text() + '\n[sandbox]\nnetwork = "sometimes"\n')
+    from click.testing import CliRunner
+
+    from gitevo.cli import main
+
+    result = CliRunner().invoke(main, ["-C", str(toy), "doctor"])
+    assert result.exit_code == 2
+    assert "sandbox.network: must be \"deny\" or \"allow\", got 'sometimes'" in result.output
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('memory = -1', "sandbox.memory: must be \"auto\" or GB >= 0"),
+    ('isolation = "docker"', "sandbox.isolation: must be one of auto, bwrap, unshare, none"),
+    ('processes = 2', "sandbox.processes: must be >= 8"),
+    ('file_size = "big"', "sandbox.file_size: expected an integer or a number"),
+    ('cpu = 3', "sandbox.cpu: unknown key"),
+])
+def test_sandbox_config_errors_name_the_key(text, problem):
+    base = '[genes]\nfiles = ["m.py"]\n[fitness]\ncommand = "x"\n[objectives]\na = "max"\n'
+    with pytest.raises(ConfigError, match=problem.replace("(", r"\(")) as info:
+        parse(base + "[sandbox]\n" + text + "\n", "g.toml")
+    assert str(info.value).startswith("g.toml: ") and "\n" not in str(info.value)
+    config = parse(base + '[sandbox]\nnetwork = "allow"\nmemory = 2\n', "g.toml")
+    assert config.sandbox == Sandbox(network="allow", memory=2.0)
