@@ -1,12 +1,54 @@
-"""Where evaluations run. Every executor takes Jobs and yields (job, Evaluation) as each ends,
-and calls `on_start(job)` (from any thread) as each begins, for progress displays."""
+"""Where evaluations run. Every executor takes Jobs (lazily: the iterator may block while
+children are still being written) and yields (job, Evaluation) as each ends, and calls
+`on_start(job)` (from any thread) as each begins, for progress displays.
+
+local: this machine, N workers or one per GPU, on the trees evolution exported.
+ray, slurm: a cluster; each job's commit travels as a tar (Store.archive), so the
+workers need gitevo installed but no shared checkout.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
 from gitevo.config import Config
+from gitevo.evaluate import Evaluation, Job
+from gitevo.executors.gpus import resolve_gpus
 from gitevo.executors.local import LocalExecutor
+from gitevo.executors.remote_job import tree_archive
+from gitevo.gitstore import Store
 
 
-def make_executor(config: Config) -> LocalExecutor:
-    """The executor that gitevo.toml's [executor] section names (validated by config)."""
-    return LocalExecutor(config.executor.workers)
+class Executor(Protocol):
+    workers: int
+
+    def run(self, jobs: Iterable[Job], on_start: Callable[[Job], None] | None = None
+            ) -> Iterator[tuple[Job, Evaluation]]: ...
+
+
+def make_executor(config: Config, store: Store | None = None) -> Executor:
+    """The executor that gitevo.toml's [executor] section names (validated by config);
+    the cluster ones archive each job's commit from `store` (default: gitevo.toml's repo)."""
+    ex = config.executor
+    if ex.kind == "local":
+        return LocalExecutor(ex.workers, resolve_gpus(ex.gpus), ex.per_gpu)
+    store = store or Store(config.path.parent)
+    archive = _archiver(store)
+    if ex.kind == "ray":
+        from gitevo.executors.ray import RayExecutor
+        return RayExecutor(ex.ray, ex.workers, ex.retries, archive)
+    from gitevo.executors.slurm import SlurmExecutor
+    folder = store.root / ex.slurm.folder if ex.slurm.folder else store.state_dir / "slurm"
+    return SlurmExecutor(ex.slurm, ex.workers, ex.retries, archive, folder)
+
+
+def _archiver(store: Store) -> Callable[[Job], bytes]:
+    root = store.root
+
+    def archive(job: Job) -> bytes:
+        if job.commit is None:  # a caller that only exported the tree: send that
+            return tree_archive(job.workdir)
+        # called from the executor's threads: a Store of their own, as libgit2 wants
+        return Store(root).archive(job.commit)
+    return archive

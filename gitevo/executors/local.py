@@ -1,16 +1,18 @@
-"""Evaluate on this machine with N concurrent workers.
+"""Evaluate on this machine with N concurrent workers, or one job per GPU.
 
-Each evaluation is a subprocess, so threads are enough to keep N of them busy.
+Each evaluation is a subprocess, so threads are enough to keep N of them busy. The
+workers read the trees evolution exported; nothing is archived or copied.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from gitevo.evaluate import Evaluation, Job, evaluate
+from gitevo.executors.gpus import GpuPool
+from gitevo.executors.pool import run_pool
 
 
 def thread_share(workers: int) -> int | None:
@@ -20,26 +22,28 @@ def thread_share(workers: int) -> int | None:
 
 
 class LocalExecutor:
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, workers)
+    """`workers` at once; with `gpus`, one job per device (`per_gpu` per device) instead,
+    each seeing only its own device through CUDA_VISIBLE_DEVICES."""
+
+    def __init__(self, workers: int = 1, gpus: Sequence[str] = (), per_gpu: int = 1):
+        self.gpus = GpuPool(gpus, per_gpu) if gpus else None
+        self.workers = self.gpus.size if self.gpus else max(1, workers)
 
     def run(self, jobs: Iterable[Job], on_start: Callable[[Job], None] | None = None
             ) -> Iterator[tuple[Job, Evaluation]]:
-        """Yield each job with its evaluation as soon as it finishes; `on_start(job)` is
-        called (in a worker thread) as each one begins."""
-        jobs = list(jobs)
-        if not jobs:
-            return
+        """Yield each job with its evaluation as soon as it finishes, taking jobs from
+        `jobs` only as places free up; `on_start(job)` is called (in a worker thread) as
+        each one begins."""
         share = thread_share(self.workers)
+        yield from run_pool(jobs, self.workers, lambda job: self._one(job, share), on_start)
+
+    def _one(self, job: Job, share: int | None) -> Evaluation:
         if share is not None:
-            jobs = [dataclasses.replace(job, threads=share) for job in jobs]
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            futures = {pool.submit(_started_then_evaluate, job, on_start): job for job in jobs}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-
-
-def _started_then_evaluate(job: Job, on_start: Callable[[Job], None] | None) -> Evaluation:
-    if on_start is not None:
-        on_start(job)
-    return evaluate(job)
+            job = dataclasses.replace(job, threads=share)
+        if self.gpus is None:
+            return evaluate(job)
+        device = self.gpus.take()
+        try:
+            return evaluate(dataclasses.replace(job, devices=device))
+        finally:
+            self.gpus.give_back(device)
