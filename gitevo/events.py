@@ -24,6 +24,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "validated": ("id", "turn", "ok", "seconds"),
     "committed": ("id", "commit", "operator", "template", "turns"),
     "rejected": ("id", "operator", "reason"),
+    # with an LLM, evaluations start while proposals are still out: `count` is what may
+    # still come, and the event is sent again, one lower, for each refused proposal
     "evaluating": ("count", "workers"),
     "evaluation_started": ("id",),
     "evaluation_finished": ("id", "status", "objectives", "seconds", "timings", "error"),

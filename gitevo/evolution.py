@@ -7,9 +7,11 @@ same command again after a crash finishes the generation without redoing work.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,9 +23,16 @@ from gitevo.executors import make_executor
 from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
 from gitevo.llm import Usage
+from gitevo.notewriter import NoteWriter
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, individual_id, make_plan
-from gitevo.producer import generation_calls, generation_usage, produce_guided
+from gitevo.producer import (
+    Proposals,
+    Settled,
+    generation_calls,
+    generation_usage,
+    validated_when_proposed,
+)
 from gitevo.prompts import PromptLibrary
 from gitevo.timesplit import Timeline
 
@@ -77,10 +86,12 @@ class Evolution:
             self.timeline.restart()
             plan = self._plan(current, n or self.config.evolution.offspring)
             started = time.monotonic()
-            self._produce(plan, current)
-            produced = time.monotonic()
-            self._evaluate([s.id for s in plan.specs if not s.rejected],
-                           {s.id for s in plan.specs if s.validated})
+            if self.library is not None:
+                produced = self._produce_and_evaluate(plan, current)
+            else:
+                self._produce(plan, current)
+                produced = time.monotonic()
+                self._evaluate_all([s.id for s in plan.specs if not s.rejected])
             evaluated = time.monotonic()
             result = self._select(plan, current, {"produce": produced - started,
                                                   "evaluate": evaluated - produced})
@@ -115,7 +126,7 @@ class Evolution:
             self.store.update_refs([(individual_ref(self.run, SEED_ID), commit, seed)],
                                    "gitevo: record seed")
             seed = commit
-        self._evaluate([SEED_ID])
+        self._evaluate_all([SEED_ID])
         result = self.evaluation(seed)
         if not result.ok:
             raise EvolutionError(f"seed {SEED_ID} ({seed[:10]}) is {result.status}: "
@@ -154,12 +165,29 @@ class Evolution:
                          operators=dict(Counter(s.operator for s in plan.specs)))
         return plan
 
-    # ---- steps 2-3: propose, apply, commit -----------------------------------------------------
+    # ---- steps 2-4 with an LLM: propose, apply, commit, and evaluate as children come ---------
+
+    def _produce_and_evaluate(self, plan: Plan, current: Generation) -> float:
+        """Evaluate each child as soon as it is committed, while other LLM calls are still in
+        flight; returns when (time.monotonic()) the last proposal settled."""
+        proposals = Proposals(self, plan, current)
+        # children an interrupted process committed but did not evaluate go first
+        ready = [(ident, validated_when_proposed(self.store, self.run, self.commit_of(ident)))
+                 for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected])]
+        proposals.start()
+        try:
+            self._evaluate(itertools.chain(ready, proposals.settled()),
+                           len(ready) + len(proposals.pending))
+        except BaseException:
+            proposals.stop()  # start no more; the ones in flight are kept
+            proposals.wait()
+            raise
+        proposals.finish()  # raises what stopped the proposals (a fatal LLM error)
+        return proposals.finished_at or time.monotonic()
+
+    # ---- steps 2-3 offline: propose, apply, commit ---------------------------------------------
 
     def _produce(self, plan: Plan, current: Generation) -> None:
-        if self.library is not None:
-            produce_guided(self, plan, current)
-            return
         commits = {m.id: m.commit for m in current.population}
         created = []
         for spec in plan.specs:
@@ -187,31 +215,57 @@ class Evolution:
 
     # ---- step 4: evaluate ----------------------------------------------------------------------
 
-    def _evaluate(self, idents: list[str], validated: set[str] = frozenset()) -> None:
-        """Evaluate each individual that has no note yet; the ones in `validated` passed
-        the parse/import/check steps in-process when proposed (same commit, same tree)."""
-        jobs = []
-        for ident in idents:
-            commit = self.commit_of(ident)
-            if commit is None or self.evaluation(commit) is not None:
+    def _unevaluated(self, idents: list[str]) -> list[str]:
+        """The ones committed and without a fitness note."""
+        return [ident for ident in idents
+                if (commit := self.commit_of(ident)) and self.evaluation(commit) is None]
+
+    def _evaluate_all(self, idents: list[str]) -> None:
+        """Evaluate each individual that has no note yet (the seed, offline children)."""
+        todo = [(ident, False) for ident in self._unevaluated(idents)]
+        if todo:
+            self._evaluate(todo, len(todo))
+
+    def _evaluate(self, children: Iterable[Settled], count: int) -> None:
+        """Evaluate children as they come: (id, validated) where validated means it passed
+        the parse/import/check steps when proposed (same commit, same tree), or (id, None)
+        for a refused proposal, which leaves one evaluation fewer to wait for."""
+        executor = make_executor(self.config, self.store)
+        self.events.emit("evaluating", count=count, workers=executor.workers)
+        commits: dict[str, str] = {}
+        jobs = self._jobs(children, commits, count, executor.workers)
+        notes = NoteWriter(self.store.root, notes_ref(self.run), self._finished)
+        try:
+            for job, result in executor.run(jobs, on_start=self._started):
+                notes.put(job, commits[job.ident], result)
+        finally:
+            notes.close()  # what is queued still gets written, even on the way out
+
+    def _finished(self, job: Job, result: Evaluation) -> None:
+        """Called once the note is written: only then is the evaluation done."""
+        self.events.emit("evaluation_finished", id=job.ident, status=result.status,
+                         objectives=result.objectives, seconds=result.seconds,
+                         timings=result.timings, error=_first_line(result.error) or None)
+
+    def _jobs(self, children: Iterable[Settled], commits: dict[str, str], count: int,
+              workers: int) -> Iterator[Job]:
+        """Each child's job, its tree exported, as the child comes; its commit goes into
+        `commits`. The executor may pull this from another thread, hence its own Store."""
+        store = Store(self.store.root)
+        for ident, validated in children:
+            if validated is None:
+                count -= 1
+                self.events.emit("evaluating", count=count, workers=workers)
+                continue
+            commit = store.resolve_ref(individual_ref(self.run, ident))
+            if commit is None or store.read_note(notes_ref(self.run), commit) is not None:
                 continue
             workdir = self.work_root / ident
-            self.store.remove_dir(workdir)
-            self.store.export_tree(commit, workdir)
-            job = self._job(ident, workdir)
-            jobs.append((dataclasses.replace(job, validated=ident in validated), commit))
-        if not jobs:
-            return
-        by_ident = {job.ident: commit for job, commit in jobs}
-        executor = make_executor(self.config)
-        self.events.emit("evaluating", count=len(jobs), workers=executor.workers)
-        for job, result in executor.run((job for job, _ in jobs), on_start=self._started):
-            self.store.write_notes(notes_ref(self.run), {by_ident[job.ident]: _note(result)},
-                                   f"gitevo: fitness of {job.ident}")
-            self.store.remove_dir(job.workdir)
-            self.events.emit("evaluation_finished", id=job.ident, status=result.status,
-                             objectives=result.objectives, seconds=result.seconds,
-                             timings=result.timings, error=_first_line(result.error) or None)
+            store.remove_dir(workdir)
+            store.export_tree(commit, workdir)
+            commits[ident] = commit
+            yield dataclasses.replace(self._job(ident, workdir), validated=validated,
+                                      commit=commit)
 
     def _started(self, job: Job) -> None:
         self.events.emit("evaluation_started", id=job.ident)
@@ -325,10 +379,6 @@ class Evolution:
             return self.config.path.read_text()
         except OSError:
             return ""
-
-
-def _note(result: Evaluation) -> str:
-    return json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
 def _deltas(best: dict[str, float | None],

@@ -6,14 +6,15 @@ applied and validated through the same path as the offline operators, and when t
 fails the exact error goes back to the LLM for up to `repair_turns` more tries. Every
 turn is kept for the child's provenance note.
 
-It runs in worker threads, so each call opens its own Store (pygit2 repositories are
-not shared between threads).
+It runs in worker threads, so each thread opens a Store of its own (pygit2 repositories
+are not shared between threads) and keeps it for the proposals it runs after.
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,9 +52,16 @@ class Guide:
     seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
     seed_objectives: dict[str, float]
     events: Events = field(default_factory=Events)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def _store(self) -> Store:
+        """This thread's Store, opened on its first proposal."""
+        if getattr(self._local, "store", None) is None:
+            self._local.store = Store(self.root)
+        return self._local.store
 
     def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
-        store = Store(self.root)
+        store = self._store()
         parents = [members[p].commit for p in spec.parents]
         prompt = self._prompt(store, spec, parents, members)
         request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,

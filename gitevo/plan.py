@@ -42,7 +42,9 @@ class Spec:
     lesson: str | None = None  # EoT: the block where the elite differs from the seed
     rejected: str | None = None  # the reason, when the proposal could not be applied
     turns: list[dict] = field(default_factory=list)  # provenance of a rejected proposal
-    validated: bool = False  # its tree passed the checks when proposed; don't rerun them
+    # unused since the provenance note tells (its last turn has no error); kept so that
+    # plans saved by earlier versions still load
+    validated: bool = False
 
 
 @dataclass

@@ -1,0 +1,271 @@
+"""gitevo's own overhead per offspring, next to OpenEvolve's, against one instant fake LLM.
+
+    .venv/bin/pip install -e '.[bench]'      # openevolve 0.4.1, bench-only
+    .venv/bin/python bench/overhead.py       # --runs 3 --small 100 --large 200
+
+What is measured is everything except waiting for the LLM and running the fitness
+code: a loopback OpenAI-compatible server answers every chat completion at once, in
+one write, with a valid edit (a unified diff of the named block for gitevo, a
+SEARCH/REPLACE block for OpenEvolve), and the fitness is trivial (a shell builtin
+writing the metrics for gitevo, a Python function returning a score for OpenEvolve).
+
+Each tool runs the same problem (the toy template's model.py, one file) for N and for
+2N offspring, start-up included; the overhead per offspring is (T(2N) - T(N)) / N, so
+start-up (interpreter, imports, the seed) drops out. gitevo is timed as the real CLI,
+`gitevo generation --n N` in a fresh repository whose seed is already evaluated;
+OpenEvolve as `run_evolution(..., iterations=N)` in a fresh process, in memory.
+
+OpenEvolve runs its evaluator in its own Python, unconfined; so by default gitevo's
+commands run unconfined too ([sandbox] isolation = "none"). `--isolation auto` keeps
+gitevo's default sandbox (bubblewrap where it works), which costs tens of milliseconds
+per command (the fitness command and the import check), on top of what is measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+GITEVO_FITNESS = """printf '{"accuracy": 0.5, "l1": 1.0}' > {metrics}"""
+KEY_ENV = "GITEVO_BENCH_KEY"  # a dummy key: the fake server ignores it
+
+# ---- the fake LLM -----------------------------------------------------------------------------
+
+
+class FakeLLM:
+    """OpenAI chat completions on 127.0.0.1, answered at once, each response in one write
+    (status line, headers and body together: separate small writes meet Nagle's algorithm
+    and delayed ACKs, ~40 ms each), connections kept alive."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.count = 0
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
+        self.thread.start()
+        ready.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _serve(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _connection(self, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                body = json.loads(await reader.readexactly(length))
+                self.count += 1
+                payload = json.dumps(_completion(body, answer(body, self.count))).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             b"content-length: %d\r\n\r\n" % len(payload) + payload)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def _completion(request: dict, text: str) -> dict:
+    return {"id": "chatcmpl-bench", "object": "chat.completion", "created": int(time.time()),
+            "model": request.get("model", "fake"),
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}]}
+
+
+def answer(request: dict, n: int) -> str:
+    """A valid edit for whichever tool asked: the prompts tell them apart."""
+    prompt = "\n".join(m["content"] for m in request["messages"]
+                       if isinstance(m.get("content"), str))
+    if "<seed-file path=" in prompt:
+        return _gitevo_answer(prompt, n)
+    return _openevolve_answer(prompt, n)
+
+
+def _new_number(n: int) -> str:
+    return f"{0.05 + (n * 0.6180339887) % 1.0:.4f}"
+
+
+def _gitevo_answer(prompt: str, n: int) -> str:
+    fences = re.findall(r"```python\n(.*?)\n```", prompt, flags=re.S)
+    crossover = re.search(r"Combine two versions of `(\w+)`", prompt)
+    if crossover:  # the other parent's block, whole: gitevo's full-block fallback
+        return f"Parent B's version reads better.\n\n```python\n{fences[1]}\n```\n"
+    path = re.search(r'<seed-file path="([^"]+)">', prompt).group(1)
+    block = fences[-1] + "\n"  # the block to change comes last
+    new = re.sub(r"\d+\.\d+", _new_number(n), block, count=1)
+    if new == block:
+        new = block.rstrip("\n") + " * 1.0\n"
+    diff = "".join(difflib.unified_diff(block.splitlines(keepends=True),
+                                        new.splitlines(keepends=True),
+                                        f"a/{path}", f"b/{path}"))
+    return f"Nudging a constant.\n\n```diff\n{diff}```\n"
+
+
+def _openevolve_answer(prompt: str, n: int) -> str:
+    program = prompt.split("# Current Program\n", 1)[-1]
+    program = re.search(r"```\w*\n(.*?)\n```", program, flags=re.S).group(1)
+    for line in program.splitlines():
+        if re.search(r"\d+\.\d+", line) and not line.lstrip().startswith("#"):
+            new = re.sub(r"\d+\.\d+", _new_number(n), line, count=1)
+            return (f"Nudging a constant.\n\n<<<<<<< SEARCH\n{line}\n=======\n{new}\n"
+                    ">>>>>>> REPLACE\n")
+    return "No change."
+
+
+# ---- gitevo ---------------------------------------------------------------------------------
+
+def gitevo_repo(where: Path, url: str, isolation: str = "none") -> Path:
+    """A toy repository with its seed evaluated, evolving through the fake server."""
+    repo = where / "toy"
+    env = {**os.environ, KEY_ENV: "dummy"}
+    subprocess.run([sys.executable, "-m", "gitevo", "init", str(repo), "--template", "toy"],
+                   check=True, env=env, capture_output=True)
+    text = (repo / "gitevo.toml").read_text()
+    text = re.sub(r'(?m)^command = .*$', f"command = {json.dumps(GITEVO_FITNESS)}", text)
+    text = re.sub(r"(?m)^check = .*\n", "", text)
+    text = text.replace('provider = "offline"',
+                        f'provider = "openai"\nmodel = "fake"\nbase_url = "{url}"\n'
+                        f'api_key_env = "{KEY_ENV}"\nconcurrency = 4\nretries = 0')
+    if isolation != "auto":  # auto is the default: no section (older gitevos know none)
+        text += f'\n[sandbox]\nisolation = "{isolation}"\n'
+    (repo / "gitevo.toml").write_text(text)
+    for args in (["add", "-A"], ["commit", "-qm", "bench: fake LLM, instant fitness"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+def time_gitevo(url: str, n: int, isolation: str = "none") -> float:
+    with tempfile.TemporaryDirectory(prefix="gitevo-bench-") as tmp:
+        repo = gitevo_repo(Path(tmp), url, isolation)
+        env = {**os.environ, KEY_ENV: "dummy"}
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "gitevo", "generation", "--n", str(n),
+                              "--json"], cwd=repo, env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if out.returncode != 0:
+            raise SystemExit(f"gitevo generation failed: {out.stderr.strip()}")
+        summary = json.loads(out.stdout.splitlines()[-1])
+        if summary["valid"] != n:
+            raise SystemExit(f"gitevo: only {summary['valid']}/{n} offspring valid "
+                             f"({summary['rejected']}, {summary['statuses']})")
+    return elapsed
+
+
+# ---- OpenEvolve -------------------------------------------------------------------------------
+
+OPENEVOLVE_RUN = """
+import logging, sys, time
+from openevolve import run_evolution
+from openevolve.config import Config, LLMModelConfig
+config = Config()
+config.log_level = "ERROR"
+config.llm.models = [LLMModelConfig(name="fake", api_key="dummy", api_base=sys.argv[3])]
+config.llm.api_base = sys.argv[3]
+config.llm.retries = 0
+config.evaluator.cascade_evaluation = False
+config.checkpoint_interval = 10**9
+logging.disable(logging.WARNING)
+started = time.perf_counter()
+result = run_evolution(sys.argv[1], sys.argv[2], config=config, iterations=int(sys.argv[4]))
+print(time.perf_counter() - started, file=sys.stderr)
+"""
+
+OPENEVOLVE_EVALUATOR = """
+def evaluate(program_path):
+    return {"combined_score": 0.5}
+"""
+
+
+def openevolve_files(where: Path) -> tuple[Path, Path]:
+    toy = Path(__file__).resolve().parent.parent / "gitevo" / "templates" / "toy" / "model.py"
+    program = where / "program.py"
+    program.write_text("# EVOLVE-BLOCK-START\n" + toy.read_text() + "# EVOLVE-BLOCK-END\n")
+    evaluator = where / "evaluator.py"
+    evaluator.write_text(textwrap.dedent(OPENEVOLVE_EVALUATOR))
+    return program, evaluator
+
+
+def time_openevolve(url: str, n: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="openevolve-bench-") as tmp:
+        program, evaluator = openevolve_files(Path(tmp))
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", OPENEVOLVE_RUN, str(program),
+                              str(evaluator), url, str(n)], cwd=tmp, capture_output=True,
+                             text=True)
+        elapsed = time.perf_counter() - started
+        if out.returncode != 0:
+            raise SystemExit(f"openevolve failed: {out.stderr.strip()[-2000:]}")
+    return elapsed
+
+
+def openevolve_missing() -> str | None:
+    try:
+        import openevolve  # noqa: F401
+    except ImportError:
+        return "openevolve is not installed (pip install -e '.[bench]')"
+    return None
+
+
+# ---- the measurement --------------------------------------------------------------------------
+
+def per_offspring(timer, url: str, small: int, large: int, runs: int) -> tuple[float, float]:
+    """The best of `runs` timings of each size (the least disturbed by other work)."""
+    t_small = min(timer(url, small) for _ in range(runs))
+    t_large = min(timer(url, large) for _ in range(runs))
+    return t_small, t_large
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=100)
+    parser.add_argument("--large", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=1, help="timings per size; best kept")
+    parser.add_argument("--only", choices=("gitevo", "openevolve"))
+    parser.add_argument("--isolation", default="none", choices=("none", "auto"),
+                        help="gitevo's [sandbox] isolation (default: none, as OpenEvolve)")
+    args = parser.parse_args()
+    server = FakeLLM()
+    results = {}
+    tools = {"gitevo": lambda url, n: time_gitevo(url, n, args.isolation),
+             "openevolve": time_openevolve}
+    missing = openevolve_missing()
+    for name, timer in tools.items():
+        if args.only and args.only != name:
+            continue
+        if name == "openevolve" and missing:
+            print(f"openevolve: not measured: {missing}")
+            continue
+        t_small, t_large = per_offspring(timer, server.url, args.small, args.large, args.runs)
+        overhead = (t_large - t_small) / (args.large - args.small)
+        results[name] = overhead
+        print(f"{name}: T({args.small}) = {t_small:.3f} s, T({args.large}) = {t_large:.3f} s, "
+              f"overhead {overhead * 1000:.2f} ms per offspring", flush=True)
+    if len(results) == 2:
+        print(f"ratio gitevo/openevolve: {results['gitevo'] / results['openevolve']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Fitness notes written as results come, in groups: one notes commit for every result that
+arrived while the previous commit was being written (group commit).
+
+A note is written as soon as the writer is free, never held back for a batch to fill,
+so a crash loses at most the results of one write (milliseconds), while a burst of fast
+evaluations costs one notes commit instead of one each.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from gitevo.evaluate import Evaluation, Job
+from gitevo.gitstore import Store
+
+Written = Callable[[Job, Evaluation], None]  # called once each note is in the repository
+
+_CLOSE = None
+
+
+class NoteWriter:
+    """A thread with a Store of its own (pygit2 repositories are not shared between
+    threads) that writes each result's note on `ref`, then removes the job's workdir."""
+
+    def __init__(self, root: Path, ref: str, written: Written):
+        self.root, self.ref, self.written = root, ref, written
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gitevo-notes", daemon=True)
+        self._thread.start()
+
+    def put(self, job: Job, commit: str, result: Evaluation) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((job, commit, result))
+
+    def close(self) -> None:
+        """Write what is queued, stop, and raise the writer's error if it had one."""
+        self._queue.put(_CLOSE)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        store = Store(self.root)
+        closing = False
+        while not closing:
+            group = [self._queue.get()]
+            while not self._queue.empty():
+                group.append(self._queue.get())
+            closing = _CLOSE in group
+            group = [item for item in group if item is not _CLOSE]
+            if group and self._error is None:
+                try:
+                    self._write(store, group)
+                except BaseException as exc:  # noqa: BLE001 - raised by put() or close()
+                    self._error = exc
+
+    def _write(self, store: Store, group: list[tuple[Job, str, Evaluation]]) -> None:
+        ids = ", ".join(job.ident for job, _, _ in group)
+        store.write_notes(self.ref, {commit: note_text(result) for _, commit, result in group},
+                          f"gitevo: fitness of {ids}")
+        for job, _, result in group:
+            store.remove_dir(job.workdir)
+            self.written(job, result)
+
+
+def note_text(result: Evaluation) -> str:
+    return json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n"
