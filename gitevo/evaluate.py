@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gitevo.config import PLACEHOLDER, Config, Sandbox
-from gitevo.sandbox import Outcome, run_confined, sandbox_env
+from gitevo.sandbox import Outcome, import_confined, run_confined, sandbox_env
 from gitevo.sandbox import kill_orphans as kill_orphans  # callers have always found it here
 
 STATUSES = ("ok", "invalid", "timeout", "crashed")
@@ -108,7 +108,8 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     problem = syntax_problem(job.workdir, job.gene_files)
     if problem:
         return Evaluation("invalid", error=problem)
-    failed = _run_check(job, tmp, _import_command(job.gene_files), "import")
+    modules = [f for f in job.gene_files if f.endswith(".py")]
+    failed = _run_check(job, tmp, modules, "import") if modules else None
     if failed is None and job.check:
         failed = _run_check(job, tmp, job.check, "check")
     return failed
@@ -157,24 +158,14 @@ def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:
     return None
 
 
-def _import_command(gene_files: tuple[str, ...]) -> str | None:
-    modules = [f for f in gene_files if f.endswith(".py")]
-    if not modules:
-        return None
-    # load each gene file by path, as the harness would, in a fresh interpreter
-    code = ("import importlib.util,sys\nsys.path.insert(0,'.')\n"
-            "for p in sys.argv[1:]:\n"
-            " s=importlib.util.spec_from_file_location(p[:-3].replace('/','.'),p)\n"
-            " m=importlib.util.module_from_spec(s);sys.modules[s.name]=m;s.loader.exec_module(m)\n")
-    return "python -c " + shlex.quote(code) + " " + " ".join(shlex.quote(m) for m in modules)
-
-
-def _run_check(job: Job, tmp: Path, command: str | None, what: str) -> Evaluation | None:
-    if command is None:
-        return None
-    check_metrics = tmp / f"{what}-metrics.json"
+def _run_check(job: Job, tmp: Path, check: str | list[str], what: str) -> Evaluation | None:
+    """Run the check command, or import the gene files when `check` lists them."""
     timeout = min(job.timeout, CHECK_TIMEOUT)
-    outcome = run_sandboxed(expand(command, job, check_metrics), job, tmp, timeout)
+    if isinstance(check, list):
+        outcome = run_sandboxed(check, job, tmp, timeout)
+    else:
+        metrics = tmp / f"{what}-metrics.json"
+        outcome = run_sandboxed(expand(check, job, metrics), job, tmp, timeout)
     if outcome.timed_out:
         return Evaluation("invalid", error=f"{what} exceeded {timeout:g}s")
     if outcome.returncode != 0:
@@ -215,10 +206,12 @@ def read_metrics(path: Path, objectives: tuple[str, ...]) -> Evaluation:
 
 # ---- the sandboxed subprocess (gitevo/sandbox.py) ---------------------------------------------
 
-def run_sandboxed(command: str, job: Job, tmp: Path, timeout: float) -> Outcome:
-    """Run `command` for `job` in the sandbox; the whole process group dies on timeout."""
+def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float) -> Outcome:
+    """Run `command` (or, given a list of gene files, import them) for `job` in the
+    sandbox; the whole process group dies on timeout."""
     env = sandbox_env(tmp, job.env_extra, job.threads)
     if job.devices is not None:  # the executor's GPU pick for this job
         env["CUDA_VISIBLE_DEVICES"] = job.devices
-    return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
-                        settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident)
+    run = import_confined if isinstance(command, list) else run_confined
+    return run(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
+               settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident)

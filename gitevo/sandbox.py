@@ -17,7 +17,6 @@ import functools
 import math
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitevo import launcher
 from gitevo.config import ConfigError, Sandbox
 
 TAIL_CHARS = 2000
@@ -94,7 +94,9 @@ def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
     evaluations side by side, each spinning up one thread per core, run several
     times slower than the same N one after another.
     """
-    env = {k: v for k, v in os.environ.items()
+    # names first, values only for those that pass: decoding every value of a large
+    # environment cost more than the rest of this function, four times per offspring
+    env = {k: os.environ[k] for k in list(os.environ)
            if (k in ENV_ALLOW or k.startswith(ENV_ALLOW_PREFIXES) or k in extra)
            and not SECRET.search(k)}
     if threads is not None:
@@ -119,6 +121,7 @@ def cache_dirs(env: dict[str, str]) -> list[Path]:
 
 # ---- resource limits ------------------------------------------------------------------------
 
+@functools.cache
 def gpu_visible() -> bool:
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/kfd"))
 
@@ -144,22 +147,6 @@ def cpu_limit(timeout: float) -> int:
     be busy for the whole timeout, so the bound is timeout x cores, with a margin."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return math.ceil(timeout * (cores or 1) * 1.25) + 60
-
-
-def _ulimits(settings: Sandbox, timeout: float) -> list[str]:
-    """bash `ulimit` lines (setrlimit in the child, before it runs anything else).
-
-    A line that fails (a hard limit already lower) leaves the lower limit in place.
-    """
-    lines = [f"ulimit -t {cpu_limit(timeout)}"]
-    memory = memory_limit(settings)
-    if memory:
-        lines.append(f"ulimit -v {memory // 1024}")
-    if settings.file_size:
-        lines.append(f"ulimit -f {max(1, int(settings.file_size * GB) // 1024)}")
-    if os.geteuid() != 0:  # RLIMIT_NPROC counts all of the user's tasks and never binds root
-        lines.append(f"ulimit -u {settings.processes + _user_tasks()}")
-    return [line + " 2>/dev/null" for line in lines]
 
 
 def _user_tasks() -> int:
@@ -359,43 +346,96 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str])
 
 # ---- the run --------------------------------------------------------------------------------
 
+# the import check, in a fresh Python, when namespaces need one: each gene file loaded by
+# path, as the harness would
+IMPORT_CODE = ("import importlib.util,sys\nsys.path.insert(0,'.')\n"
+               "for p in sys.argv[1:]:\n"
+               " s=importlib.util.spec_from_file_location(p[:-3].replace('/','.'),p)\n"
+               " m=importlib.util.module_from_spec(s);sys.modules[s.name]=m;"
+               "s.loader.exec_module(m)\n")
+
+
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run") -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
     after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die."""
+    argv = _isolation(settings, workdir, tmp, env) + ["bash", "-c", command]
+    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
+
+
+def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
+                    env: dict[str, str], settings: Sandbox = DEFAULT,
+                    pid_dir: Path | None = None, name: str = "run") -> Outcome:
+    """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
+    without namespaces a fork of the launcher does it, else a new Python inside them."""
+    prefix = _isolation(settings, workdir, tmp, env)
+    if prefix:
+        argv = [*prefix, sys.executable, "-c", IMPORT_CODE, *modules]
+        return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
+    return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name)
+
+
+def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
+         timeout: float, env: dict[str, str], settings: Sandbox, pid_dir: Path | None,
+         name: str) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
     group = _new_cgroup(settings.processes)
-    argv = _prelude(settings, timeout, group) + _isolation(settings, workdir, tmp, env)
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([*argv, "bash", "-c", command], cwd=workdir, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        pid_file = _record_pid(pid_dir, f"{name}.{proc.pid}", f"{proc.pid} {token}\n")
-        try:
-            proc.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            kill_group(proc.pid)
-            proc.wait()
-            hits = _end_cgroup(group) if group is not None else []
-            if pid_file is not None:
-                pid_file.unlink(missing_ok=True)
-    return Outcome(proc.returncode, timed_out, _tail(log), hits)
+    if argv is not None:  # found once, not by an execve per PATH entry in every child
+        argv = [_which(argv[0], env.get("PATH", "")), *argv[1:]]
+    server = launcher.shared(sandbox_env(Path(tempfile.gettempdir())))
+    try:
+        child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
+                             cgroup=group / "cgroup.procs" if group else None, argv=argv,
+                             modules=modules)
+    except launcher.LauncherError as exc:
+        if group is not None:
+            _end_cgroup(group)
+        return Outcome(127, False, f"gitevo could not start the command: {exc}")
+    pid_file = _record_pid(pid_dir, f"{name}.{child.pid}", f"{child.pid} {token}\n")
+    timed_out = lost = False
+    try:
+        child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    except launcher.LauncherError:
+        lost = True  # its exit status went with the launcher; the group dies below
+    finally:
+        kill_group(child.pid)
+        returncode = -signal.SIGKILL if lost else _final_status(child)
+        hits = _end_cgroup(group) if group is not None else []
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+    if lost:
+        hits.insert(0, "gitevo's launcher was killed while the command ran")
+    return Outcome(returncode, timed_out, _tail(log), hits)
 
 
-def _prelude(settings: Sandbox, timeout: float, group: Path | None) -> list[str]:
-    """A bash that joins the cgroup and sets the limits, then becomes the command: a
-    preexec_fn would do the same but can deadlock when the parent runs threads."""
-    lines = []
-    if group is not None:
-        lines.append(f"echo $$ > {shlex.quote(str(group / 'cgroup.procs'))} || exit 125")
-    lines += _ulimits(settings, timeout)
-    return ["bash", "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox"]
+@functools.lru_cache(maxsize=64)
+def _which(name: str, path: str) -> str:
+    return shutil.which(name, path=path) or name
+
+
+def _final_status(child: launcher.Child) -> int:
+    try:
+        return child.wait()
+    except launcher.LauncherError:
+        return -signal.SIGKILL  # the launcher died while we killed the command
+
+
+def _rlimits(settings: Sandbox, timeout: float) -> list[tuple[str, int]]:
+    """The rlimits each command starts under (soft = hard, as bash's `ulimit` sets them)."""
+    limits = [("RLIMIT_CPU", cpu_limit(timeout))]
+    memory = memory_limit(settings)
+    if memory:
+        limits.append(("RLIMIT_AS", memory))
+    if settings.file_size:
+        limits.append(("RLIMIT_FSIZE", max(1024, int(settings.file_size * GB))))
+    if os.geteuid() != 0:  # RLIMIT_NPROC counts all of the user's tasks and never binds root
+        limits.append(("RLIMIT_NPROC", settings.processes + _user_tasks()))
+    return limits
 
 
 def _record_pid(pid_dir: Path | None, name: str, text: str) -> Path | None:

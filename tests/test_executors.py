@@ -25,14 +25,17 @@ from gitevo.executors.local import LocalExecutor
 from gitevo.executors.optional import MissingEngine, need
 from gitevo.gitstore import Store
 
-# Logs what it saw, then kills its evaluating worker (the first ancestor that is not a
-# shell) once for the whole box ("kill-first") or every time ("kill-always").
+# Logs what it saw, then kills its evaluating worker (the first ancestor that is neither a
+# shell nor gitevo's fork server) once for the whole box ("kill-first") or every time
+# ("kill-always").
 PROBE = r"""
 import json, os, signal, sys
 from pathlib import Path
 box = Path(sys.argv[1])
 pid = os.getppid()
-while Path(f"/proc/{pid}/comm").read_text().strip() in ("bash", "sh", "dash"):
+def launcher(pid):
+    return b"forkserver.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+while Path(f"/proc/{pid}/comm").read_text().strip() in ("bash", "sh", "dash") or launcher(pid):
     pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 with open(box / "seen.jsonl", "a") as log:
     log.write(json.dumps({"cwd": os.getcwd(), "pid": pid}) + "\n")

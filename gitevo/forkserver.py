@@ -1,0 +1,183 @@
+"""The launcher's server: a single-threaded Python that forks the sandboxed commands.
+
+Run as a script (`python -I forkserver.py`), so it needs nothing of gitevo and holds
+none of gitevo's secrets: gitevo starts it with a scrubbed environment, and a child
+that reads /proc/self/environ finds that one.
+
+Requests arrive on stdin, one JSON object per line; replies go to stdout, one per line:
+    {"id": 1, "pid": 4242}          the child exists (or {"id": 1, "error": "..."})
+    {"id": 1, "status": 0}          it ended: its exit code, or -N for signal N
+A child joins its pids cgroup, starts a session, sets its rlimits (soft = hard, as
+bash's `ulimit` does), sends its output to the log, and then either execs `argv` or,
+with `modules` instead, imports those files itself: an import check that costs a fork
+rather than a new interpreter. When stdin closes (gitevo ended, even by SIGKILL), every
+child's process group is killed and the server exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util  # loaded once here, not in every import-check child
+import json
+import os
+import resource
+import selectors
+import signal
+import sys
+import traceback
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches gitevo, which closes stdin
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select below
+    children: dict[int, dict] = {}  # pid -> its request
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    pending = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wake_r:
+                _drain(wake_r)
+                continue
+            data = os.read(0, 1 << 16)
+            if not data:
+                _kill_all(children)
+                return
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                _spawn(json.loads(line), children, (wake_r, wake_w))
+        _reap(children)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _send(message: dict) -> None:
+    os.write(1, json.dumps(message).encode() + b"\n")
+
+
+def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        _send({"id": request["id"], "error": f"fork failed: {exc}"})
+        return
+    if pid == 0:
+        _child(request, wake)  # does not return
+    children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
+    _send({"id": request["id"], "pid": pid})
+
+
+def _reap(children: dict[int, dict]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        child = children.pop(pid, None)
+        if child is not None:
+            _send({"id": child["id"], "status": os.waitstatus_to_exitcode(status)})
+
+
+def _kill_all(children: dict[int, dict]) -> None:
+    """gitevo is gone: kill each command's process group, and what left it for a
+    session of its own but is still counted in the command's cgroup."""
+    for pid, child in children.items():
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        if child["cgroup"]:
+            with contextlib.suppress(OSError), open(child["cgroup"]) as procs:
+                for member in procs.read().split():
+                    with contextlib.suppress(OSError, ValueError):
+                        os.kill(int(member), signal.SIGKILL)
+
+
+# ---- in the child -------------------------------------------------------------------------
+
+def _child(request: dict, wake: tuple[int, int]) -> None:
+    code = 127
+    try:
+        _confine(request, wake)
+        if request.get("argv"):
+            # as subprocess does: Python ignores these two, and an ignored signal stays
+            # ignored across exec
+            for number in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(number, signal.SIG_DFL)
+            os.execvpe(request["argv"][0], request["argv"], request["env"])
+        code = _import(request["modules"], request["env"])
+    except SystemExit as exc:
+        code = 125 if exc.code == 125 else 127
+    except BaseException:  # noqa: BLE001 - whatever it was goes to the log
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a broken stream: nothing left to save
+                stream.flush()
+        os._exit(code)
+
+
+def _confine(request: dict, wake: tuple[int, int]) -> None:
+    signal.set_wakeup_fd(-1)
+    for number in (signal.SIGCHLD, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+    for fd in wake:
+        os.close(fd)
+    os.setsid()  # its own process group, which gitevo kills whole
+    out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    if request.get("cgroup"):
+        try:
+            with open(request["cgroup"], "w") as procs:
+                procs.write(str(os.getpid()))
+        except OSError as exc:
+            print(f"gitevo-sandbox: cannot join {request['cgroup']}: {exc}", file=sys.stderr)
+            raise SystemExit(125) from None
+    for name, value in request["limits"]:
+        number = getattr(resource, name)
+        _, hard = resource.getrlimit(number)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)  # a lower limit already in place stays
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(number, (value, value))
+    os.chdir(request["cwd"])
+
+
+def _import(modules: list[str], env: dict[str, str]) -> int:
+    """Load each gene file by path, as the harness would; 0, or 1 with the traceback."""
+    os.environ.clear()
+    os.environ.update(env)
+    sys.dont_write_bytecode = True
+    sys.path[:] = [os.getcwd(), *sys.path]
+    for path in modules:
+        name = path[:-3].replace("/", ".")
+        sys.modules.pop(name.split(".")[0], None)  # a gene file named like a loaded module
+        try:
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - the check's answer is the traceback
+            traceback.print_exc()
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    main()
