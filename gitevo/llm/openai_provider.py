@@ -3,6 +3,7 @@ through the `openai` SDK with base_url."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping
@@ -44,30 +45,38 @@ class OpenAIProvider:
         self._key_env, self._timeout = settings.api_key_env, settings.timeout
 
     def send(self, request: Request) -> Reply:
+        body: dict[str, Any] = {"model": self.model, "messages": messages(request),
+                                "max_tokens": request.max_tokens}
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         try:
-            response = self._client.chat.completions.create(
-                model=self.model, messages=messages(request), max_tokens=request.max_tokens,
-                temperature=self._sdk.omit if request.temperature is None
-                else request.temperature)
+            # the client's documented raw-request path: the same auth, URL, timeout and
+            # error types as chat.completions.create, without re-validating a body we
+            # built ourselves or building typed models we would only read three fields of
+            data = json.loads(self._client.post("/chat/completions", body=body, cast_to=bytes))
+        except ValueError as exc:
+            raise LLMError("bad-response", f"openai ({self.model}): {self.url} answered "
+                                           f"with a body that is not valid JSON: {exc}") from exc
         except Exception as exc:
             error = translate(exc, self._sdk, f"openai ({self.model})", self.url,
                               self._key_env, self._timeout)
             if error is None:
                 raise
             raise error from exc
-        return self._reply(response, request)
+        return self._reply(data, request)
 
-    def _reply(self, response: Any, request: Request) -> Reply:
-        choices = getattr(response, "choices", None)
-        if not choices or choices[0].message is None:
+    def _reply(self, data: Any, request: Request) -> Reply:
+        choices = data.get("choices") if isinstance(data, dict) else None
+        choice = choices[0] if isinstance(choices, list) and choices else None
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
             raise LLMError("bad-response", f"openai ({self.model}): {self.url} answered "
                                            "without choices")
-        choice = choices[0]
-        text = choice.message.content or ""
-        stop = choice.finish_reason or "stop"
-        return Reply(text=text, model=response.model or self.model,
-                     stop_reason=_STOP.get(stop, stop), usage=_usage(response.usage, request, text),
-                     raw=response.model_dump(mode="json", exclude_none=True))
+        text = message.get("content") or ""
+        stop = choice.get("finish_reason") or "stop"
+        return Reply(text=text if isinstance(text, str) else str(text),
+                     model=data.get("model") or self.model, stop_reason=_STOP.get(stop, stop),
+                     usage=_usage(data.get("usage"), request, text), raw=data)
 
     def close(self) -> None:
         self._client.close()
@@ -83,10 +92,10 @@ def messages(request: Request) -> list[dict[str, Any]]:
 
 
 def _usage(usage: Any, request: Request, text: str) -> Usage:
-    if usage is None:  # some local servers omit it: estimate, so max_tokens still binds
+    if not isinstance(usage, dict):  # some local servers omit it: estimate, so max_tokens binds
         return Usage(math.ceil(request.chars() / 4), math.ceil(len(text) / 4))
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
-    prompt = usage.prompt_tokens or 0
+    details = usage.get("prompt_tokens_details")
+    cached = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    prompt = usage.get("prompt_tokens") or 0
     return Usage(input_tokens=max(prompt - cached, 0),
-                 output_tokens=usage.completion_tokens or 0, cache_read_tokens=cached)
+                 output_tokens=usage.get("completion_tokens") or 0, cache_read_tokens=cached)
