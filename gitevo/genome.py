@@ -10,6 +10,7 @@ the pseudo-block "<module>".
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 
@@ -69,6 +70,13 @@ def _kind(node: ast.stmt) -> str | None:
 
 def blocks(source: str, path: str = "") -> list[Block]:
     """The top-level classes and functions of `source`, in file order."""
+    return list(_blocks(source, path))
+
+
+@functools.lru_cache(maxsize=64)
+def _blocks(source: str, path: str) -> tuple[Block, ...]:
+    # one proposal reads the same file's blocks for its prompt, its answer and its child;
+    # a parse per read was a tenth of gitevo's own time per offspring
     tree = _parse(source, path)
     lines = split_lines(source)
     found = []
@@ -79,7 +87,7 @@ def blocks(source: str, path: str = "") -> list[Block]:
         first = min([node.lineno] + [d.lineno for d in node.decorator_list])
         start, end = first - 1, node.end_lineno or node.lineno
         found.append(Block(path, node.name, kind, start, end, "".join(lines[start:end])))
-    return found
+    return tuple(found)
 
 
 def get_block(source: str, name: str, path: str = "") -> Block:

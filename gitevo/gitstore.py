@@ -21,6 +21,16 @@ from pathlib import Path, PurePosixPath
 import pygit2
 
 FILE_MODE = pygit2.enums.FileMode
+
+# libgit2's defaults cost us one object lookup per tree entry on every tree write (strict
+# creation: a notes tree holds an entry per individual, so each notes commit re-checked
+# them all) and a re-hash of every object read. Every object gitevo writes a tree from was
+# just written or read here, and `git fsck` still checks the hashes.
+pygit2.settings.enable_strict_object_creation(False)
+pygit2.settings.enable_strict_hash_verification(False)
+# a notes tree outgrows the 4 KB below which libgit2 caches trees; blobs it never caches
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.TREE, 4 << 20)
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.BLOB, 256 << 10)
 NOTES_PREFIX = "refs/notes/gitevo/"
 BRANCH_PREFIX = "refs/heads/gitevo/"
 STALE_LOCK_SECONDS = 2.0  # far longer than any ref update holds its lock
