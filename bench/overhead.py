@@ -16,9 +16,13 @@ start-up (interpreter, imports, the seed) drops out. gitevo is timed as the real
 OpenEvolve as `run_evolution(..., iterations=N)` in a fresh process, in memory.
 
 OpenEvolve runs its evaluator in its own Python, unconfined; so by default gitevo's
-commands run unconfined too ([sandbox] isolation = "none"). `--isolation auto` keeps
-gitevo's default sandbox (bubblewrap where it works), which costs tens of milliseconds
-per command (the fitness command and the import check), on top of what is measured here.
+commands run unconfined too ([sandbox] isolation = "none"), where gitevo's fork server
+checks imports by fork. `--isolation auto` keeps gitevo's default sandbox (bubblewrap
+where it works): each command then pays for its namespaces and the import check for a
+new Python inside them (about 30 ms per offspring more on the 2-core CI machine).
+
+Where the files go matters: on a machine whose /tmp is slow to create files in, run
+with TMPDIR on a faster disk; both tools work under TMPDIR.
 """
 
 from __future__ import annotations
