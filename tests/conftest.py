@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from gitevo.cli import main
+
+# A suite started in the background by a non-interactive shell (`.ci/run &`) inherits
+# SIGINT ignored, and so would every gitevo it starts: the Ctrl-C tests would see a
+# gitevo that cannot be interrupted. A Python handler here becomes the default again in
+# each exec'd child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parent.parent
 
