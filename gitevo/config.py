@@ -73,6 +73,9 @@ class Fitness:
     fidelity: str = "default"
     vars: dict[str, str] = field(default_factory=dict)
     env: tuple[str, ...] = ()  # extra environment variables passed through to the sandbox
+    # run once per generation (and before init's and verify's evaluations) on the run's
+    # seed commit, with the network: fetch data into a cache so evaluations need no network
+    prepare: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ def _genes(r: _Reader) -> Genes:
 
 
 def _fitness(r: _Reader) -> Fitness:
-    r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env"})
+    r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -262,16 +265,18 @@ def _fitness(r: _Reader) -> Fitness:
         if key in PLACEHOLDERS:
             raise r.fail(f"vars.{key}", f"'{key}' is a built-in placeholder")
     check = r.get("check", str, None)
+    prepare = r.get("prepare", str, None)
     known = set(PLACEHOLDERS) | set(variables)
     _check_placeholders(r, "command", command, known)
-    if check:
-        _check_placeholders(r, "check", check, known)
+    for key, template in (("check", check), ("prepare", prepare)):
+        if template:
+            _check_placeholders(r, key, template, known)
     env = r.get("env", list, [])
     if not all(isinstance(e, str) for e in env):
         raise r.fail("env", "must be a list of environment variable names")
     return Fitness(command=command, timeout=r.number("timeout", 600.0, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
-                   env=tuple(env))
+                   env=tuple(env), prepare=prepare or None)
 
 
 def _check_placeholders(r: _Reader, key: str, template: str, known: set[str]) -> None:

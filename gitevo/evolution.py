@@ -26,6 +26,7 @@ from gitevo.llm import Usage
 from gitevo.notewriter import NoteWriter
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, individual_id, make_plan
+from gitevo.prepare import PrepareError, prepare
 from gitevo.producer import (
     Proposals,
     Settled,
@@ -57,6 +58,7 @@ class Evolution:
         guided = config.llm.provider != "offline"
         self.library = PromptLibrary.load(store.root) if guided else None
         self.budget_exhausted = False
+        self._prepared = False  # [fitness] prepare ran in this process
 
     # ---- reading state from refs and notes ---------------------------------------------------
 
@@ -83,6 +85,7 @@ class Evolution:
         with self.store.lock():
             self.recover()
             current = self._ensure_seed(None)
+            self._prepare()
             self.timeline.restart()
             plan = self._plan(current, n or self.config.evolution.offspring)
             started = time.monotonic()
@@ -112,6 +115,16 @@ class Evolution:
 
     # ---- step 0: the seed ----------------------------------------------------------------------
 
+    def _prepare(self) -> None:
+        """[fitness] prepare on the seed (trusted, with the network), once per process."""
+        if self._prepared or not self.config.fitness.prepare:
+            return
+        try:
+            prepare(self.store, self.config, self.commit_of(SEED_ID))
+        except PrepareError as exc:
+            raise EvolutionError(str(exc)) from None
+        self._prepared = True
+
     def _ensure_seed(self, commit: str | None) -> Generation:
         current = self.current()
         if current is not None:
@@ -126,6 +139,7 @@ class Evolution:
             self.store.update_refs([(individual_ref(self.run, SEED_ID), commit, seed)],
                                    "gitevo: record seed")
             seed = commit
+        self._prepare()
         self._evaluate_all([SEED_ID])
         result = self.evaluation(seed)
         if not result.ok:

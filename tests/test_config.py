@@ -104,6 +104,14 @@ def test_unknown_placeholder_is_refused():
         config.parse(text, "gitevo.toml")
 
 
+def test_prepare_is_optional_and_its_placeholders_are_checked():
+    assert config.parse(GOOD).fitness.prepare is None
+    text = GOOD.replace("[fitness]\n", "[fitness]\nprepare = \"fetch --into {data}\"\n", 1)
+    assert config.parse(text).fitness.prepare == "fetch --into {data}"
+    with pytest.raises(ConfigError, match=r"fitness.prepare: unknown placeholder \{mirror\}"):
+        config.parse(text.replace("{data}\"", "{mirror}\""), "gitevo.toml")
+
+
 def test_shell_braces_are_not_placeholders():
     text = GOOD.replace("--data {data}", "--data ${DATA} {data}")
     assert config.parse(text).fitness.command.count("${DATA}") == 1

@@ -582,3 +582,24 @@ def test_missing_data_is_one_clear_line(repo):
     assert proc.returncode == 1
     assert proc.stderr.strip() == "data path /no/such/cifar does not exist"
     assert not (repo / "m.json").exists()
+
+
+def test_prepare_fills_the_cache_without_reading_the_model(repo, tmp_path):
+    data = write_image_folder(tmp_path / "folder")
+    (repo / "model.py").write_text("raise SystemExit('prepare must not import the model')\n")
+    metrics = tmp_path / "prepare.json"
+    first = train(repo, "--prepare", "--data", str(data), "--metrics", str(metrics))
+    assert first.returncode == 0, first.stderr
+    values = read_metrics(metrics)
+    assert values["prepare"] == "ok" and not values["from_cache"]
+    assert len(list((repo.parent / "cache").glob("*.npz"))) == 1
+    again = train(repo, "--prepare", "--data", str(data), "--metrics", str(metrics))
+    assert again.returncode == 0 and read_metrics(metrics)["from_cache"]
+
+
+def test_template_prepares_with_the_network_and_evaluates_without():
+    from gitevo.config import load
+
+    config = load(TEMPLATE / "gitevo.toml")
+    assert config.fitness.prepare.startswith("python train.py --prepare")
+    assert "{data}" in config.fitness.prepare and config.sandbox.network == "deny"

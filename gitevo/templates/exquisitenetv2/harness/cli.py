@@ -49,6 +49,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                 "fitness metrics (validation accuracy, parameter count).")
     p.add_argument("--check", action="store_true",
                    help="only build the model and run one step on a dummy batch (seconds)")
+    p.add_argument("--prepare", action="store_true",
+                   help="fetch and decode the data into the cache, then stop: gitevo runs this "
+                   "once, trusted and with the network, so that evaluations need neither")
     p.add_argument("--fidelity", default="demo", choices=sorted(fidelity.FIDELITIES))
     p.add_argument("--data", default="cifar10",
                    help="'cifar10' (download once) or a directory with python batches or "
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace, root: Path) -> int:
     write, out = metrics.write, Path(args.metrics).resolve()
     metrics.discard(out)
     try:
-        values = (check if args.check else evaluate)(args, root, snapshot)
+        step = prepare if args.prepare else check if args.check else evaluate
+        values = step(args, root, snapshot)
     except _EXPECTED as exc:
         print(" ".join(str(exc).split()), file=sys.stderr, flush=True)
         return 1
@@ -100,6 +104,16 @@ def _recipe(args: argparse.Namespace) -> fidelity.Fidelity:
                             lr=args.lr, image_size=args.image_size,
                             train_per_class=args.train_per_class,
                             val_per_class=args.val_per_class)
+
+
+def prepare(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
+    """Download (for cifar10) and decode the data into the cache; model.py is not read."""
+    recipe = _recipe(args)
+    if recipe.synthetic:
+        return {"prepare": "ok", "data": "synthetic", "fidelity": recipe.name}
+    loaded = data.load(args.data, args.cache_dir)
+    return {"prepare": "ok", "data": loaded.origin, "from_cache": loaded.from_cache,
+            "fidelity": recipe.name, "harness": HARNESS_VERSION}
 
 
 def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
