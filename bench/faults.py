@@ -1,0 +1,275 @@
+"""Crash recovery under SIGKILL: kill `gitevo generation` at moments spread over a whole
+generation, run it again, and check that nothing was lost, doubled or left behind.
+
+    python bench/faults.py                     # 50 trials: 25 offline, 25 with an LLM
+    python bench/faults.py --trials 10 --seed 3
+
+Two prepared toy repositories (seed evaluated) serve as templates: one evolving with the
+offline operators, one through the `command` provider and tests/responder.py (a scripted
+LLM: prompts in, diffs out, deterministic). Each is first run once uninterrupted: that
+run's generation 1 is the reference, and its length sets the kill window. Each trial
+copies a template, starts `gitevo generation --n 8 --json` and sends SIGKILL after a
+delay drawn from its own slice of the window (stratified, so the kills cover start-up,
+LLM calls, patching, commits, evaluations, note writes and the ledger commit). The last
+progress event before the kill names the moment. Then the same command runs to the end
+and the repository is checked with plain git:
+
+- `git fsck --strict` passes;
+- the generation-1 branches are exactly the reference's ids, each one commit whose
+  parents are the commits of the parents its Gitevo-Parents trailer names, each with a
+  fitness note;
+- no lock and no exported tree are left under .git/gitevo;
+- the ledger holds generations 0 and 1, one commit each, and generation 1's population
+  (ids, trees, objectives) equals the reference's.
+(A kill that lands after the ledger commit leaves a finished generation: it is checked
+as it is, without a rerun.)
+
+It prints the trials per moment and every broken invariant; exits 1 if there was one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESPONDER = HERE.parent / "tests" / "responder.py"
+OFFSPRING = 8
+# a fitness that takes a little while, so evaluations are a moment a kill can land in
+SLOW_FITNESS = 'command = "sleep 0.1; python fitness.py'
+
+
+@dataclass
+class Trial:
+    kind: str  # "offline" or "guided"
+    delay: float
+    moment: str = ""
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def gitevo(repo: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gitevo", "-C", str(repo), *args],
+                          capture_output=True, text=True, **kwargs)
+
+
+# ---- the two templates -------------------------------------------------------------------
+
+def make_template(where: Path, kind: str) -> Path:
+    """A toy repository, seed evaluated, evolving offline or through the scripted LLM."""
+    repo = where / kind
+    out = subprocess.run([sys.executable, "-m", "gitevo", "init", str(repo), "--template",
+                          "toy"], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"gitevo init failed: {out.stderr.strip()}")
+    text = (repo / "gitevo.toml").read_text()
+    text = text.replace('command = "python fitness.py', SLOW_FITNESS)
+    if kind == "guided":
+        command = f"{sys.executable} {RESPONDER}"
+        text = text.replace('provider = "offline"',
+                            f'provider = "command"\ncommand = "{command}"\nconcurrency = 3')
+        text = text.replace("prob_eot = 0.0", "prob_eot = 0.3")
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", f"faults bench: {kind}")
+    return repo
+
+
+def reference(template: Path, where: Path) -> tuple[Path, float]:
+    """An uninterrupted generation on a copy of `template`, and how long it took."""
+    repo = copy(template, where / f"{template.name}-reference")
+    started = time.monotonic()
+    out = gitevo(repo, "generation", "--n", str(OFFSPRING), "--quiet")
+    if out.returncode != 0:
+        raise SystemExit(f"reference generation failed: {out.stderr.strip()}")
+    return repo, time.monotonic() - started
+
+
+def copy(template: Path, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+# ---- one trial ---------------------------------------------------------------------------
+
+def run_trial(trial: Trial, template: Path, ref: Path, where: Path) -> Trial:
+    repo = copy(template, where / f"trial-{trial.kind}-{trial.delay:.3f}")
+    started = time.monotonic()
+    trial.moment = kill_at(repo, trial.delay)
+    # rerun what was interrupted; a generation whose ledger commit landed is finished
+    if ledger_length(repo) < 2:
+        out = gitevo(repo, "generation", "--n", str(OFFSPRING), "--quiet", timeout=600)
+        if out.returncode != 0:
+            trial.problems.append(f"rerun failed: {out.stderr.strip()[-300:]}")
+    if not trial.problems:
+        trial.problems += check(repo, ref)
+    trial.seconds = time.monotonic() - started
+    shutil.rmtree(repo, ignore_errors=True)
+    return trial
+
+
+def kill_at(repo: Path, delay: float) -> str:
+    """Start a generation, SIGKILL it after `delay` seconds; the moment it was in."""
+    proc = subprocess.Popen([sys.executable, "-m", "gitevo", "-C", str(repo), "generation",
+                             "--n", str(OFFSPRING), "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    events: list[dict] = []
+    reader = threading.Thread(target=lambda: events.extend(
+        json.loads(line) for line in proc.stdout if line.startswith("{")), daemon=True)
+    reader.start()
+    time.sleep(delay)
+    finished = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    reader.join(5)
+    return "after the end" if finished and proc.returncode == 0 else moment(list(events))
+
+
+def moment(events: list[dict]) -> str:
+    kinds = [e["kind"] for e in events]
+    if "summary" in kinds:
+        return "after the ledger commit"
+    if "plan" not in kinds:
+        return "start-up: recovery, plan"
+    finished = kinds.count("evaluation_finished")
+    if finished >= OFFSPRING:
+        return "selection, ledger commit"
+    last = next((k for k in reversed(kinds) if k not in ("notice", "evaluating")), "plan")
+    return {"plan": "LLM calls, patching", "llm_call": "LLM calls, patching",
+            "validated": "validation, commits", "rejected": "LLM calls, patching",
+            "committed": "commits, provenance notes",
+            "evaluation_started": "evaluations", "budget_spent": "LLM calls, patching",
+            "evaluation_finished": "evaluations, fitness notes"}.get(last, last)
+
+
+# ---- the invariants ------------------------------------------------------------------------
+
+def check(repo: Path, ref: Path) -> list[str]:
+    problems = []
+    fsck = subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True,
+                          text=True)
+    if fsck.returncode != 0:
+        problems.append(f"git fsck --strict: {fsck.stderr.strip()[-300:]}")
+    mine, theirs = branches(repo), branches(ref)
+    if sorted(mine) != sorted(theirs):
+        problems.append(f"branches {sorted(mine)} != reference {sorted(theirs)}")
+    everyone = {**branches(repo, "g000-*"), **mine}
+    for ident, commit in mine.items():
+        problems += individual_problems(repo, ident, commit, everyone)
+    state = repo / ".git" / "gitevo"
+    if (state / "lock").exists():
+        problems.append("the lock is still there")
+    work = state / "worktrees" / "main"
+    if work.is_dir() and any(work.iterdir()):
+        problems.append(f"exported trees left: {sorted(p.name for p in work.iterdir())}")
+    if ledger_length(repo) != 2:
+        problems.append(f"ledger has {ledger_length(repo)} commits, expected 2")
+    if population(repo) != population(ref):
+        problems.append("generation 1's population differs from the uninterrupted run's")
+    return problems
+
+
+def ledger_length(repo: Path) -> int:
+    count = git(repo, "rev-list", "--count", "gitevo/main/ledger", check=False).strip()
+    return int(count) if count.isdigit() else 0
+
+
+def branches(repo: Path, pattern: str = "g001-*") -> dict[str, str]:
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)",
+              f"refs/heads/gitevo/main/{pattern}")
+    return {line.split()[0].rsplit("/", 1)[1]: line.split()[1] for line in out.splitlines()}
+
+
+def individual_problems(repo: Path, ident: str, commit: str,
+                        everyone: dict[str, str]) -> list[str]:
+    problems = []
+    trailers = git(repo, "log", "-1", "--format=%(trailers:key=Gitevo-Parents,valueonly)",
+                   commit).split()
+    named = [everyone.get(p.strip(","), f"missing {p}") for p in trailers]
+    actual = git(repo, "rev-parse", f"{commit}^@").split()
+    if sorted(named) != sorted(actual):
+        problems.append(f"{ident}: parents {actual} are not its named parents {named}")
+    note = git(repo, "notes", "--ref", "gitevo/main", "show", commit, check=False)
+    try:
+        status = json.loads(note)["status"]
+    except (ValueError, KeyError, TypeError):
+        status = None
+    if status is None:
+        problems.append(f"{ident}: no fitness note")
+    return problems
+
+
+def population(repo: Path) -> list[tuple[str, str, dict]]:
+    members = json.loads(git(repo, "show", "gitevo/main/ledger:population.json"))
+    return [(m["id"], git(repo, "rev-parse", f"{m['commit']}^{{tree}}").strip(),
+             m["objectives"]) for m in members]
+
+
+# ---- the bench ---------------------------------------------------------------------------
+
+def trials_for(kind: str, count: int, window: float, rng: random.Random) -> list[Trial]:
+    """`count` delays, one drawn from each equal slice of the window."""
+    return [Trial(kind, window * (i + rng.random()) / count) for i in range(count)]
+
+
+def run(trials: int, seed: int, where: Path, log=print) -> list[Trial]:
+    rng = random.Random(seed)
+    done: list[Trial] = []
+    for kind, count in (("offline", trials - trials // 2), ("guided", trials // 2)):
+        if count == 0:
+            continue
+        template = make_template(where, kind)
+        ref, length = reference(template, where)
+        log(f"{kind}: an uninterrupted generation takes {length:.2f}s; {count} kills in it")
+        for trial in trials_for(kind, count, length * 1.1, rng):
+            done.append(run_trial(trial, template, ref, where))
+            if trial.problems:
+                log(f"  FAILED after a kill at {trial.delay:.2f}s ({trial.moment}): "
+                    + "; ".join(trial.problems))
+    return done
+
+
+def report(done: list[Trial]) -> str:
+    lines = [f"{'moment of the kill':<30} {'offline':>8} {'guided':>8} {'broken':>8}"]
+    by = Counter((t.moment, t.kind) for t in done)
+    broken = Counter(t.moment for t in done if t.problems)
+    for name in sorted({t.moment for t in done}):
+        lines.append(f"{name:<30} {by[name, 'offline']:>8} {by[name, 'guided']:>8} "
+                     f"{broken[name]:>8}")
+    bad = sum(1 for t in done if t.problems)
+    mean = sum(t.seconds for t in done) / max(1, len(done))
+    lines.append(f"{len(done)} trials, {bad} with a broken invariant; "
+                 f"{mean:.1f}s per trial (kill, rerun, checks)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gitevo-faults-") as tmp:
+        done = run(args.trials, args.seed, Path(tmp))
+    print(report(done))
+    sys.exit(1 if any(t.problems for t in done) else 0)
+
+
+if __name__ == "__main__":
+    main()
