@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import json
 import math
 import shlex
@@ -84,7 +85,9 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
                command=config.fitness.command, check=config.fitness.check,
                timeout=config.fitness.timeout, fidelity=fidelity or config.fitness.fidelity,
                variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
-               env_extra=config.fitness.env, pid_dir=pid_dir, sandbox=config.sandbox)
+               env_extra=config.fitness.env, pid_dir=pid_dir,
+               sandbox=dataclasses.replace(config.sandbox,
+                                           cache_writable=not config.fitness.prepare))
 
 
 def evaluate(job: Job) -> Evaluation:

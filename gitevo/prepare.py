@@ -37,8 +37,8 @@ def prepare(store: Store, config: Config, commit: str) -> None:
         store.export_tree(commit, tree)
         scratch.mkdir()
         job = make_job(config, "prepare", tree)
-        job = dataclasses.replace(job, sandbox=dataclasses.replace(job.sandbox,
-                                                                   network="allow"))
+        job = dataclasses.replace(job, sandbox=dataclasses.replace(
+            job.sandbox, network="allow", cache_writable=True))
         outcome = run_sandboxed(expand(command, job, scratch / "prepare-metrics.json"), job,
                                 scratch, job.timeout)
     finally:

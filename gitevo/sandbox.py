@@ -110,7 +110,8 @@ def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
 
 def cache_dirs(env: dict[str, str]) -> list[Path]:
     """Where a harness keeps decoded datasets between evaluations (the templates' rule):
-    these stay writable under bubblewrap so the first evaluation can fill the cache."""
+    these stay writable under bubblewrap so the first evaluation can fill the cache, unless
+    a [fitness] prepare step filled it first (then candidates only read it)."""
     dirs = [Path(env["GITEVO_CACHE_DIR"])] if env.get("GITEVO_CACHE_DIR") else []
     if env.get("XDG_CACHE_HOME"):
         dirs.append(Path(env["XDG_CACHE_HOME"]) / "gitevo")
@@ -334,7 +335,7 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str])
     network = settings.network == "allow"
     if kind == "bwrap":
         writable = [workdir, tmp]
-        for directory in cache_dirs(env):
+        for directory in cache_dirs(env) if settings.cache_writable else ():
             with contextlib.suppress(OSError):
                 directory.mkdir(parents=True, exist_ok=True)
                 writable.append(directory)

@@ -603,3 +603,18 @@ def test_template_prepares_with_the_network_and_evaluates_without():
     config = load(TEMPLATE / "gitevo.toml")
     assert config.fitness.prepare.startswith("python train.py --prepare")
     assert "{data}" in config.fitness.prepare and config.sandbox.network == "deny"
+
+
+def test_a_cache_is_found_where_it_is_even_if_another_dir_is_writable(tmp_path, harness_root,
+                                                                       monkeypatch):
+    """Candidates see a prepared cache read-only: loading must find it, not rebuild it in
+    the first directory it may write to."""
+    from harness import data
+
+    root = write_image_folder(tmp_path / "folder")
+    monkeypatch.delenv("GITEVO_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert not data.load(str(root)).from_cache  # built under xdg/gitevo
+    monkeypatch.setenv("GITEVO_CACHE_DIR", str(tmp_path / "empty"))  # now first, writable
+    again = data.load(str(root))
+    assert again.from_cache and not list((tmp_path / "empty").glob("*.npz"))

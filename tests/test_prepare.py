@@ -19,8 +19,13 @@ EVALUATE_PROBE = """
 import os, socket, sys
 cache = os.path.join(os.environ["GITEVO_CACHE_DIR"], "payload.txt")
 assert open(cache).read() == "fetched", "no prepared data"
+if "--poison" in sys.argv:  # swap the data for the candidates that come after
+    try:
+        open(cache, "w").write("poisoned")
+    except OSError:
+        pass
 try:
-    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2).close()
+    socket.create_connection(("127.0.0.1", int(sys.argv[-1])), timeout=2).close()
 except OSError:
     sys.exit(0)
 sys.exit("the candidate reached the network")
@@ -110,3 +115,20 @@ def _notes(repo: Path) -> list[str]:
     out = git(repo, "notes", "--ref", "gitevo/main", "list").split("\n")
     return [git(repo, "notes", "--ref", "gitevo/main", "show", line.split()[1])
             for line in filter(None, out)]
+
+
+def test_candidates_cannot_write_the_prepared_cache(tmp_path, server, monkeypatch):
+    if sandbox.mode(Sandbox())[0] != "bwrap":
+        pytest.skip("a read-only dataset cache needs bubblewrap")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("GITEVO_CACHE_DIR", str(cache))
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy")
+    _configure(repo, tmp_path, server, f"python {tmp_path}/prepare_probe.py {server}")
+    # a candidate that tries to swap the data for its successors
+    toml = repo / "gitevo.toml"
+    toml.write_text(toml.read_text().replace("evaluate_probe.py", "evaluate_probe.py --poison"))
+    git(repo, "commit", "-qam", "a poisoning candidate")
+    cli("-C", str(repo), "generation", "--n", "2")
+    assert (cache / "payload.txt").read_text() == "fetched"

@@ -46,8 +46,9 @@ def load(source: str, cache_dir: Path | None = None) -> Loaded:
     """Decoded arrays for `source` ("cifar10" or a path), from the cache when possible."""
     root = _download_cifar10(cache_dir) if source == "cifar10" else Path(source).expanduser()
     layout = formats.detect(root)
-    directory = _cache_dir(cache_dir, layout.root)
     name = f"exquisitenetv2-{layout.kind}-{formats.fingerprint(layout)}-v{cache.CACHE_VERSION}"
+    found = _existing(cache_dir, layout.root, f"{name}.npz")
+    directory = found.parent if found else _cache_dir(cache_dir, layout.root)
     splits, hit = cache.load_or_build(directory / f"{name}.npz", lambda: formats.read(layout))
     return Loaded(splits, str(layout.root), hit)
 
@@ -75,11 +76,21 @@ def _cache_dir(explicit: Path | None, data_root: Path | None) -> Path:
         raise DataError(str(exc)) from exc
 
 
+def _existing(explicit: Path | None, data_root: Path | None, relative: str) -> Path | None:
+    """An earlier run's file in any cache directory, writable or not: once gitevo's prepare
+    step has filled the cache, candidates may only read it."""
+    dirs = [explicit] if explicit is not None else cache.candidate_dirs(data_root)
+    return next((d / relative for d in dirs if (d / relative).is_file()), None)
+
+
 def _download_cifar10(cache_dir: Path | None) -> Path:
+    found = _existing(cache_dir, None, "torchvision/cifar-10-batches-py/test_batch")
+    if found is not None and (found.parent / "data_batch_1").is_file():
+        return found.parent  # downloaded before: no network needed
     root = _cache_dir(cache_dir, None) / "torchvision"
     batches = root / "cifar-10-batches-py"
     if (batches / "data_batch_1").is_file() and (batches / "test_batch").is_file():
-        return batches  # downloaded before: no network needed
+        return batches
     root.mkdir(parents=True, exist_ok=True)
     # evaluations that start together must not download and unpack over each other
     with cache.exclusive(root / ".download.lock"):
