@@ -502,7 +502,7 @@ def test_smoke_writes_every_metric_from_validation(smoke_run):
     assert smoke_run["accuracy"] * 80 == pytest.approx(round(smoke_run["accuracy"] * 80))
     assert smoke_run["test_accuracy"] * 60 == pytest.approx(round(smoke_run["test_accuracy"] * 60))
     assert 0.3 < smoke_run["accuracy"] <= 1.0  # learnt something: chance is 0.1
-    assert smoke_run["tampered"] == ""
+    assert "tampered" not in smoke_run  # honest code: nothing to report, and it is scored
 
 
 @pytest.mark.slow
@@ -550,18 +550,18 @@ with open("cheat-ran.txt", "w") as _marker:
 
 
 @pytest.mark.slow
-def test_a_model_that_tampers_still_gets_honest_numbers(repo, smoke_run):
+def test_a_model_that_tampers_is_not_scored_and_says_what_it_replaced(repo):
     (repo / "model.py").write_text((repo / "model.py").read_text() + CHEAT)
+    metrics = repo / "m.json"
     proc = train(repo, "--fidelity", "smoke", "--metrics", "m.json", "--seed", "3")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1
     assert (repo / "cheat-ran.txt").read_text() == "yes"
-    honest = read_metrics(repo / "m.json")
-    for key in ("accuracy", "test_accuracy", "params", "train_loss"):
-        assert honest[key] == smoke_run[key], key
-    for name in ("harness.measure.count_parameters", "harness.cli.measure",
-                 "torch.Tensor.argmax", "torch.nn.modules.module.Module.parameters",
-                 "json.dumps"):
-        assert name in honest["tampered"], name
+    reason = last_line(proc.stderr)
+    assert reason.startswith("model.py replaced ") and reason.endswith(
+        "the harness does not score code that tampers with it"), reason
+    assert "harness.measure.count_parameters" in reason or " more" in reason
+    # what the cheat forged is left where it wrote it; the exit status says not to read it
+    assert not metrics.exists() or json.loads(metrics.read_text())["accuracy"] == 1.0
 
 
 @pytest.mark.slow

@@ -89,7 +89,15 @@ def run(args: argparse.Namespace, root: Path) -> int:
         traceback.print_exc()
         print(describe(exc, "training failed"), file=sys.stderr, flush=True)
         return 1
-    snapshot.restore()
+    tampered = sorted(set(values.pop("tampered", "").split(",") + snapshot.restore()) - {""})
+    if tampered:
+        # the numbers above are honest (everything was put back before measuring), but code
+        # that reaches into the measurement is a cheat, and evolution must not keep it
+        shown = ", ".join(tampered[:6]) + (f" and {len(tampered) - 6} more"
+                                           if len(tampered) > 6 else "")
+        print(f"model.py replaced {shown}; the harness does not score code that tampers "
+              "with it", file=sys.stderr, flush=True)
+        return 1
     running = guard.leftovers()
     if running:
         print(f"model.py left {', '.join(running)} running; the harness does not score code "
@@ -125,7 +133,7 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
     module = gene.load(args.model or root / "model.py")
     model = gene.build(module, CHECK_CLASSES, CHECK_CHANNELS).to(runtime.device)
     opt = gene.optimizer(module, model, recipe.lr, recipe.weight_decay)
-    snapshot.restore()
+    tampered = snapshot.restore()
     measure.check_optimizer(opt, model)
     dummy = torch.randn(CHECK_BATCH, CHECK_CHANNELS, size, size, device=runtime.device)
     targets = torch.arange(CHECK_BATCH, device=runtime.device) % CHECK_CLASSES
@@ -137,7 +145,7 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
         opt.step()
     except Exception as exc:
         raise ModelError(describe(exc, "training step on a dummy batch")) from exc
-    snapshot.restore()
+    tampered += snapshot.restore()
     try:
         measure.predict(model, [dummy], runtime, CHECK_CLASSES)
     except ModelError:
@@ -145,7 +153,8 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
     except Exception as exc:
         raise ModelError(describe(exc, "forward pass on a dummy batch")) from exc
     return {"params": measure.count_parameters(model), "check": "ok", "device": runtime.label,
-            "fidelity": recipe.name, "image_size": size, "harness": HARNESS_VERSION}
+            "fidelity": recipe.name, "image_size": size, "harness": HARNESS_VERSION,
+            "tampered": ",".join(tampered)}
 
 
 def evaluate(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
