@@ -16,14 +16,18 @@ from pathlib import Path
 from gitevo import __version__, sandbox
 from gitevo.config import Sandbox
 
-# run inside the sandbox from <scratch>/repo/work, beside a fake <scratch>/repo/.git
+# run inside the sandbox from a worktree where gitevo puts them, under a fake
+# <scratch>/repo/.git whose config holds a fake token; $GITEVO_PUBLIC_REPO is <scratch>/repo
 PROBE = r"""
 echo "as=$(ulimit -v)"; echo "cpu=$(ulimit -t)"; echo "fsize=$(ulimit -f)"
 echo "nproc=$(ulimit -u)"; echo "cgroup=$(grep -c ':/.*gitevo-' /proc/self/cgroup)"
 echo "ifaces=$(tail -n +3 /proc/net/dev | grep -vc ' lo:')"
 echo "pidns=$(readlink /proc/self/ns/pid)"; echo "tmp=$TMPDIR"
-if touch ../.git/probe 2>/dev/null; then echo repo=writable; else echo repo=readonly; fi
+if touch "$GITEVO_PUBLIC_REPO/probe" 2>/dev/null; then echo repo=writable
+else echo repo=readonly; fi
+if grep -qs token "$GITEVO_PUBLIC_REPO/.git/config"; then echo git=visible; else echo git=hidden; fi
 """
+WORKTREE = "repo/.git/gitevo/worktrees/main/probe"
 
 
 @dataclass(frozen=True)
@@ -53,18 +57,22 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
             Row("read-only repository", seen.get("repo") == "readonly",
                 "only the worktree, temp dir and dataset cache are writable" if
                 seen.get("repo") == "readonly" else f"needs bubblewrap ({why})"),
+            Row("hidden .git, credentials", seen.get("git") == "hidden",
+                "the repository's .git and ~/.ssh, ~/.aws, ~/.netrc ... read as empty" if
+                seen.get("git") == "hidden" else f"needs bubblewrap ({why})"),
             _pidns_row(seen, why)]
 
 
 def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="gitevo-doctor-") as scratch:
         root = Path(scratch)
-        for part in ("repo/.git", "repo/work", "tmp"):
+        for part in (WORKTREE, "tmp"):
             (root / part).mkdir(parents=True)
+        (root / "repo/.git/config").write_text("[remote]\n  url = https://x:token@example\n")
+        env = sandbox.sandbox_env(root / "tmp") | {"GITEVO_PUBLIC_REPO": str(root / "repo")}
         # the configured timeout, because the CPU limit is derived from it
-        outcome = sandbox.run_confined(PROBE, workdir=root / "repo/work", tmp=root / "tmp",
-                                       timeout=timeout, env=sandbox.sandbox_env(root / "tmp"),
-                                       settings=settings)
+        outcome = sandbox.run_confined(PROBE, workdir=root / WORKTREE, tmp=root / "tmp",
+                                       timeout=timeout, env=env, settings=settings)
         return dict(line.split("=", 1) for line in outcome.tail.splitlines() if "=" in line)
 
 

@@ -313,7 +313,39 @@ def mode(settings: Sandbox) -> tuple[str, str]:
     return "none", f"{bwrap().detail}; {tool.detail}"
 
 
-def _bwrap_argv(workdir: Path, writable: list[Path], network: bool) -> list[str]:
+# Where credentials live in a home directory: hidden from candidates under bubblewrap
+# (an empty directory, or an empty file, in their place), since the rest of the
+# filesystem stays readable for the interpreter, the libraries and the data.
+CREDENTIALS = (".ssh", ".aws", ".azure", ".config/gcloud", ".kube", ".docker", ".netrc",
+               ".git-credentials", ".config/gh", ".config/git/credentials", ".pypirc",
+               ".anthropic", ".config/anthropic", ".config/openai", ".huggingface",
+               ".cache/huggingface/token", ".config/hub", ".gnupg", ".password-store")
+
+
+def _hidden(workdir: Path, home: str | None) -> tuple[list[str], list[str]]:
+    """bwrap options that hide credential files and the repository's .git (its config
+    may hold tokens in remote URLs; its objects hold every other individual's code):
+    empty tmpfs mounts (made read-only once the worktree is bound inside .git's) and
+    /dev/null over single files. Returns (mounts, remounts)."""
+    mounts: list[str] = []
+    empty: list[str] = []
+    git_dir = next((Path(*workdir.parts[:i + 1]) for i, part in enumerate(workdir.parts)
+                    if part == ".git"), None)
+    if git_dir is not None and git_dir.is_dir():
+        empty.append(str(git_dir))
+    for name in CREDENTIALS if home else ():
+        path = Path(home) / name
+        if path.is_dir() and not path.is_symlink():
+            empty.append(str(path))
+        elif path.exists():
+            mounts += ["--dev-bind", "/dev/null", str(path)]  # reads as empty
+    for path in empty:
+        mounts += ["--tmpfs", path]
+    return mounts, [arg for path in empty for arg in ("--remount-ro", path)]
+
+
+def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
+                hidden: tuple[list[str], list[str]] = ([], [])) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     if not network:
         argv.append("--unshare-net")
@@ -325,9 +357,11 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool) -> list[str]
     gpus += [p for p in ("/dev/dri", "/dev/nvidia-caps") if os.path.isdir(p)]
     for path in gpus:
         argv += ["--dev-bind", path, path]
+    mounts, remounts = hidden
+    argv += mounts
     for path in writable:
         argv += ["--bind", str(path), str(path)]
-    return argv + ["--chdir", str(workdir)]
+    return argv + remounts + ["--chdir", str(workdir)]
 
 
 def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str]) -> list[str]:
@@ -339,7 +373,7 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str])
             with contextlib.suppress(OSError):
                 directory.mkdir(parents=True, exist_ok=True)
                 writable.append(directory)
-        return _bwrap_argv(workdir, writable, network)
+        return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")))
     if kind == "unshare" and not network:
         return ["unshare", "-rn"]
     return []

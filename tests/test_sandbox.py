@@ -117,7 +117,10 @@ def test_only_the_worktree_is_writable(repo, workdir, target):
     before = victim.read_text() if victim.exists() else None
     code = f"open({str(victim)!r}, 'w').write('tampered')"
     result = evaluate(_job(workdir, _python(code)))
-    assert result.status == "crashed" and "Read-only file system" in result.error
+    # .git is not even there for the candidate (an empty, read-only tmpfs in its place)
+    reason = "No such file or directory" if target.startswith(".git") else \
+        "Read-only file system"
+    assert result.status == "crashed" and reason in result.error, result.error
     assert (victim.read_text() if victim.exists() else None) == before
     # the worktree, the private temp dir and the dataset cache stay writable, and data
     # outside the repository stays readable
@@ -131,6 +134,31 @@ def test_only_the_worktree_is_writable(repo, workdir, target):
             "open(sys.argv[1], 'w'))")
     result = evaluate(_job(workdir, _python(code)))
     assert result.ok and result.objectives == {"accuracy": 6.0}, result.error
+
+
+def test_credentials_and_the_git_directory_are_hidden(repo, workdir, tmp_path, monkeypatch):
+    _need("bwrap")
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("aws_secret_access_key = hunter2\n")
+    (home / ".netrc").write_text("machine example.com password hunter2\n")
+    (repo / ".git" / "config").write_text('[remote "origin"]\n'
+                                          '  url = https://user:hunter2@example.com/r.git\n')
+    monkeypatch.setenv("HOME", str(home))
+    code = ("import json, os, sys\nfound = []\n"
+            f"for top in (os.path.expanduser('~'), {str(repo / '.git')!r}):\n"
+            "    for folder, _, names in os.walk(top):\n"
+            "        for name in names:\n"
+            "            path = os.path.join(folder, name)\n"
+            "            if 'hunter2' in open(path, errors='ignore').read():\n"
+            "                found.append(path)\n"
+            "json.dump({'accuracy': len(found)}, open(sys.argv[1], 'w'))\n"
+            "print(found)")
+    result = evaluate(_job(workdir, _python(code)))
+    assert result.ok and result.objectives == {"accuracy": 0.0}, result.error
+    # unconfined, the same candidate finds all three: the test can fail
+    exposed = evaluate(_job(workdir, _python(code), isolation="none"))
+    assert exposed.objectives == {"accuracy": 3.0}, exposed.error
 
 
 def test_a_file_over_the_size_limit_is_an_error(workdir):
@@ -210,7 +238,7 @@ def test_tampering_with_git_ends_as_a_crashed_note(tmp_path):
     out = cli("-C", str(repo), "seed", expect=2)  # a seed that fails stops the command
     assert "crashed" in out
     note = json.loads(git(repo, "notes", "--ref", "gitevo/main", "show", "HEAD"))
-    assert note["status"] == "crashed" and "Read-only file system" in note["error"]
+    assert note["status"] == "crashed" and "No such file or directory" in note["error"]
     assert not evil.exists()
 
 
@@ -219,13 +247,16 @@ def test_doctor_reports_every_protection(toy):
     assert str(toy / "gitevo.toml") in out
     for name in ("environment allowlist", "private temp dir", "process-group kill",
                  "address space", "CPU time", "file size", "process bound",
-                 "network isolation", "read-only repository", "PID namespace"):
+                 "network isolation", "read-only repository", "hidden .git, credentials",
+                 "PID namespace"):
         line = next(line for line in out.splitlines() if line.strip().startswith(name))
         assert " active " in line or " INACTIVE " in line, line
     assert "bwrap" in out and "kernel" in out
     network = next(line for line in out.splitlines() if "network isolation" in line)
     if sandbox.bwrap().works or sandbox.unshare().works:
         assert " active " in network, network
+    hidden = next(line for line in out.splitlines() if "hidden .git" in line)
+    assert (" active " in hidden) == sandbox.bwrap().works, hidden
 
 
 def test_doctor_exits_2_on_a_broken_sandbox_section(toy):
