@@ -18,7 +18,8 @@ and the repository is checked with plain git:
 - the generation-1 branches are exactly the reference's ids, each one commit whose
   parents are the commits of the parents its Gitevo-Parents trailer names, each with a
   fitness note;
-- no lock and no exported tree are left under .git/gitevo;
+- no lock and no exported tree (for evaluation or a proposal's checks) are left under
+  .git/gitevo;
 - the ledger holds generations 0 and 1, one commit each, and generation 1's population
   (ids, trees, objectives) equals the reference's.
 (A kill that lands after the ledger commit leaves a finished generation: it is checked
@@ -176,9 +177,10 @@ def check(repo: Path, ref: Path) -> list[str]:
     state = repo / ".git" / "gitevo"
     if (state / "lock").exists():
         problems.append("the lock is still there")
-    work = state / "worktrees" / "main"
-    if work.is_dir() and any(work.iterdir()):
-        problems.append(f"exported trees left: {sorted(p.name for p in work.iterdir())}")
+    for work in (state / "worktrees" / "main", state / "proposals" / "main"):
+        if work.is_dir() and any(work.iterdir()):
+            problems.append(f"exported trees left in {work.relative_to(repo)}: "
+                            f"{sorted(p.name for p in work.iterdir())}")
     if ledger_length(repo) != 2:
         problems.append(f"ledger has {ledger_length(repo)} commits, expected 2")
     if population(repo) != population(ref):

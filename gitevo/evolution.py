@@ -109,8 +109,8 @@ class Evolution:
                                                 "an interrupted run")
         for stale in self.store.stale_ref_locks(self.run):
             self.events.emit("notice", message=f"removed {stale}, left by an interrupted run")
-        if self.work_root.exists():
-            for stale in self.work_root.iterdir():
+        for root in (self.work_root, self.store.state_dir / "proposals" / self.run):
+            for stale in root.iterdir() if root.exists() else ():
                 self.store.remove_dir(stale)
 
     # ---- step 0: the seed ----------------------------------------------------------------------

@@ -142,7 +142,11 @@ class Guide:
     def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
         """The cheap checks (parse, import, the target's check command) on the new tree."""
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f"gitevo-{spec.id}-") as tmp:
+        # under .git, like every exported tree: the sandbox hides the rest of .git from a
+        # tree it finds there, and recovery clears what a crash leaves
+        home = store.state_dir / "proposals" / self.run
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as tmp:
             workdir = Path(tmp) / "tree"
             store.export_tree(commit, workdir)
             scratch = Path(tmp) / "scratch"
