@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import shlex
 import tempfile
 import time
@@ -121,9 +123,17 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
 def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
     if not job.validated:
         with _timed(timings, "validate"):
+            before = fingerprint(job.workdir)
             failed = validate(job, tmp)
+            changed = failed is None and _changes(before, fingerprint(job.workdir))
         if failed is not None:
             return failed
+        if changed:
+            # the fitness command runs next in this same tree: a check that rewrote the
+            # harness, or planted a module it imports, would decide its own score
+            return Evaluation("invalid", error=f"the checks changed {', '.join(changed[:5])}"
+                              " in the tree; a candidate may not change what it is "
+                              "evaluated with")
     metrics_path = tmp / "metrics.json"
     with _timed(timings, "fitness"):
         outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
@@ -143,6 +153,26 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         yield
     finally:
         timings[phase] = round(time.monotonic() - start, 3)
+
+
+def fingerprint(root: Path) -> dict[str, str]:
+    """Every file and link under `root` (an exported tree), with a digest of its content."""
+    seen = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder, name)
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                seen[key] = "link:" + os.readlink(path)
+            else:
+                with contextlib.suppress(OSError):
+                    seen[key] = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    return seen
+
+
+def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Files added, removed or rewritten, sorted."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:

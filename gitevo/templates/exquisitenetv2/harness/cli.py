@@ -9,6 +9,7 @@ are parameters counted and accuracy measured, by harness code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -102,6 +103,10 @@ def run(args: argparse.Namespace, root: Path) -> int:
     if running:
         print(f"model.py left {', '.join(running)} running; the harness does not score code "
               "that could still act after it exits", file=sys.stderr, flush=True)
+        return 1
+    if os.path.lexists(out):  # removed before model.py ran: only the candidate wrote it
+        print(f"model.py wrote {out.name} itself; the harness does not score code that "
+              "forges its metrics", file=sys.stderr, flush=True)
         return 1
     write(out, values)
     return 0
