@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -112,3 +113,13 @@ def toy(tmp_path) -> Path:
     repo = tmp_path / "toy"
     cli("init", str(repo), "--template", "toy")
     return repo
+
+
+def load_bench(name: str):
+    """bench/<name>.py as a module: tests that run a benchmark's own pipeline import it."""
+    path = Path(__file__).resolve().parent.parent / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module

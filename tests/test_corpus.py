@@ -12,27 +12,20 @@ expected to apply in each category; GITEVO_CORPUS_ALL=1 validates all of them.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import load_bench
+
 REQUIRED = {"clean_diff", "wrong_line_numbers", "prose_around", "multi_hunk", "full_block",
             "truncated", "outside_block", "syntax_error"}
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("apply_rate", ROOT / "bench" / "apply_rate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
-bench = _load_bench()
+bench = load_bench("apply_rate")
 CASES = bench.load_corpus()
 BY_NAME = {case.name: case for case in CASES}
 

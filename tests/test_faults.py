@@ -3,27 +3,13 @@ runs a few, spread over a whole generation, offline and with the scripted LLM)."
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.conftest import git, load_bench
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("faults", ROOT / "bench" / "faults.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-faults = _load_bench()
+faults = load_bench("faults")
 
 
 @pytest.mark.slow
