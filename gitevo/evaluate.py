@@ -141,8 +141,9 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
         return Evaluation("timeout", error=f"fitness command exceeded {job.timeout:g}s"
                           f"{outcome.reason()}\n" + outcome.tail)
     if outcome.returncode != 0:
+        # the last line of its output is usually the why: it belongs in the first line
         return Evaluation("crashed", error=f"fitness command exited {outcome.returncode}"
-                          f"{outcome.reason()}\n" + outcome.tail)
+                          f"{outcome.reason()}: {outcome.last_line}\n" + outcome.tail)
     return read_metrics(metrics_path, job.objectives)
 
 

@@ -25,13 +25,14 @@ from gitevo.ledger import Generation, Member
 from gitevo.llm import Usage
 from gitevo.notewriter import NoteWriter
 from gitevo.patch import PatchError
-from gitevo.plan import Plan, Spec, individual_id, make_plan
+from gitevo.plan import Plan, Spec, check_genes, individual_id, make_plan
 from gitevo.prepare import PrepareError, prepare
 from gitevo.producer import (
     Proposals,
     Settled,
     generation_calls,
     generation_usage,
+    provider_for,
     validated_when_proposed,
 )
 from gitevo.prompts import PromptLibrary
@@ -59,6 +60,7 @@ class Evolution:
         self.library = PromptLibrary.load(store.root) if guided else None
         self.budget_exhausted = False
         self._prepared = False  # [fitness] prepare ran in this process
+        self.provider = None  # the LLM provider, made before planning (guided runs)
 
     # ---- reading state from refs and notes ---------------------------------------------------
 
@@ -85,6 +87,10 @@ class Evolution:
         with self.store.lock():
             self.recover()
             current = self._ensure_seed(None)
+            check_genes(self.store, self.config, self.commit_of(SEED_ID))
+            if self.library is not None:
+                # a missing key or command stops here, before the plan is written
+                self.provider = provider_for(self.config)
             self._prepare()
             self.timeline.restart()
             plan = self._plan(current, n or self.config.evolution.offspring)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gitevo import genome, offline, selection
-from gitevo.config import Config
+from gitevo.config import Config, ConfigError
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
 from gitevo.prompts import PromptLibrary
@@ -172,7 +172,7 @@ class _Planner:
         else:
             blocks = list(evolvable_blocks(self.store, self.config, parent.commit))
         if not blocks:
-            raise ValueError(f"{self.config.path}: genes: no evolvable block in {parent.id}")
+            raise ConfigError(f"{self.config.path}: genes: no evolvable block in {parent.id}")
         return blocks
 
     def _sampling(self, spec: Spec, rng: random.Random, template: str) -> Spec:
@@ -212,6 +212,28 @@ def _python_genes(store: Store, config: Config, commit: str) -> Iterator[tuple[s
         source = store.read_file(commit, path)
         if source is not None and path.endswith(".py"):
             yield path, source
+
+
+def check_genes(store: Store, config: Config, commit: str) -> None:
+    """genes.files and genes.blocks must name what the seed `commit` holds: a typo there
+    would otherwise surface as an empty plan, after work was written."""
+    for name in config.genes.files:
+        if store.read_file(commit, name) is None:
+            raise ConfigError(f"{config.path}: genes.files: {name} is not in the seed "
+                              f"({commit[:10]})")
+    known = {b.key for path, source in _python_genes(store, config, commit)
+             for b in _parsed(source, path)}
+    for key in config.genes.blocks:
+        if key not in known:
+            raise ConfigError(f"{config.path}: genes.blocks: {key} is not a top-level class "
+                              f"or function of the seed ({commit[:10]})")
+
+
+def _parsed(source: str, path: str) -> list[genome.Block]:
+    try:
+        return genome.blocks(source, path)
+    except genome.GenomeError:
+        return []
 
 
 def evolvable_blocks(store: Store, config: Config, commit: str) -> dict[str, str]:

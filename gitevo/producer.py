@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING
 from gitevo.gitstore import Store, individual_ref, llm_notes_ref
 from gitevo.guided import Guide, Outcome
 from gitevo.ledger import Generation
-from gitevo.llm import BudgetExceeded, Client, LLMError, Usage, make_provider
+from gitevo.llm import BudgetExceeded, Client, LLMError, Provider, Usage, make_provider
 from gitevo.plan import Plan, Spec
 
 if TYPE_CHECKING:
+    from gitevo.config import Config
     from gitevo.evolution import Evolution
 
 # errors that no other proposal would escape either: stop and let the user fix them
@@ -190,13 +191,19 @@ def validated_when_proposed(store: Store, run: str, commit: str) -> bool:
     return bool(turns) and turns[-1].get("error") is None
 
 
-def _client(evo: Evolution, plan: Plan, current: Generation) -> Client:
+def provider_for(config: Config) -> Provider:
+    """The configured LLM provider; a missing key or server is an EvolutionError."""
     from gitevo.evolution import EvolutionError
 
     try:
-        client = Client(evo.config.llm, make_provider(evo.config.llm))
+        return make_provider(config.llm)
     except LLMError as exc:
         raise EvolutionError(exc.message) from None
+
+
+def _client(evo: Evolution, plan: Plan, current: Generation) -> Client:
+    provider, evo.provider = evo.provider or provider_for(evo.config), None
+    client = Client(evo.config.llm, provider)
     client.carry_over(spent_so_far(evo, plan, current))
     return client
 
