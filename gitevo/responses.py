@@ -508,6 +508,8 @@ def extract(text: str, *, path: str, block_name: str, source: str) -> Extracted:
     Raises PatchError("truncated" | "wrong-block" | "outside-block" | "no-change" |
     "no-diff" | a parse reason) when the answer holds nothing to apply.
     """
+    if not text.strip():
+        raise PatchError("no-diff", "the answer is empty")
     answer = _read(text)
     candidates = _diff_candidates(answer)
     if candidates:

@@ -11,11 +11,13 @@ about 40 ms each. Every wait is bounded and wakes when the server stops.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,7 +32,7 @@ class Step:
     """One scripted response. `kind` picks the shape; the other fields fill it in."""
 
     kind: str = "ok"  # ok | error | raw | reset
-    text: str = "hello"
+    text: str | None = "hello"  # None: the server's responder writes it (see answered)
     status: int = 200
     stop: str | None = None  # stop_reason / finish_reason; None: the API's normal "done"
     input_tokens: int = 10
@@ -46,6 +48,11 @@ class Step:
 
 def ok(text: str = "hello", **kw: Any) -> Step:
     return Step("ok", text=text, **kw)
+
+
+def answered(**kw: Any) -> Step:
+    """A normal answer whose text the server's responder writes from the request."""
+    return Step("ok", text=None, **kw)
 
 
 def error(status: int, message: str = "scripted error", *, error_type: str = "api_error",
@@ -88,9 +95,11 @@ class Recorded:
 class LLMServer:
     """A ThreadingHTTPServer on 127.0.0.1 with a random port, serving one script."""
 
-    def __init__(self, script: list[Step] | None = None, default: Step | None = None):
+    def __init__(self, script: list[Step] | None = None, default: Step | None = None,
+                 responder: Callable[[Any], str] | None = None):
         self.script = list(script or [])
         self.default = default or ok()
+        self.responder = responder  # writes the text of answered() steps from the request
         self.requests: list[Recorded] = []
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests ever being answered at once
@@ -171,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         if step.kind == "reset":
             self._reset()
             return
+        if step.kind == "ok" and step.text is None:
+            step = dataclasses.replace(step, text=server.responder(body))
         status, payload = _payload(self.path, step, body)
         self._send(status, payload, step.headers)
 

@@ -45,24 +45,42 @@ def answer_crossover(turn: str, name: str) -> str:
             f"```python\n{b}\n```\n")
 
 
-def main() -> None:
-    prompt = sys.stdin.read()
+def answer(prompt: str, sloppy: int = 0) -> str:
+    """The answer to one prompt in the command provider's `=== role ===` text form."""
     digest = hashlib.sha256(prompt.encode()).hexdigest()
     rng = random.Random(digest)
     path = re.search(r'<seed-file path="([^"]+)">', prompt).group(1)
     repair = len(prompt.split("=== user ===")) > 2
-    sloppy = int(os.environ.get("GITEVO_RESPONDER_SLOPPY", "0"))
     if sloppy and not repair and int(digest[:8], 16) % sloppy == 0:
-        print("I would change the constants a bit, but I am not sure which ones.")
-        return
+        return "I would change the constants a bit, but I am not sure which ones."
     first_turn = prompt.split("=== user ===")[1]
     crossover = re.search(r"Combine two versions of `(\w+)`", first_turn)
     if crossover:
-        print(answer_crossover(first_turn, crossover.group(1)))
-        return
+        return answer_crossover(first_turn, crossover.group(1))
     name = re.search(r"(?:The block to change is|apply the same idea to) `(\w+)`",
                      first_turn).group(1)
-    print(answer_mutation(first_turn, name, path, rng))
+    return answer_mutation(first_turn, name, path, rng)
+
+
+def as_prompt(body: dict) -> str:
+    """An HTTP request body (Messages or Chat Completions) in the same text form."""
+    parts = []
+    system = body.get("system")
+    if isinstance(system, list):  # Anthropic's blocks, with cache_control
+        system = "".join(block.get("text", "") for block in system)
+    if system:
+        parts.append(f"=== system ===\n{system}")
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(block.get("text", "") for block in content)
+        parts.append(f"=== {message['role']} ===\n{content}")
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    sloppy = int(os.environ.get("GITEVO_RESPONDER_SLOPPY", "0"))
+    print(answer(sys.stdin.read(), sloppy))
 
 
 if __name__ == "__main__":

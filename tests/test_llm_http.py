@@ -121,7 +121,8 @@ def test_malformed_json_is_bad_response(provider):
     with LLMServer(default=raw(b'{"id": "msg_1", "content": [')) as server, \
             client(provider, server) as c, pytest.raises(LLMError) as info:
         ask(c)
-    assert info.value.kind == "bad-response" and len(server.requests) == 1
+    # a body cut off in transfer may come whole next time: retried, then given up on
+    assert info.value.kind == "bad-response" and len(server.requests) == 3
     assert "not valid JSON" in str(info.value)
 
 

@@ -54,9 +54,10 @@ class OpenAIProvider:
             # error types as chat.completions.create, without re-validating a body we
             # built ourselves or building typed models we would only read three fields of
             data = json.loads(self._client.post("/chat/completions", body=body, cast_to=bytes))
-        except ValueError as exc:
+        except ValueError as exc:  # cut off in transfer, most likely: worth another try
             raise LLMError("bad-response", f"openai ({self.model}): {self.url} answered "
-                                           f"with a body that is not valid JSON: {exc}") from exc
+                                           f"with a body that is not valid JSON: {exc}",
+                           retryable=True) from exc
         except Exception as exc:
             error = translate(exc, self._sdk, f"openai ({self.model})", self.url,
                               self._key_env, self._timeout)

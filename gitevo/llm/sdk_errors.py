@@ -29,8 +29,11 @@ def translate(exc: BaseException, sdk: ModuleType, who: str, url: str, key_env: 
     if isinstance(exc, sdk.APIStatusError):
         return _status_error(exc, who, url, key_env)
     if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError)):
+        # a body cut off in transfer reads as broken JSON and is worth another try;
+        # a well-formed body of the wrong shape (below, per provider) is not
         return LLMError("bad-response", f"{who}: {url} sent a response that is not valid JSON "
-                                        f"for the API ({one_line(str(exc))})")
+                                        f"for the API ({one_line(str(exc))})",
+                        retryable=isinstance(exc, json.JSONDecodeError))
     return None
 
 
