@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import sys
 
 import pytest
 
 from gitevo import config as cfg
-from gitevo import genome, operators, responses
+from gitevo import genome, ledger, operators, responses
 from gitevo.evaluate import Evaluation, evaluate, make_job
 from gitevo.gitstore import Store
 from gitevo.patch import PatchError
 from gitevo.plan import Spec
-from tests.conftest import cli
+from tests.conftest import cli, git
 
 pytestmark = pytest.mark.torch
 GENE = "model.py"
@@ -191,3 +192,49 @@ def test_an_honest_child_of_the_same_path_is_scored(enet):
     """The path the attacks take does score honest code: the tests above can fail."""
     result = run(enet, propose(enet, injected(enet, "scale = 1.0")), timeout=600)
     assert result.ok and result.objectives["params"] == 518_230, result.error
+
+
+# ---- a whole generation of them: the run goes on -----------------------------------------
+
+HOSTILE_LLM = r'''
+import re, sys
+prompt = sys.stdin.read()
+first = prompt.split("=== user ===")[1]
+asked = r"(?:The block to change is|apply the same idea to|Combine two versions of) `(\w+)`"
+name = re.search(asked, first).group(1)
+attacks = [
+    "    while True:\n        pass\n",                                       # loops forever
+    "    import os\n    while True:\n        if os.fork() == 0:\n            os._exit(0)\n",
+    "    open(%(toml)r, 'a').write('owned')\n",                                # outside the tree
+    "    import socket\n    socket.create_connection(('1.1.1.1', 443), timeout=2)\n",
+]
+attack = attacks[sum(map(ord, first)) % len(attacks)] % {"toml": sys.argv[1]}
+print(f"A faster {name}.\n\n```python\ndef {name}(x):\n{attack}    return 0.0 * x\n```")
+'''
+
+
+@pytest.mark.slow
+def test_a_generation_of_hostile_answers_finishes_with_none_scored(tmp_path):
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy")
+    script = tmp_path / "hostile_llm.py"
+    script.write_text(HOSTILE_LLM)
+    toml = repo / "gitevo.toml"
+    text = toml.read_text().replace("timeout = 30", "timeout = 5").replace(
+        'provider = "offline"',
+        f'provider = "command"\ncommand = "{sys.executable} {script} {toml}"\n'
+        "concurrency = 2\nrepair_turns = 0")
+    toml.write_text(text)
+    git(repo, "commit", "-qam", "evolve through a hostile LLM")
+    cli("-C", str(repo), "generation", "--n", "6")
+    generation = ledger.read(Store(repo), "main")
+    assert generation.generation == 1  # the run went on to its ledger commit
+    statuses = [e["status"] for e in generation.offspring]
+    assert len(statuses) == 6 and not [s for s in statuses if s == "ok"], statuses
+    assert set(statuses) <= {"invalid", "timeout", "crashed"}, statuses  # all evaluated
+    errors = " ".join(e.get("error") or "" for e in generation.offspring)
+    seen = [why for why in ("exceeded", "Read-only file system", "Network is unreachable",
+                            "Resource temporarily unavailable") if why in errors]
+    assert len(seen) >= 2, errors  # stopped for different reasons, each named
+    assert toml.read_text() == text  # the file outside every tree was never written
+    assert [m.id for m in generation.population] == ["g000-000"]  # no attacker survives
