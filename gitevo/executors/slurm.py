@@ -7,6 +7,7 @@ checkout. `cluster = "local"` runs the same jobs as local processes (tests, dry 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -54,11 +55,14 @@ class SlurmExecutor:
             # that a dead job left no result (submitit waits 15 s for one by default)
             submitted._results_timeout_s = 1
         try:
-            return submitted.result()
+            result = submitted.result()
         except self.submitit.core.utils.UncompletedJobError as exc:
             # killed, preempted, timed out, node failure, or gitevo raised on the node
-            # (FailedJobError); a candidate's failure comes back as an Evaluation instead
+            # (FailedJobError); a candidate's failure comes back as an Evaluation instead.
+            # Its files stay in the folder: the job id in the reason points at them.
             raise WorkerLost(_describe(submitted, exc)) from exc
+        _remove_files(submitted)  # the note holds what matters; the pickle holds the code
+        return result
 
 
 def _parameters(options: SlurmOptions) -> dict[str, Any]:
@@ -80,3 +84,11 @@ def _describe(submitted: Any, exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     state = getattr(submitted, "state", "?")
     return f"job {submitted.job_id} ({state}): " + " | ".join(lines[:2] + lines[-3:])
+
+
+def _remove_files(submitted: Any) -> None:
+    """A finished job's pickles, logs and sbatch script (its result is in the note)."""
+    paths = submitted.paths
+    for name in ("submitted_pickle", "result_pickle", "stdout", "stderr", "submission_file"):
+        with contextlib.suppress(OSError, AttributeError):
+            Path(getattr(paths, name)).unlink(missing_ok=True)
