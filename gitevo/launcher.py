@@ -117,23 +117,16 @@ class Launcher:
 
 
 _shared: Launcher | None = None
+_shared_pid = 0  # the process that started it: a forked child needs its own
 _shared_lock = threading.Lock()
 
 
 def shared(env: dict[str, str]) -> Launcher:
     """This process's launcher, started on first use (again if it died), with `env` (an
     environment with no secrets in it: children can read it back)."""
-    global _shared
+    global _shared, _shared_pid
     with _shared_lock:
         if _shared is None or not _shared.alive or _shared_pid != os.getpid():
-            _start_shared(env)
+            _shared, _shared_pid = Launcher(env), os.getpid()
+            atexit.register(_shared.close)
         return _shared
-
-
-_shared_pid = 0
-
-
-def _start_shared(env: dict[str, str]) -> None:
-    global _shared, _shared_pid
-    _shared, _shared_pid = Launcher(env), os.getpid()
-    atexit.register(_shared.close)
