@@ -61,7 +61,7 @@ class SlurmExecutor:
             # (FailedJobError); a candidate's failure comes back as an Evaluation instead.
             # Its files stay in the folder: the job id in the reason points at them.
             raise WorkerLost(_describe(submitted, exc)) from exc
-        _remove_files(submitted)  # the note holds what matters; the pickle holds the code
+        _remove_files(submitted)  # the note holds what matters; the pickle held the code
         return result
 
 
@@ -87,8 +87,9 @@ def _describe(submitted: Any, exc: BaseException) -> str:
 
 
 def _remove_files(submitted: Any) -> None:
-    """A finished job's pickles, logs and sbatch script (its result is in the note)."""
+    """A finished job's pickles and logs (its result is in the note). The sbatch script,
+    a few hundred bytes, stays: it shows what was asked of the scheduler."""
     paths = submitted.paths
-    for name in ("submitted_pickle", "result_pickle", "stdout", "stderr", "submission_file"):
+    for name in ("submitted_pickle", "result_pickle", "stdout", "stderr"):
         with contextlib.suppress(OSError, AttributeError):
             Path(getattr(paths, name)).unlink(missing_ok=True)
