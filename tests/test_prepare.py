@@ -88,12 +88,7 @@ def _configure(repo: Path, tmp_path: Path, port: int, prepare: str) -> None:
 
 def test_prepare_fetches_and_candidates_evaluate_offline(tmp_path, server, monkeypatch):
     _no_network_isolation()
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    monkeypatch.setenv("GITEVO_CACHE_DIR", str(cache))
-    repo = tmp_path / "toy"
-    cli("init", str(repo), "--template", "toy")
-    _configure(repo, tmp_path, server, f"python {tmp_path}/prepare_probe.py {server}")
+    repo, cache = _prepared_toy(tmp_path, server, monkeypatch)
     cli("-C", str(repo), "generation", "--n", "4")
     notes = [json.loads(n) for n in _notes(repo)]
     assert len(notes) >= 5 and all(n["status"] in ("ok", "invalid") for n in notes), notes
@@ -111,6 +106,17 @@ def test_a_failing_prepare_stops_the_run_with_one_line(tmp_path, server, toy):
     assert not git(toy, "for-each-ref", "refs/heads/gitevo/main/g001-*").strip()
 
 
+def _prepared_toy(tmp_path: Path, port: int, monkeypatch) -> tuple[Path, Path]:
+    """A toy repo whose prepare step fetches the payload into a cache of its own."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("GITEVO_CACHE_DIR", str(cache))
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy")
+    _configure(repo, tmp_path, port, f"python {tmp_path}/prepare_probe.py {port}")
+    return repo, cache
+
+
 def _notes(repo: Path) -> list[str]:
     out = git(repo, "notes", "--ref", "gitevo/main", "list").split("\n")
     return [git(repo, "notes", "--ref", "gitevo/main", "show", line.split()[1])
@@ -120,12 +126,7 @@ def _notes(repo: Path) -> list[str]:
 def test_candidates_cannot_write_the_prepared_cache(tmp_path, server, monkeypatch):
     if sandbox.mode(Sandbox())[0] != "bwrap":
         pytest.skip("a read-only dataset cache needs bubblewrap")
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    monkeypatch.setenv("GITEVO_CACHE_DIR", str(cache))
-    repo = tmp_path / "toy"
-    cli("init", str(repo), "--template", "toy")
-    _configure(repo, tmp_path, server, f"python {tmp_path}/prepare_probe.py {server}")
+    repo, cache = _prepared_toy(tmp_path, server, monkeypatch)
     # a candidate that tries to swap the data for its successors
     toml = repo / "gitevo.toml"
     toml.write_text(toml.read_text().replace("evaluate_probe.py", "evaluate_probe.py --poison"))
