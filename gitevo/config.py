@@ -24,7 +24,8 @@ CONFIG_NAME = "gitevo.toml"
 EXECUTORS = ("local", "ray", "slurm")
 SLURM_CLUSTERS = ("slurm", "local")  # "local": submitit runs each job as a local process
 _GPU_ID = re.compile(r"^[\w-]+$")  # an index or a UUID such as GPU-5fd4...
-_SLURM_TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d{2})(?::(\d{2}))?$")  # [D-]H:MM[:SS]
+# sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
+_SLURM_TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
 PLACEHOLDERS = ("metrics", "workdir", "fidelity")
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
 PLACEHOLDER = re.compile(r"(?<![{$])\{([A-Za-z_]\w*)\}(?!\})")
@@ -392,7 +393,7 @@ def _slurm(r: _Reader) -> SlurmOptions:
 
 
 def _minutes(r: _Reader, key: str, default: int) -> int:
-    """A SLURM time limit: whole minutes, or "[D-]H:MM[:SS]" as sbatch writes it."""
+    """A SLURM time limit in minutes: a number, or a string in any form sbatch takes."""
     value = r.get(key, (int, str), default)
     if isinstance(value, int):
         if value < 1:
@@ -400,9 +401,17 @@ def _minutes(r: _Reader, key: str, default: int) -> int:
         return value
     match = _SLURM_TIME.match(value)
     if not match:
-        raise r.fail(key, f'must be minutes or "H:MM:SS", got {value!r}')
-    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return max(1, days * 1440 + hours * 60 + minutes + math.ceil(seconds / 60))
+        raise r.fail(key, f'must be minutes or sbatch\'s "M:S", "H:M:S", "D-H[:M[:S]]", '
+                          f"got {value!r}")
+    days, day_hours, day_minutes, day_seconds, *parts = match.groups()
+    if days is not None:
+        hours, minutes, seconds = (int(g or 0) for g in (day_hours, day_minutes, day_seconds))
+        total = int(days) * 1440 + hours * 60 + minutes + math.ceil(seconds / 60)
+    else:  # as sbatch reads them: M, M:S, H:M:S
+        numbers = [int(g) for g in parts if g is not None]
+        hours, minutes, seconds = numbers if len(numbers) == 3 else [0, *numbers, 0][:3]
+        total = hours * 60 + minutes + math.ceil(seconds / 60)
+    return max(1, total)
 
 
 def _sandbox(r: _Reader) -> Sandbox:

@@ -349,6 +349,14 @@ qos = 2
 """
 
 
+@pytest.mark.parametrize("value,minutes", [
+    ("45", 45), ("30:00", 30), ("0:30", 1), ("1:30:00", 90), ("2-12", 3600),
+    ("2-12:30", 3630), ("1-0:0:30", 1441), (120, 120)])
+def test_slurm_time_reads_as_sbatch_does(value, minutes):
+    text = _CLUSTER.replace('time = "1:30:00"', f"time = {json.dumps(value)}")
+    assert config.parse(text).executor.slurm.time == minutes
+
+
 def test_executor_sections_load():
     ex = config.parse(_CLUSTER).executor
     assert (ex.kind, ex.workers, ex.retries, ex.gpus, ex.per_gpu) == ("slurm", 0, 3, "auto", 1)
