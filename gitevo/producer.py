@@ -123,14 +123,20 @@ class Proposals:
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             kept: list[tuple[Spec, Outcome]] = []
-            try:
-                for future in done:
+            fatal: BaseException | None = None
+            for future in done:
+                try:
                     outcome = self._outcome(futures[future], future)
-                    if outcome is not None:
-                        kept.append((futures[future], outcome))
-            finally:
-                # children already answered are kept even when another one was fatal
-                self._keep(store, kept)
+                except Exception as exc:  # noqa: BLE001 - raised once the group is kept
+                    fatal = fatal or exc
+                    continue
+                if outcome is not None:
+                    kept.append((futures[future], outcome))
+            # every child of the group that was answered is kept, even when another
+            # proposal of it was fatal: the rerun must not pay for it again
+            self._keep(store, kept)
+            if fatal is not None:
+                raise fatal
 
     def _outcome(self, spec: Spec, future: Future) -> Outcome | None:
         """The child to keep, or None after recording why there is none."""
