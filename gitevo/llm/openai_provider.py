@@ -53,12 +53,9 @@ class OpenAIProvider:
             # the client's documented raw-request path: the same auth, URL, timeout and
             # error types as chat.completions.create, without re-validating a body we
             # built ourselves or building typed models we would only read three fields of
-            data = json.loads(self._client.post("/chat/completions", body=body, cast_to=bytes))
-        except ValueError as exc:  # cut off in transfer, most likely: worth another try
-            raise LLMError("bad-response", f"openai ({self.model}): {self.url} answered "
-                                           f"with a body that is not valid JSON: {exc}",
-                           retryable=True) from exc
-        except Exception as exc:
+            raw = self._client.post("/chat/completions", body=body, cast_to=bytes)
+            data = json.loads(raw)
+        except Exception as exc:  # a body cut off in transfer is translated as retryable
             error = translate(exc, self._sdk, f"openai ({self.model})", self.url,
                               self._key_env, self._timeout)
             if error is None:
