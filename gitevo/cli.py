@@ -20,11 +20,12 @@ class _Errors(click.Group):
         from gitevo.config import ConfigError
         from gitevo.evolution import EvolutionError
         from gitevo.gitstore import GitError
+        from gitevo.prepare import PrepareError
         from gitevo.verify import VerifyError
 
         try:
             return super().invoke(ctx)
-        except (ConfigError, GitError, EvolutionError, VerifyError) as exc:
+        except (ConfigError, GitError, EvolutionError, PrepareError, VerifyError) as exc:
             click.echo(f"gitevo: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 

@@ -74,8 +74,8 @@ class Fitness:
     fidelity: str = "default"
     vars: dict[str, str] = field(default_factory=dict)
     env: tuple[str, ...] = ()  # extra environment variables passed through to the sandbox
-    # run once per generation (and before init's and verify's evaluations) on the run's
-    # seed commit, with the network: fetch data into a cache so evaluations need no network
+    # run on the run's seed commit, with the network, before a process's first evaluation
+    # (init, generation, verify): fetch data into a cache so evaluations need no network
     prepare: str | None = None
 
 

@@ -26,7 +26,7 @@ from gitevo.llm import Usage
 from gitevo.notewriter import NoteWriter
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, check_genes, individual_id, make_plan
-from gitevo.prepare import PrepareError, prepare
+from gitevo.prepare import prepare_seed
 from gitevo.producer import (
     Proposals,
     Settled,
@@ -87,7 +87,6 @@ class Evolution:
         with self.store.lock():
             self.recover()
             current = self._ensure_seed(None)
-            check_genes(self.store, self.config, self.commit_of(SEED_ID))
             if self.library is not None:
                 # a missing key or command stops here, before the plan is written
                 self.provider = provider_for(self.config)
@@ -123,22 +122,20 @@ class Evolution:
 
     def _prepare(self) -> None:
         """[fitness] prepare on the seed (trusted, with the network), once per process."""
-        if self._prepared or not self.config.fitness.prepare:
-            return
-        try:
-            prepare(self.store, self.config, self.commit_of(SEED_ID))
-        except PrepareError as exc:
-            raise EvolutionError(str(exc)) from None
-        self._prepared = True
+        if not self._prepared:
+            prepare_seed(self.store, self.config, self.run)
+            self._prepared = True
 
     def _ensure_seed(self, commit: str | None) -> Generation:
-        current = self.current()
-        if current is not None:
-            return current
         seed = self.commit_of(SEED_ID)
         if seed is None and commit is None:
             raise GitError(f"{self.store.root}: no gitevo run {self.run!r} here "
                            "(run `gitevo init` first)")
+        # a typo in [genes] stops every entry point here, before any evaluation or plan
+        check_genes(self.store, self.config, commit or seed)
+        current = self.current()
+        if current is not None:
+            return current
         self.timeline.restart()
         if commit is not None and commit != seed:
             # before generation 0 is recorded the seed may still be replaced (a fixed seed)

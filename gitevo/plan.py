@@ -221,19 +221,11 @@ def check_genes(store: Store, config: Config, commit: str) -> None:
         if store.read_file(commit, name) is None:
             raise ConfigError(f"{config.path}: genes.files: {name} is not in the seed "
                               f"({commit[:10]})")
-    known = {b.key for path, source in _python_genes(store, config, commit)
-             for b in _parsed(source, path)}
+    present = evolvable_blocks(store, config, commit)  # the allowlisted ones that exist
     for key in config.genes.blocks:
-        if key not in known:
+        if key not in present:
             raise ConfigError(f"{config.path}: genes.blocks: {key} is not a top-level class "
                               f"or function of the seed ({commit[:10]})")
-
-
-def _parsed(source: str, path: str) -> list[genome.Block]:
-    try:
-        return genome.blocks(source, path)
-    except genome.GenomeError:
-        return []
 
 
 def evolvable_blocks(store: Store, config: Config, commit: str) -> dict[str, str]:

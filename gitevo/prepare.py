@@ -4,8 +4,10 @@
 It is confined like every command (limits, allowlisted environment, read-only
 repository) but may use the network, so the candidates' evaluations can run without it.
 The typical job is downloading a dataset into the cache the harness reads. It runs before
-init's seed evaluation, before every generation and before verify, so it must be quick
-when there is nothing to do.
+init's seed evaluation, before the first generation a gitevo process runs, and before
+verify, so it must be quick when there is nothing to do. It runs on this machine only:
+Ray and SLURM workers need the data where their own harness finds it (a shared cache
+directory or `--data PATH` on shared storage).
 """
 
 from __future__ import annotations
@@ -17,11 +19,21 @@ from pathlib import Path
 
 from gitevo.config import Config
 from gitevo.evaluate import expand, make_job, run_sandboxed
-from gitevo.gitstore import Store
+from gitevo.gitstore import Store, individual_ref
+from gitevo.plan import individual_id
 
 
 class PrepareError(RuntimeError):
     """The prepare command failed: no evaluation could succeed without it."""
+
+
+def prepare_seed(store: Store, config: Config, run: str) -> None:
+    """Run [fitness] prepare (if any) on `run`'s seed commit; raise PrepareError."""
+    if not config.fitness.prepare:
+        return
+    seed = store.resolve_ref(individual_ref(run, individual_id(0, 0)))
+    if seed is not None:
+        prepare(store, config, seed)
 
 
 def prepare(store: Store, config: Config, commit: str) -> None:

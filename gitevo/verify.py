@@ -38,8 +38,7 @@ from gitevo.gitstore import (
     notes_ref,
     process_alive,
 )
-from gitevo.plan import individual_id
-from gitevo.prepare import PrepareError, prepare
+from gitevo.prepare import prepare_seed
 
 # How far re-measuring one commit moves it, measured: the toy template and the
 # ExquisiteNetV2 harness reproduce bit for bit at a fixed thread count (17 smoke
@@ -292,7 +291,7 @@ def measure(store: Store, config: Config, run: str, ident: str, commit: str,
     mine = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=home))
     try:
         (mine / "owner").write_text(f"{os.getpid()} {socket.gethostname()}\n")
-        _prepare(store, config, run)
+        prepare_seed(store, config, run)  # this machine's cache may be empty
         tree = mine / "tree"
         store.export_tree(commit, tree)
         job = make_job(config, ident, tree, fidelity, pid_dir=mine / "running")
@@ -304,18 +303,6 @@ def measure(store: Store, config: Config, run: str, ident: str, commit: str,
         store.remove_dir(mine)
         with contextlib.suppress(OSError):
             home.rmdir()  # only when no other verify is using it
-
-
-def _prepare(store: Store, config: Config, run: str) -> None:
-    """[fitness] prepare on the run's seed, as a generation does: this machine's data cache
-    may be empty, and the fitness command runs without the network."""
-    seed = store.resolve_ref(individual_ref(run, individual_id(0, 0)))
-    if seed is None:
-        return
-    try:
-        prepare(store, config, seed)
-    except PrepareError as exc:
-        raise VerifyError(str(exc)) from None
 
 
 def _threads(config: Config) -> int | None:
