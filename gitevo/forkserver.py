@@ -157,10 +157,11 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
     os.chdir(request["cwd"])
 
 
-def _import(modules: list[str], env: dict[str, str]) -> int:
+def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
     """Load each gene file by path, as the harness would; 0, or 1 with the traceback."""
-    os.environ.clear()
-    os.environ.update(env)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     sys.dont_write_bytecode = True
     sys.path[:] = [os.getcwd(), *sys.path]
     for path in modules:
@@ -180,4 +181,8 @@ def _import(modules: list[str], env: dict[str, str]) -> int:
 
 
 if __name__ == "__main__":
+    # `forkserver.py import FILE...`: the same import check in a fresh Python, for a run
+    # inside namespaces, where a fork of the server cannot go
+    if sys.argv[1:2] == ["import"]:
+        sys.exit(_import(sys.argv[2:]))
     main()

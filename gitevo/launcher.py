@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +122,12 @@ _shared_pid = 0  # the process that started it: a forked child needs its own
 _shared_lock = threading.Lock()
 
 
-def shared(env: dict[str, str]) -> Launcher:
-    """This process's launcher, started on first use (again if it died), with `env` (an
-    environment with no secrets in it: children can read it back)."""
+def shared(env: Callable[[], dict[str, str]]) -> Launcher:
+    """This process's launcher, started on first use (again if it died) with the
+    environment `env()` returns (one with no secrets in it: children can read it back)."""
     global _shared, _shared_pid
     with _shared_lock:
         if _shared is None or not _shared.alive or _shared_pid != os.getpid():
-            _shared, _shared_pid = Launcher(env), os.getpid()
+            _shared, _shared_pid = Launcher(env()), os.getpid()
             atexit.register(_shared.close)
         return _shared

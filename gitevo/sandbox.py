@@ -381,15 +381,6 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str])
 
 # ---- the run --------------------------------------------------------------------------------
 
-# the import check, in a fresh Python, when namespaces need one: each gene file loaded by
-# path, as the harness would
-IMPORT_CODE = ("import importlib.util,sys\nsys.path.insert(0,'.')\n"
-               "for p in sys.argv[1:]:\n"
-               " s=importlib.util.spec_from_file_location(p[:-3].replace('/','.'),p)\n"
-               " m=importlib.util.module_from_spec(s);sys.modules[s.name]=m;"
-               "s.loader.exec_module(m)\n")
-
-
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run") -> Outcome:
@@ -406,7 +397,7 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
     without namespaces a fork of the launcher does it, else a new Python inside them."""
     prefix = _isolation(settings, workdir, tmp, env)
     if prefix:
-        argv = [*prefix, sys.executable, "-c", IMPORT_CODE, *modules]
+        argv = [*prefix, sys.executable, "-I", str(launcher.SERVER), "import", *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name)
 
@@ -420,7 +411,7 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
     if argv is not None:  # found once, not by an execve per PATH entry in every child
         argv = [_which(argv[0], env.get("PATH", "")), *argv[1:]]
-    server = launcher.shared(sandbox_env(Path(tempfile.gettempdir())))
+    server = launcher.shared(_server_env)
     try:
         child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
                              cgroup=group / "cgroup.procs" if group else None, argv=argv,
@@ -446,6 +437,11 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
     if lost:
         hits.insert(0, "gitevo's launcher was killed while the command ran")
     return Outcome(returncode, timed_out, _tail(log), hits)
+
+
+def _server_env() -> dict[str, str]:
+    """The launcher's own environment: an allowlist too, since its forks inherit it."""
+    return sandbox_env(Path(tempfile.gettempdir()))
 
 
 @functools.lru_cache(maxsize=64)

@@ -80,7 +80,7 @@ def test_the_import_check_sees_the_jobs_environment_and_no_secret(dirs, monkeypa
     work, _ = dirs
     monkeypatch.setenv("SOME_API_KEY", "sk-launcher-secret")
     # a fresh server, started while the key is set: it must not inherit it either
-    launcher.shared(sandbox.sandbox_env(dirs[1])).close()
+    launcher.shared(lambda: sandbox.sandbox_env(dirs[1])).close()
     (work / "model.py").write_text(textwrap.dedent(f"""
         import os
         initial = open('/proc/self/environ', 'rb').read()
@@ -113,7 +113,7 @@ def test_a_missing_command_exits_127_with_bashs_reason(dirs):
 
 def test_a_dead_launcher_is_replaced_on_the_next_run(dirs):
     assert _run(dirs, "exit 4").returncode == 4
-    server = launcher.shared(sandbox.sandbox_env(dirs[1]))
+    server = launcher.shared(lambda: sandbox.sandbox_env(dirs[1]))
     server._proc.kill()
     server._proc.wait()
     deadline = time.monotonic() + 5
@@ -121,7 +121,7 @@ def test_a_dead_launcher_is_replaced_on_the_next_run(dirs):
         time.sleep(0.01)
     assert not server.alive
     assert _run(dirs, "echo back; exit 5").returncode == 5
-    assert launcher.shared(sandbox.sandbox_env(dirs[1])) is not server
+    assert launcher.shared(lambda: sandbox.sandbox_env(dirs[1])) is not server
 
 
 def test_commands_die_when_gitevo_is_killed(dirs, tmp_path):
@@ -155,7 +155,7 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path):
 
 def test_a_launcher_killed_mid_command_ends_it_with_a_reason(dirs, tmp_path):
     beat = tmp_path / "beat"
-    server = launcher.shared(sandbox.sandbox_env(dirs[1]))
+    server = launcher.shared(lambda: sandbox.sandbox_env(dirs[1]))
     result: list[sandbox.Outcome] = []
     command = f"while :; do date +%s%N > {beat}; sleep 0.05; done"
     thread = threading.Thread(target=lambda: result.append(_run(dirs, command, timeout=60)))
