@@ -136,9 +136,6 @@ class Sandbox:
     memory: float | None = None  # GB of address space per process; 0: none; None: auto
     processes: int = 1024  # tasks (threads count) in one evaluation
     file_size: float = 16.0  # GB, largest file one process may write; 0: no limit
-    # not a gitevo.toml key: gitevo makes the dataset cache read-only for candidates once
-    # [fitness] prepare has filled it, so no candidate can poison a later one's data
-    cache_writable: bool = True
 
 
 @dataclass(frozen=True)

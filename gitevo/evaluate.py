@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import dataclasses
 import hashlib
 import json
 import math
@@ -79,6 +78,9 @@ class Job:
     devices: str | None = None  # CUDA_VISIBLE_DEVICES for this job (None: as inherited)
     commit: str | None = None  # the individual's commit, for executors that ship an archive
     sandbox: Sandbox = Sandbox()  # gitevo.toml's [sandbox]: how the commands are confined
+    # once a [fitness] prepare step has filled the dataset cache, candidates only read it,
+    # so none can poison the data of those evaluated after it
+    cache_writable: bool = True
 
 
 def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
@@ -87,9 +89,8 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
                command=config.fitness.command, check=config.fitness.check,
                timeout=config.fitness.timeout, fidelity=fidelity or config.fitness.fidelity,
                variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
-               env_extra=config.fitness.env, pid_dir=pid_dir,
-               sandbox=dataclasses.replace(config.sandbox,
-                                           cache_writable=not config.fitness.prepare))
+               env_extra=config.fitness.env, pid_dir=pid_dir, sandbox=config.sandbox,
+               cache_writable=not config.fitness.prepare)
 
 
 def evaluate(job: Job) -> Evaluation:
@@ -248,4 +249,5 @@ def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float)
         env["CUDA_VISIBLE_DEVICES"] = job.devices
     run = import_confined if isinstance(command, list) else run_confined
     return run(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
-               settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident)
+               settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident,
+               cache_writable=job.cache_writable)

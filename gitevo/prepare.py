@@ -49,8 +49,8 @@ def prepare(store: Store, config: Config, commit: str) -> None:
         store.export_tree(commit, tree)
         scratch.mkdir()
         job = make_job(config, "prepare", tree)
-        job = dataclasses.replace(job, sandbox=dataclasses.replace(
-            job.sandbox, network="allow", cache_writable=True))
+        job = dataclasses.replace(job, cache_writable=True, sandbox=dataclasses.replace(
+            job.sandbox, network="allow"))
         outcome = run_sandboxed(expand(command, job, scratch / "prepare-metrics.json"), job,
                                 scratch, job.timeout)
     finally:

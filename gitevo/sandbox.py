@@ -364,12 +364,13 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
     return argv + remounts + ["--chdir", str(workdir)]
 
 
-def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str]) -> list[str]:
+def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
+               cache_writable: bool = True) -> list[str]:
     kind, _ = mode(settings)
     network = settings.network == "allow"
     if kind == "bwrap":
         writable = [workdir, tmp]
-        for directory in cache_dirs(env) if settings.cache_writable else ():
+        for directory in cache_dirs(env) if cache_writable else ():
             with contextlib.suppress(OSError):
                 directory.mkdir(parents=True, exist_ok=True)
                 writable.append(directory)
@@ -383,19 +384,21 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str])
 
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
-                 name: str = "run") -> Outcome:
+                 name: str = "run", cache_writable: bool = True) -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
-    after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die."""
-    argv = _isolation(settings, workdir, tmp, env) + ["bash", "-c", command]
+    after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die.
+    With `cache_writable` false, the dataset cache is read-only under bubblewrap."""
+    argv = _isolation(settings, workdir, tmp, env, cache_writable) + ["bash", "-c", command]
     return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
 
 
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
                     env: dict[str, str], settings: Sandbox = DEFAULT,
-                    pid_dir: Path | None = None, name: str = "run") -> Outcome:
+                    pid_dir: Path | None = None, name: str = "run",
+                    cache_writable: bool = True) -> Outcome:
     """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
     without namespaces a fork of the launcher does it, else a new Python inside them."""
-    prefix = _isolation(settings, workdir, tmp, env)
+    prefix = _isolation(settings, workdir, tmp, env, cache_writable)
     if prefix:
         argv = [*prefix, sys.executable, "-I", str(launcher.SERVER), "import", *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
