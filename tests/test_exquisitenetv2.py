@@ -552,16 +552,16 @@ with open("cheat-ran.txt", "w") as _marker:
 @pytest.mark.slow
 def test_a_model_that_tampers_is_not_scored_and_says_what_it_replaced(repo):
     (repo / "model.py").write_text((repo / "model.py").read_text() + CHEAT)
-    metrics = repo / "m.json"
     proc = train(repo, "--fidelity", "smoke", "--metrics", "m.json", "--seed", "3")
     assert proc.returncode == 1
     assert (repo / "cheat-ran.txt").read_text() == "yes"
     reason = last_line(proc.stderr)
     assert reason.startswith("model.py replaced ") and reason.endswith(
         "the harness does not score code that tampers with it"), reason
-    assert "harness.measure.count_parameters" in reason or " more" in reason
-    # what the cheat forged is left where it wrote it; the exit status says not to read it
-    assert not metrics.exists() or json.loads(metrics.read_text())["accuracy"] == 1.0
+    # CHEAT replaces more names than the line lists: six, sorted, then how many more
+    shown = reason[len("model.py replaced "):reason.index(" and ")].split(", ")
+    assert len(shown) == 6 and shown == sorted(shown), reason
+    assert re.search(r" and \d+ more; ", reason), reason
 
 
 @pytest.mark.slow

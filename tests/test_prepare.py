@@ -132,4 +132,7 @@ def test_candidates_cannot_write_the_prepared_cache(tmp_path, server, monkeypatc
     toml.write_text(toml.read_text().replace("evaluate_probe.py", "evaluate_probe.py --poison"))
     git(repo, "commit", "-qam", "a poisoning candidate")
     cli("-C", str(repo), "generation", "--n", "2")
+    # the poisoning candidates were evaluated (with the cache in place) and the cache held
+    notes = [json.loads(n) for n in _notes(repo)]
+    assert len(notes) >= 3 and all(n["status"] in ("ok", "invalid") for n in notes), notes
     assert (cache / "payload.txt").read_text() == "fetched"
