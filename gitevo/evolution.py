@@ -249,12 +249,11 @@ class Evolution:
         for a refused proposal, which leaves one evaluation fewer to wait for."""
         executor = make_executor(self.config, self.store)
         self.events.emit("evaluating", count=count, workers=executor.workers)
-        commits: dict[str, str] = {}
-        jobs = self._jobs(children, commits, count, executor.workers)
+        jobs = self._jobs(children, count, executor.workers)
         notes = NoteWriter(self.store.root, notes_ref(self.run), self._finished)
         try:
             for job, result in executor.run(jobs, on_start=self._started):
-                notes.put(job, commits[job.ident], result)
+                notes.put(job, result)
         finally:
             notes.close()  # what is queued still gets written, even on the way out
 
@@ -264,10 +263,9 @@ class Evolution:
                          objectives=result.objectives, seconds=result.seconds,
                          timings=result.timings, error=_first_line(result.error) or None)
 
-    def _jobs(self, children: Iterable[Settled], commits: dict[str, str], count: int,
-              workers: int) -> Iterator[Job]:
-        """Each child's job, its tree exported, as the child comes; its commit goes into
-        `commits`. The executor may pull this from another thread, hence its own Store."""
+    def _jobs(self, children: Iterable[Settled], count: int, workers: int) -> Iterator[Job]:
+        """Each child's job (its commit on it), its tree exported, as the child comes. The
+        executor may pull this from another thread, hence its own Store."""
         store = Store(self.store.root)
         for ident, validated in children:
             if validated is None:
@@ -280,7 +278,6 @@ class Evolution:
             workdir = self.work_root / ident
             store.remove_dir(workdir)
             store.export_tree(commit, workdir)
-            commits[ident] = commit
             yield dataclasses.replace(self._job(ident, workdir), validated=validated,
                                       commit=commit)
 

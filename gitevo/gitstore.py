@@ -8,12 +8,10 @@ move refs last, and move several refs in one transaction.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import random
 import shutil
 import socket
-import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -258,35 +256,6 @@ class Store:
     def export_tree_id(self, tree: str, dest: Path) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         self._export(self.repo[tree], dest)
-
-    def archive(self, commit: str) -> bytes:
-        """A commit's files as a tar, like `git archive`: how the code of an individual
-        travels to a worker that shares no filesystem with us."""
-        obj = self.repo[commit].peel(pygit2.Commit)
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            self._archive(obj.tree, "", tar, obj.commit_time)
-        return buffer.getvalue()
-
-    def _archive(self, tree: pygit2.Tree, prefix: str, tar: tarfile.TarFile, mtime: int) -> None:
-        for entry in tree:
-            info = tarfile.TarInfo(prefix + entry.name)
-            info.mtime = mtime  # the commit's time, so the same commit gives the same bytes
-            data = None
-            if entry.filemode == FILE_MODE.TREE:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            elif entry.filemode == FILE_MODE.LINK:
-                info.type, info.linkname = tarfile.SYMTYPE, self.repo[entry.id].data.decode()
-                info.mode = 0o777
-            elif entry.filemode in (FILE_MODE.BLOB, FILE_MODE.BLOB_EXECUTABLE):
-                data = self.repo[entry.id].data
-                info.size = len(data)
-                info.mode = 0o755 if entry.filemode == FILE_MODE.BLOB_EXECUTABLE else 0o644
-            else:
-                continue  # a submodule: export_tree leaves it out too
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-            if entry.filemode == FILE_MODE.TREE:
-                self._archive(self.repo[entry.id], info.name + "/", tar, mtime)
 
     def is_dirty(self, ignore: Iterable[str] = ()) -> list[str]:
         """Paths with uncommitted changes (untracked files included)."""

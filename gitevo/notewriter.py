@@ -33,10 +33,11 @@ class NoteWriter:
         self._thread = threading.Thread(target=self._run, name="gitevo-notes", daemon=True)
         self._thread.start()
 
-    def put(self, job: Job, commit: str, result: Evaluation) -> None:
+    def put(self, job: Job, result: Evaluation) -> None:
+        """Queue `result` as the note of `job.commit`."""
         if self._error is not None:
             raise self._error
-        self._queue.put((job, commit, result))
+        self._queue.put((job, result))
 
     def close(self) -> None:
         """Write what is queued, stop, and raise the writer's error if it had one."""
@@ -60,11 +61,11 @@ class NoteWriter:
                 except BaseException as exc:  # noqa: BLE001 - raised by put() or close()
                     self._error = exc
 
-    def _write(self, store: Store, group: list[tuple[Job, str, Evaluation]]) -> None:
-        ids = ", ".join(job.ident for job, _, _ in group)
-        store.write_notes(self.ref, {commit: note_text(result) for _, commit, result in group},
+    def _write(self, store: Store, group: list[tuple[Job, Evaluation]]) -> None:
+        ids = ", ".join(job.ident for job, _ in group)
+        store.write_notes(self.ref, {job.commit: note_text(result) for job, result in group},
                           f"gitevo: fitness of {ids}")
-        for job, _, result in group:
+        for job, result in group:
             store.remove_dir(job.workdir)
             self.written(job, result)
 

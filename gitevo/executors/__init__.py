@@ -3,8 +3,8 @@ children are still being written) and yields (job, Evaluation) as each ends, and
 `on_start(job)` (from any thread) as each begins, for progress displays.
 
 local: this machine, N workers or one per GPU, on the trees evolution exported.
-ray, slurm: a cluster; each job's commit travels as a tar (Store.archive), so the
-workers need gitevo installed but no shared checkout.
+ray, slurm: a cluster; each job's exported tree travels as a tar, so the workers need
+gitevo installed but no shared checkout.
 """
 
 from __future__ import annotations
@@ -28,27 +28,21 @@ class Executor(Protocol):
 
 
 def make_executor(config: Config, store: Store | None = None) -> Executor:
-    """The executor that gitevo.toml's [executor] section names (validated by config);
-    the cluster ones archive each job's commit from `store` (default: gitevo.toml's repo)."""
+    """The executor that gitevo.toml's [executor] section names (validated by config).
+    The cluster ones send each job's exported tree as a tar; SLURM keeps submitit's
+    files under `store`'s state directory (default: gitevo.toml's repository)."""
     ex = config.executor
     if ex.kind == "local":
         return LocalExecutor(ex.workers, resolve_gpus(ex.gpus), ex.per_gpu)
-    store = store or Store(config.path.parent)
-    archive = _archiver(store)
     if ex.kind == "ray":
         from gitevo.executors.ray import RayExecutor
-        return RayExecutor(ex.ray, ex.workers, ex.retries, archive)
+        return RayExecutor(ex.ray, ex.workers, ex.retries, _archive)
     from gitevo.executors.slurm import SlurmExecutor
+    store = store or Store(config.path.parent)
     folder = store.root / ex.slurm.folder if ex.slurm.folder else store.state_dir / "slurm"
-    return SlurmExecutor(ex.slurm, ex.workers, ex.retries, archive, folder)
+    return SlurmExecutor(ex.slurm, ex.workers, ex.retries, _archive, folder)
 
 
-def _archiver(store: Store) -> Callable[[Job], bytes]:
-    root = store.root
-
-    def archive(job: Job) -> bytes:
-        if job.commit is None:  # a caller that only exported the tree: send that
-            return tree_archive(job.workdir)
-        # called from the executor's threads: a Store of their own, as libgit2 wants
-        return Store(root).archive(job.commit)
-    return archive
+def _archive(job: Job) -> bytes:
+    """The tree evolution exported for `job`, as a tar: the commit's files, sent whole."""
+    return tree_archive(job.workdir)

@@ -26,7 +26,7 @@ def evaluate_archive(job: Job, archive: bytes) -> Evaluation:
 
 
 def tree_archive(tree: Path) -> bytes:
-    """A tar of an exported tree: the same files Store.archive would send for its commit."""
+    """A tar of an exported tree (Store.export_tree): its files, modes and links."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(tree.iterdir()):
