@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,3 +124,23 @@ def load_bench(name: str):
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
+
+
+def heartbeat(path: Path) -> str:
+    """A shell loop that keeps writing the time into `path` until it is killed."""
+    return f"while :; do date +%s%N > {path}; sleep 0.05; done"
+
+
+def wait_for(path: Path, timeout: float = 20.0) -> None:
+    """Until `path` exists (a command has started beating into it)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), f"{path} never appeared: the command never started"
+
+
+def stopped(path: Path, wait: float = 0.3) -> bool:
+    """Whether whatever beats into `path` has stopped."""
+    before = path.read_text()
+    time.sleep(wait)
+    return path.read_text() == before

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gitevo.evaluate import Job, evaluate, expand, kill_orphans, run_sandboxed
+from tests.conftest import heartbeat, stopped
 
 HARNESS = """
 import json, math, sys
@@ -93,18 +94,16 @@ def test_timeout_kills_the_whole_process_group(workdir):
     # a grandchild that beats into a file: it must stop when the run is killed. (A pid
     # would not do: in the sandbox's PID namespace the candidate sees other numbers.)
     beat = workdir / "beat"
-    command = f"(while :; do date +%s%N > {beat}; sleep 0.05; done) & sleep 60"
     start = time.monotonic()
-    result = evaluate(_job(workdir, command, timeout=1.5))
+    result = evaluate(_job(workdir, f"({heartbeat(beat)}) & sleep 60", timeout=1.5))
     assert result.status == "timeout" and time.monotonic() - start < 10
-    last = beat.read_text()
-    time.sleep(0.3)
-    assert beat.read_text() == last
+    assert stopped(beat)
 
 
 def test_secrets_never_reach_the_candidate(workdir, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-secret")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
     monkeypatch.setenv("MY_SERVICE_KEY", "x")
     result = evaluate(_job(workdir, "python harness.py env {metrics}",
                            env_extra=("MY_SERVICE_KEY",)))

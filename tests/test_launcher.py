@@ -16,6 +16,7 @@ import pytest
 
 from gitevo import launcher, sandbox
 from gitevo.config import Sandbox
+from tests.conftest import heartbeat, stopped, wait_for
 
 UNCONFINED = Sandbox(isolation="none")  # the fork path: no namespace tool in between
 
@@ -133,22 +134,17 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path):
         from gitevo import sandbox
         from gitevo.config import Sandbox
         tmp = Path({str(tmp)!r})
-        sandbox.run_confined("while :; do date +%s%N > {beat}; sleep 0.05; done",
+        sandbox.run_confined({heartbeat(beat)!r},
                              workdir=Path({str(work)!r}), tmp=tmp, timeout=120,
                              env=sandbox.sandbox_env(tmp), settings=Sandbox(isolation="none"))
         """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        deadline = time.monotonic() + 20
-        while not beat.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert beat.exists(), "the command never started"
+        wait_for(beat)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        time.sleep(0.5)
-        last = beat.read_text()
-        time.sleep(0.5)
-        assert beat.read_text() == last, "the command outlived gitevo"
+        time.sleep(0.5)  # the launcher reads its stdin's end, then kills
+        assert stopped(beat, 0.5), "the command outlived gitevo"
     finally:
         proc.kill()
 
@@ -157,16 +153,12 @@ def test_a_launcher_killed_mid_command_ends_it_with_a_reason(dirs, tmp_path):
     beat = tmp_path / "beat"
     server = launcher.shared(lambda: sandbox.sandbox_env(dirs[1]))
     result: list[sandbox.Outcome] = []
-    command = f"while :; do date +%s%N > {beat}; sleep 0.05; done"
-    thread = threading.Thread(target=lambda: result.append(_run(dirs, command, timeout=60)))
+    thread = threading.Thread(
+        target=lambda: result.append(_run(dirs, heartbeat(beat), timeout=60)))
     thread.start()
-    deadline = time.monotonic() + 10
-    while not beat.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(beat)
     server._proc.kill()
     thread.join(20)
     assert result and not result[0].timed_out
     assert "launcher was killed" in result[0].reason()
-    last = beat.read_text()
-    time.sleep(0.3)
-    assert beat.read_text() == last, "the command outlived its launcher"
+    assert stopped(beat), "the command outlived its launcher"

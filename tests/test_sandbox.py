@@ -16,7 +16,7 @@ import pytest
 from gitevo import sandbox
 from gitevo.config import ConfigError, Sandbox, parse
 from gitevo.evaluate import Job, evaluate
-from tests.conftest import cli, git
+from tests.conftest import cli, git, stopped
 
 
 def _job(workdir: Path, command: str, timeout: float = 20, **settings) -> Job:
@@ -58,22 +58,6 @@ def _heartbeat(path: Path) -> str:
     """Python for a grandchild that keeps writing the time into `path` until killed."""
     return (f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n"
             f"        open({str(path)!r}, 'w').write(str(time.time())); time.sleep(0.05)\n")
-
-
-def _stopped(path: Path) -> bool:
-    before = path.read_text()
-    time.sleep(0.3)
-    return path.read_text() == before
-
-
-def test_api_keys_never_reach_the_candidate(workdir, monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws")
-    code = ("import json, os, sys\nfound = [v for v in os.environ.values() if 'secret' in v "
-            "or v == 'aws']\njson.dump({'accuracy': len(found)}, open(sys.argv[1], 'w'))")
-    result = evaluate(_job(workdir, _python(code)))
-    assert result.status == "ok" and result.objectives == {"accuracy": 0.0}
 
 
 class _Server:
@@ -191,7 +175,7 @@ def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
     result = evaluate(_job(workdir, _python(code), processes=32))
     assert result.status == "crashed" and "forks refused after" in result.error
     forks = int(result.error.split("forks refused after ")[1].split(":")[0])
-    assert forks < 32 and _stopped(beat)
+    assert forks < 32 and stopped(beat)
     if base is not None:
         assert "process limit 32 reached" in result.error
         assert not list(base.glob(f"gitevo-{os.getpid()}-*"))  # its cgroup is gone
@@ -207,7 +191,7 @@ def test_an_infinite_loop_times_out_and_its_whole_group_dies(workdir):
     result = evaluate(_job(workdir, _python(code), timeout=1.5))
     assert result.status == "timeout" and "exceeded 1.5s" in result.error
     assert time.monotonic() - start < 10
-    assert _stopped(beat)  # even the grandchild that left the process group with setsid
+    assert stopped(beat)  # even the grandchild that left the process group with setsid
 
 
 def test_limits_are_set_in_the_child(workdir):
