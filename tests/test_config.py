@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from gitevo import config
@@ -88,14 +90,74 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("old", "new", "key"), BAD, ids=[b[2] + ":" + b[1] for b in BAD])
-def test_each_bad_key_is_named_in_one_line(old, new, key):
-    assert old in GOOD
+MINIMAL = '[genes]\nfiles=["a.py"]\n[fitness]\ncommand="x {metrics}"\n[objectives]\nl="min"\n'
+CLUSTER = MINIMAL + """
+[executor]
+kind = "slurm"
+retries = 3
+[executor.ray]
+address = "ray://head:10001"
+num_cpus = 2
+num_gpus = 0.5
+[executor.slurm]
+partition = "gpu"
+time = "1:30:00"
+gpus_per_task = 1
+mem_gb = 16
+cpus_per_task = 4
+folder = "/shared/gitevo"
+[executor.slurm.sbatch]
+account = "evo"
+qos = 2
+"""
+
+
+@pytest.mark.parametrize("value,minutes", [
+    ("45", 45), ("30:00", 30), ("0:30", 1), ("1:30:00", 90), ("2-12", 3600),
+    ("2-12:30", 3630), ("1-0:0:30", 1441), (120, 120)])
+def test_slurm_time_reads_as_sbatch_does(value, minutes):
+    text = CLUSTER.replace('time = "1:30:00"', f"time = {json.dumps(value)}")
+    assert config.parse(text).executor.slurm.time == minutes
+
+
+def test_executor_sections_load():
+    ex = config.parse(CLUSTER).executor
+    assert (ex.kind, ex.workers, ex.retries, ex.gpus, ex.per_gpu) == ("slurm", 0, 3, "auto", 1)
+    assert ex.ray == config.RayOptions("ray://head:10001", 2.0, 0.5)
+    assert ex.slurm.time == 90 and ex.slurm.partition == "gpu" and ex.slurm.mem_gb == 16
+    assert ex.slurm.sbatch == {"account": "evo", "qos": "2"} and ex.slurm.cluster == "slurm"
+    local = config.parse(MINIMAL + '[executor]\ngpus = [0, "1"]\n').executor
+    assert (local.workers, local.gpus, local.retries) == (1, ("0", "1"), 2)
+
+
+BAD_EXECUTOR = [
+    ('retries = 3', 'retries = -1', "executor.retries"),
+    ('retries = 3', 'per_gpu = 0', "executor.per_gpu"),
+    ('retries = 3', 'gpus = "all"', "executor.gpus"),
+    ('retries = 3', 'gpus = [0.5]', "executor.gpus"),
+    ('retries = 3', 'nodes = 2', "executor.nodes"),
+    ('num_cpus = 2', 'num_cpus = -1', "executor.ray.num_cpus"),
+    ('num_cpus = 2', 'cpus = 2', "executor.ray.cpus"),
+    ('time = "1:30:00"', 'time = "soon"', "executor.slurm.time"),
+    ('time = "1:30:00"', 'time = 0', "executor.slurm.time"),
+    ('mem_gb = 16', 'mem_gb = 0', "executor.slurm.mem_gb"),
+    ('gpus_per_task = 1', 'gpus_per_task = -2', "executor.slurm.gpus_per_task"),
+    ('qos = 2', 'qos = [2]', "executor.slurm.sbatch.qos"),
+    ('folder = "/shared/gitevo"', 'cluster = "aws"', "executor.slurm.cluster"),
+]
+
+
+CASES = [(GOOD, *b) for b in BAD] + [(CLUSTER, *b) for b in BAD_EXECUTOR]
+
+
+@pytest.mark.parametrize(("base", "old", "new", "key"), CASES,
+                         ids=[c[3] + ":" + c[2] for c in CASES])
+def test_each_bad_key_is_named_in_one_line(base, old, new, key):
+    assert old in base
     with pytest.raises(ConfigError) as err:
-        config.parse(GOOD.replace(old, new, 1), "repo/gitevo.toml")
+        config.parse(base.replace(old, new, 1), "repo/gitevo.toml")
     message = str(err.value)
-    assert "\n" not in message
-    assert message.startswith("repo/gitevo.toml: ") and key in message
+    assert "\n" not in message and message.startswith(f"repo/gitevo.toml: {key}"), message
 
 
 def test_unknown_placeholder_is_refused():

@@ -14,16 +14,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import cli, git
 
 from gitevo import config
-from gitevo.config import ConfigError
 from gitevo.evaluate import Job
 from gitevo.executors import make_executor
 from gitevo.executors.gpus import resolve_gpus
 from gitevo.executors.local import LocalExecutor
 from gitevo.executors.optional import MissingEngine, need
 from gitevo.gitstore import Store
+from tests.conftest import cli, git
+from tests.test_config import MINIMAL
 
 # Logs what it saw, then kills its evaluating worker (the first ancestor that is neither a
 # shell nor gitevo's fork server) once for the whole box ("kill-first") or every time
@@ -266,7 +266,7 @@ def test_gpus_auto_follows_cuda_visible_devices(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,7")
     assert resolve_gpus("auto") == ("2", "7")
     assert resolve_gpus(["0"]) == ("0",)
-    text = (_MINIMAL + '[executor]\nworkers = 3\ngpus = "auto"\nper_gpu = 2\n')
+    text = (MINIMAL + '[executor]\nworkers = 3\ngpus = "auto"\nper_gpu = 2\n')
     assert make_executor(config.parse(text)).workers == 4  # two places on each of 2 GPUs
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert resolve_gpus("auto") == ()
@@ -323,72 +323,6 @@ def test_archive_carries_the_exported_tree(toy, tmp_path):
             assert twin.stat().st_mode & 0o111 == path.stat().st_mode & 0o111
     assert sorted(p.name for p in (tmp_path / "unpacked").rglob("*")) == \
         sorted(p.name for p in (tmp_path / "exported").rglob("*"))
-
-
-_MINIMAL = '[genes]\nfiles=["a.py"]\n[fitness]\ncommand="x {metrics}"\n[objectives]\nl="min"\n'
-_CLUSTER = _MINIMAL + """
-[executor]
-kind = "slurm"
-retries = 3
-[executor.ray]
-address = "ray://head:10001"
-num_cpus = 2
-num_gpus = 0.5
-[executor.slurm]
-partition = "gpu"
-time = "1:30:00"
-gpus_per_task = 1
-mem_gb = 16
-cpus_per_task = 4
-folder = "/shared/gitevo"
-[executor.slurm.sbatch]
-account = "evo"
-qos = 2
-"""
-
-
-@pytest.mark.parametrize("value,minutes", [
-    ("45", 45), ("30:00", 30), ("0:30", 1), ("1:30:00", 90), ("2-12", 3600),
-    ("2-12:30", 3630), ("1-0:0:30", 1441), (120, 120)])
-def test_slurm_time_reads_as_sbatch_does(value, minutes):
-    text = _CLUSTER.replace('time = "1:30:00"', f"time = {json.dumps(value)}")
-    assert config.parse(text).executor.slurm.time == minutes
-
-
-def test_executor_sections_load():
-    ex = config.parse(_CLUSTER).executor
-    assert (ex.kind, ex.workers, ex.retries, ex.gpus, ex.per_gpu) == ("slurm", 0, 3, "auto", 1)
-    assert ex.ray == config.RayOptions("ray://head:10001", 2.0, 0.5)
-    assert ex.slurm.time == 90 and ex.slurm.partition == "gpu" and ex.slurm.mem_gb == 16
-    assert ex.slurm.sbatch == {"account": "evo", "qos": "2"} and ex.slurm.cluster == "slurm"
-    local = config.parse(_MINIMAL + '[executor]\ngpus = [0, "1"]\n').executor
-    assert (local.workers, local.gpus, local.retries) == (1, ("0", "1"), 2)
-
-
-BAD_EXECUTOR = [
-    ('retries = 3', 'retries = -1', "executor.retries"),
-    ('retries = 3', 'per_gpu = 0', "executor.per_gpu"),
-    ('retries = 3', 'gpus = "all"', "executor.gpus"),
-    ('retries = 3', 'gpus = [0.5]', "executor.gpus"),
-    ('retries = 3', 'nodes = 2', "executor.nodes"),
-    ('num_cpus = 2', 'num_cpus = -1', "executor.ray.num_cpus"),
-    ('num_cpus = 2', 'cpus = 2', "executor.ray.cpus"),
-    ('time = "1:30:00"', 'time = "soon"', "executor.slurm.time"),
-    ('time = "1:30:00"', 'time = 0', "executor.slurm.time"),
-    ('mem_gb = 16', 'mem_gb = 0', "executor.slurm.mem_gb"),
-    ('gpus_per_task = 1', 'gpus_per_task = -2', "executor.slurm.gpus_per_task"),
-    ('qos = 2', 'qos = [2]', "executor.slurm.sbatch.qos"),
-    ('folder = "/shared/gitevo"', 'cluster = "aws"', "executor.slurm.cluster"),
-]
-
-
-@pytest.mark.parametrize(("old", "new", "key"), BAD_EXECUTOR,
-                         ids=[b[2] + ":" + b[1] for b in BAD_EXECUTOR])
-def test_each_bad_executor_key_is_named_in_one_line(old, new, key):
-    with pytest.raises(ConfigError) as err:
-        config.parse(_CLUSTER.replace(old, new, 1), "repo/gitevo.toml")
-    message = str(err.value)
-    assert "\n" not in message and message.startswith(f"repo/gitevo.toml: {key}: ")
 
 
 def test_a_missing_engine_is_named_in_one_line():
