@@ -11,8 +11,8 @@ from pathlib import Path
 from gitevo import ledger
 from gitevo.gitstore import Store
 from gitevo.individuals import load_all
-from tests.conftest import cli, git, gitevo_process
-from tests.test_guided import RESPONDER, guided_toy
+from tests.conftest import RESPONDER, cli, git, gitevo_process
+from tests.test_guided import guided_toy
 
 # The first call to arrive answers at once; every other one thinks for SLOW seconds. Each
 # call writes the wall-clock time it answered to a log.

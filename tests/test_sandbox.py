@@ -246,13 +246,8 @@ def test_doctor_reports_every_protection(toy):
 def test_doctor_exits_2_on_a_broken_sandbox_section(toy):
     toml = toy / "gitevo.toml"
     toml.write_text(toml.read_text() + '\n[sandbox]\nnetwork = "sometimes"\n')
-    from click.testing import CliRunner
-
-    from gitevo.cli import main
-
-    result = CliRunner().invoke(main, ["-C", str(toy), "doctor"])
-    assert result.exit_code == 2
-    assert "sandbox.network: must be \"deny\" or \"allow\", got 'sometimes'" in result.output
+    out = cli("-C", str(toy), "doctor", expect=2)
+    assert "sandbox.network: must be \"deny\" or \"allow\", got 'sometimes'" in out
 
 
 @pytest.mark.parametrize(("text", "problem"), [
