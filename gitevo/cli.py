@@ -355,7 +355,7 @@ def doctor(ctx) -> None:
     from gitevo import doctor as doctoring
     from gitevo.gitstore import GitError, Store
 
-    settings, timeout, source = config.Sandbox(), 600.0, "no gitevo.toml: defaults"
+    settings, timeout, source = config.Sandbox(), config.Fitness.timeout, "no gitevo.toml: defaults"
     try:
         path = Store(ctx.obj["dir"]).root / config.CONFIG_NAME
     except GitError:

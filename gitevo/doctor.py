@@ -7,6 +7,7 @@ because what a platform allows is only known by trying.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import tempfile
@@ -43,7 +44,7 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
         kind, why = sandbox.mode(settings)
     except sandbox.SandboxUnavailable as exc:
         kind, why = "none", str(exc)
-        settings = Sandbox(**{**settings.__dict__, "isolation": "none"})
+        settings = dataclasses.replace(settings, isolation="none")
     seen = _probe(settings, timeout)
     return [_env_row(), Row("private temp dir", seen.get("tmp", "").endswith("/tmp"),
                             "TMPDIR per evaluation, removed after it"),
@@ -104,7 +105,7 @@ def _memory_row(settings: Sandbox, seen: dict[str, str]) -> Row:
 
 
 def _process_row(seen: dict[str, str]) -> Row:
-    base, why = sandbox.pids_cgroup()
+    _, why = sandbox.pids_cgroup()
     if seen.get("cgroup", "0") != "0":
         return Row("process bound", True, f"cgroup {why} (threads count too)")
     if os.geteuid() != 0 and seen.get("nproc", "").isdigit():
@@ -142,7 +143,7 @@ def _interfaces() -> int:
 
 
 def versions() -> list[tuple[str, str]]:
-    base, why = sandbox.pids_cgroup()
+    _, why = sandbox.pids_cgroup()
     return [("gitevo", __version__), ("python", platform.python_version()),
             ("kernel", f"{platform.system()} {platform.release()}"),
             ("bwrap", sandbox.bwrap().detail), ("unshare", sandbox.unshare().detail),
