@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import re
 import subprocess
 import sys
@@ -206,6 +207,24 @@ def test_overlapping_phases_share_the_wall_time():
     assert shares["validate"] == pytest.approx(1 / 3 + 1 / 2)
     assert shares["fitness"] == pytest.approx(1 / 2 + 1)
     assert sum(shares.values()) == pytest.approx(7)  # the time anything ran: 0-6, 9-10
+
+
+def test_the_sweep_matches_sharing_each_moment_by_hand():
+    """share_wall against the plain definition: between each pair of consecutive edges,
+    every span running there gets an equal part of that stretch."""
+    rng = random.Random(7)
+    for _ in range(50):
+        spans = [(rng.choice(PHASES), a, a + rng.uniform(0, 3))
+                 for a in (rng.uniform(-2, 10) for _ in range(rng.randint(0, 12)))]
+        expected = dict.fromkeys(PHASES, 0.0)
+        edges = sorted({t for _p, a, b in spans for t in (a, b)} | {0.0, 8.0})
+        for lo, hi in zip(edges, edges[1:], strict=False):
+            lo, hi = max(lo, 0.0), min(hi, 8.0)
+            running = [p for p, a, b in spans if a <= lo and b >= hi] if hi > lo else []
+            for phase in running:
+                expected[phase] += (hi - lo) / len(running)
+        got = share_wall(spans, 0.0, 8.0)
+        assert got == pytest.approx(expected)
 
 
 def test_importing_the_pipeline_does_not_load_rich():
