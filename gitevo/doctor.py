@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitevo import __version__, sandbox
+from gitevo import __version__, cgroups, sandbox
 from gitevo.config import Sandbox
 
 # run inside the sandbox from a worktree where gitevo puts them, under a fake
@@ -105,7 +105,7 @@ def _memory_row(settings: Sandbox, seen: dict[str, str]) -> Row:
 
 
 def _process_row(seen: dict[str, str]) -> Row:
-    _, why = sandbox.pids_cgroup()
+    _, why = cgroups.pids_cgroup()
     if seen.get("cgroup", "0") != "0":
         return Row("process bound", True, f"cgroup {why} (threads count too)")
     if os.geteuid() != 0 and seen.get("nproc", "").isdigit():
@@ -143,7 +143,7 @@ def _interfaces() -> int:
 
 
 def versions() -> list[tuple[str, str]]:
-    _, why = sandbox.pids_cgroup()
+    _, why = cgroups.pids_cgroup()
     return [("gitevo", __version__), ("python", platform.python_version()),
             ("kernel", f"{platform.system()} {platform.release()}"),
             ("bwrap", sandbox.bwrap().detail), ("unshare", sandbox.unshare().detail),

@@ -7,7 +7,6 @@ failure is data: it becomes a note with a status and the tail of stderr.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import json
@@ -75,6 +74,9 @@ class Job:
     pid_dir: Path | None = None
     threads: int | None = None  # this job's share of the CPU cores (None: no limit set)
     validated: bool = False  # already passed `validate` on this very tree: skip it
+    # importing the gene files runs exactly what importing the first parent's did (they
+    # differ only inside function bodies), and the parent's import passed: skip that step
+    import_proven: bool = False
     devices: str | None = None  # CUDA_VISIBLE_DEVICES for this job (None: as inherited)
     commit: str | None = None  # the individual's commit, for executors that ship an archive
     sandbox: Sandbox = Sandbox()  # gitevo.toml's [sandbox]: how the commands are confined
@@ -115,7 +117,8 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     if problem:
         return Evaluation("invalid", error=problem)
     modules = [f for f in job.gene_files if f.endswith(".py")]
-    failed = _run_check(job, tmp, modules, "import") if modules else None
+    import_needed = modules and not job.import_proven
+    failed = _run_check(job, tmp, modules, "import") if import_needed else None
     if failed is None and job.check:
         failed = _run_check(job, tmp, job.check, "check")
     return failed
@@ -178,18 +181,22 @@ def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:
-    """The first gene file that is missing or does not parse, as a message."""
+    """The first gene file that is missing or does not compile, as a message."""
     for name in gene_files:
         path = workdir / name
         if not path.is_file():
             return f"{name}: gene file is missing"
         if path.suffix == ".py":
             try:
-                ast.parse(path.read_text(encoding="utf-8"), filename=name)
+                # compile, not just parse: the compiler refuses more (a misplaced
+                # `nonlocal`, `return` outside a function), and it runs none of the code
+                compile(path.read_text(encoding="utf-8"), name, "exec", dont_inherit=True)
             except SyntaxError as exc:
                 return f"{name}:{exc.lineno}: syntax error: {exc.msg}"
             except UnicodeDecodeError:
                 return f"{name}: not valid UTF-8"
+            except ValueError as exc:  # a NUL byte in the source
+                return f"{name}: cannot compile: {exc}"
     return None
 
 

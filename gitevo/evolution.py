@@ -24,6 +24,7 @@ from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
 from gitevo.llm import Usage
 from gitevo.notewriter import NoteWriter
+from gitevo.operators import imports_like_parent
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, check_genes, individual_id, make_plan
 from gitevo.prepare import prepare_seed
@@ -55,7 +56,6 @@ class Evolution:
         self.state = store.state_dir / "runs" / run
         self.plan_path = self.state / "plan.json"
         self.pid_dir = self.state / "running"
-        self.work_root = store.state_dir / "worktrees" / run
         guided = config.llm.provider != "offline"
         self.library = PromptLibrary.load(store.root) if guided else None
         self.budget_exhausted = False
@@ -114,7 +114,7 @@ class Evolution:
                                                 "an interrupted run")
         for stale in self.store.stale_ref_locks(self.run):
             self.events.emit("notice", message=f"removed {stale}, left by an interrupted run")
-        for root in (self.work_root, self.store.state_dir / "proposals" / self.run):
+        for root in (self.store.worktrees(self.run), self.store.state_dir / "proposals" / self.run):
             for stale in root.iterdir() if root.exists() else ():
                 self.store.remove_dir(stale)
 
@@ -275,11 +275,16 @@ class Evolution:
             commit = store.resolve_ref(individual_ref(self.run, ident))
             if commit is None or store.read_note(notes_ref(self.run), commit) is not None:
                 continue
-            workdir = self.work_root / ident
-            store.remove_dir(workdir)
-            store.export_tree(commit, workdir)
+            workdir = store.worktree(self.run, ident)
+            # a child validated in this process left its checked tree there; one resumed
+            # after a crash finds nothing (recovery cleared the folder) and is exported
+            if not (validated and workdir.is_dir()):
+                store.remove_dir(workdir)
+                store.export_tree(commit, workdir)
+            proven = not validated and imports_like_parent(store, self.config.genes.files,
+                                                           commit)
             yield dataclasses.replace(self._job(ident, workdir), validated=validated,
-                                      commit=commit)
+                                      commit=commit, import_proven=proven)
 
     def _started(self, job: Job) -> None:
         self.events.emit("evaluation_started", id=job.ident)

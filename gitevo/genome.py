@@ -165,3 +165,33 @@ def differing_blocks(a: str, b: str) -> list[str]:
         if name in theirs and theirs[name] != texts:
             out.append(name)
     return out
+
+
+def import_skeleton(source: str) -> str:
+    """What importing `source` executes, as a string: every module-level statement, with
+    each function's body left out (a `def` runs its decorators, defaults and annotations
+    at import, never its body) and class bodies kept, recursively, since they run.
+    Raises GenomeError for a file that does not parse."""
+    return ast.dump(_skeleton(_parse(source, "")))
+
+
+def _skeleton(node: ast.AST) -> ast.AST:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        # the docstring is part of the body: it is not evaluated at import either
+        return type(node)(**{**{f: getattr(node, f) for f in node._fields}, "body": []})
+    if isinstance(node, (ast.Module, ast.ClassDef)):
+        fields = {f: getattr(node, f) for f in node._fields}
+        return type(node)(**{**fields, "body": [_skeleton(n) for n in node.body]})
+    return node
+
+
+def same_import(old: str, new: str) -> bool:
+    """Whether importing `new` runs exactly what importing `old` runs: the two differ at
+    most inside function bodies. Then an import check that `old` passed need not be run
+    again for `new`; whether `new` compiles is the caller's to check."""
+    if old == new:
+        return True
+    try:
+        return import_skeleton(old) == import_skeleton(new)
+    except GenomeError:
+        return False

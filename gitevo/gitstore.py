@@ -235,6 +235,14 @@ class Store:
         dest.mkdir(parents=True, exist_ok=True)
         self._export(self.repo[commit].peel(pygit2.Tree), dest)
 
+    def worktrees(self, run: str) -> Path:
+        """Where a run's individuals are exported for their evaluations (under .git, which
+        the sandbox hides from them; recovery clears what a crash leaves there)."""
+        return self.state_dir / "worktrees" / run
+
+    def worktree(self, run: str, ident: str) -> Path:
+        return self.worktrees(run) / ident
+
     def _export(self, tree: pygit2.Tree, dest: Path) -> None:
         for entry in tree:
             target = dest / entry.name

@@ -12,17 +12,18 @@ are not shared between threads) and keeps it for the proposals it runs after.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gitevo import genome, operators, prompts, responses
 from gitevo.config import Config
-from gitevo.evaluate import Evaluation, make_job, validate
+from gitevo.evaluate import Evaluation, fingerprint, make_job, validate
 from gitevo.events import Events
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
@@ -140,7 +141,10 @@ class Guide:
         return commit, (None if failed is None else failed.error or failed.status)
 
     def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
-        """The cheap checks (parse, import, the target's check command) on the new tree."""
+        """The cheap checks (parse, import, the target's check command) on the new tree.
+
+        A tree that passes, and that the checks left as exported, becomes the child's
+        evaluation tree (Store.worktree), so the evaluation need not export it again."""
         started = time.monotonic()
         # under .git, like every exported tree: the sandbox hides the rest of .git from a
         # tree it finds there, and recovery clears what a crash leaves
@@ -151,7 +155,15 @@ class Guide:
             store.export_tree(commit, workdir)
             scratch = Path(tmp) / "scratch"
             scratch.mkdir()
-            failed = validate(make_job(self.config, spec.id, workdir), scratch)
+            job = replace(make_job(self.config, spec.id, workdir), import_proven=
+                          operators.imports_like_parent(store, self.config.genes.files, commit))
+            before = fingerprint(workdir)
+            failed = validate(job, scratch)
+            if failed is None and fingerprint(workdir) == before:
+                ready = store.worktree(self.run, spec.id)
+                store.remove_dir(ready)
+                ready.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(workdir, ready)
         self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
                          seconds=round(time.monotonic() - started, 3))
         return failed

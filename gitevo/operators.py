@@ -62,6 +62,20 @@ def build_child(store: Store, config: Config, run: str, generation: int, spec: S
     return store.commit(tree, parents, commit_message(run, generation, spec, proposal))
 
 
+def imports_like_parent(store: Store, gene_files: tuple[str, ...], commit: str) -> bool:
+    """Whether importing `commit`'s gene files runs exactly what importing its first
+    parent's did. Every parent is an individual whose import check passed (or was proven
+    so), so then the child's check would only repeat it; the seed has no parent."""
+    parents = store.parents(commit)
+    if not parents:
+        return False
+    for name in (f for f in gene_files if f.endswith(".py")):
+        old, new = store.read_file(parents[0], name), store.read_file(commit, name)
+        if old is None or new is None or not genome.same_import(old, new):
+            return False
+    return True
+
+
 def _check_scope(path: str, old: str, new: str, target_path: str, target: str) -> None:
     """Refuse edits outside the one block the offspring was asked to change."""
     if path != target_path:

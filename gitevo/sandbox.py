@@ -22,12 +22,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitevo import launcher
+from gitevo import cgroups, launcher
 from gitevo.config import ConfigError, Sandbox
 
 TAIL_CHARS = 2000
@@ -160,96 +159,6 @@ def _user_tasks() -> int:
                 match = re.search(r"^Threads:\s+(\d+)", text, re.M)
                 count += int(match.group(1)) if match else 1
     return count
-
-
-# ---- a pids cgroup: the process bound that also holds for root --------------------------------
-
-@functools.cache
-def pids_cgroup() -> tuple[Path | None, str]:
-    """A cgroup directory where we may create children with pids.max, or None and why."""
-    base = _pids_base()
-    if base is None:
-        return None, "no pids cgroup controller for this process"
-    probe = base / f"gitevo-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    try:
-        probe.mkdir()
-    except OSError as exc:
-        return None, f"{base} is not writable ({exc.strerror})"
-    try:
-        if not (probe / "pids.max").exists():
-            return None, f"{base}: pids controller not enabled for children"
-        (probe / "pids.max").write_text("64")
-        return base, f"pids.max under {base}"
-    except OSError as exc:
-        return None, f"{base}: {exc.strerror}"
-    finally:
-        with contextlib.suppress(OSError):
-            probe.rmdir()
-
-
-def _pids_base() -> Path | None:
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):  # cgroup v1
-            return Path("/sys/fs/cgroup/pids") / path.lstrip("/")
-    for line in lines:
-        if line.startswith("0::"):  # cgroup v2, mounted alone or as "unified" beside v1
-            for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-                own = root / line[3:].lstrip("/")
-                if "pids" in _read(root / "cgroup.controllers").split():
-                    return own
-    return None
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-def _new_cgroup(limit: int) -> Path | None:
-    base, _ = pids_cgroup()
-    if base is None:
-        return None
-    group = base / f"gitevo-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        group.mkdir()
-        (group / "pids.max").write_text(str(limit))
-    except OSError:
-        with contextlib.suppress(OSError):
-            group.rmdir()
-        return None
-    return group
-
-
-def _end_cgroup(group: Path) -> list[str]:
-    """Kill whatever is left in the group (even processes that left our process group),
-    remove it, and say how many forks its limit refused."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        pids = _read(group / "cgroup.procs").split()
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        time.sleep(0.02)
-    refused = re.search(r"^max (\d+)", _read(group / "pids.events"), re.M)
-    limit = _read(group / "pids.max").strip()
-    for _ in range(50):  # the kernel frees the group a moment after its last task
-        try:
-            group.rmdir()
-            break
-        except OSError:
-            time.sleep(0.02)
-    if refused and int(refused.group(1)):
-        return [f"process limit {limit} reached: {refused.group(1)} forks refused"]
-    return []
 
 
 # ---- namespaces: bubblewrap or unshare -------------------------------------------------------
@@ -410,18 +319,19 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
          name: str) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
-    group = _new_cgroup(settings.processes)
+    groups = cgroups.pool()
+    group = groups.take(settings.processes)
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
     if argv is not None:  # found once, not by an execve per PATH entry in every child
         argv = [_which(argv[0], env.get("PATH", "")), *argv[1:]]
     server = launcher.shared(_server_env)
     try:
         child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
-                             cgroup=group / "cgroup.procs" if group else None, argv=argv,
+                             cgroup=group.procs if group else None, argv=argv,
                              modules=modules)
     except launcher.LauncherError as exc:
         if group is not None:
-            _end_cgroup(group)
+            groups.give_back(group)
         return Outcome(127, False, f"gitevo could not start the command: {exc}")
     pid_file = _record_pid(pid_dir, f"{name}.{child.pid}", f"{child.pid} {token}\n")
     timed_out = lost = False
@@ -434,7 +344,7 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
     finally:
         kill_group(child.pid)
         returncode = -signal.SIGKILL if lost else _final_status(child)
-        hits = _end_cgroup(group) if group is not None else []
+        hits = groups.give_back(group) if group is not None else []
         if pid_file is not None:
             pid_file.unlink(missing_ok=True)
     if lost:
@@ -500,17 +410,8 @@ def kill_orphans(pid_dir: Path) -> int:
             kill_group(int(pid))
             killed += 1
         path.unlink(missing_ok=True)
-    _sweep_cgroups()
+    cgroups.sweep()
     return killed
-
-
-def _sweep_cgroups() -> None:
-    """Remove the cgroups of gitevo processes that died before they could."""
-    base, _ = pids_cgroup()
-    for group in base.glob("gitevo-*-*") if base is not None else ():
-        owner = group.name.split("-")[1]
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
-            _end_cgroup(group)
 
 
 def _tail(log: Path) -> str:

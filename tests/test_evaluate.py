@@ -47,6 +47,26 @@ def workdir(tmp_path) -> Path:
     return tmp_path
 
 
+def test_a_proven_import_is_not_run_again(workdir):
+    # a gene file whose import fails: only an import check could tell
+    (workdir / "model.py").write_text("raise SystemExit('imported')\n")
+    command = "python harness.py ok {metrics}"
+    assert "import failed" in evaluate(_job(workdir, command)).error
+    assert evaluate(_job(workdir, command, import_proven=True)).ok
+
+
+@pytest.mark.parametrize(("source", "needle"), [
+    ("def f(:\n    pass\n", "model.py:1: syntax error"),
+    # these parse, but the compiler refuses them, still without running anything
+    ("def f():\n    nonlocal x\n", "model.py:2: syntax error: no binding for nonlocal"),
+    ("x = 1\nreturn x\n", "model.py:2: syntax error: 'return' outside function"),
+])
+def test_gene_files_must_compile(workdir, source, needle):
+    (workdir / "model.py").write_text(source)
+    result = evaluate(_job(workdir, "python harness.py ok {metrics}", import_proven=True))
+    assert result.status == "invalid" and result.error.startswith(needle)
+
+
 @pytest.mark.parametrize(("mode", "status", "needle"), [
     ("ok", "ok", None),
     ("nan", "invalid", "'accuracy' is nan"),

@@ -192,3 +192,27 @@ def test_run_target_is_a_total_so_rerunning_resumes(evolved):
     out = cli("-C", str(evolved), "run", "--generations", "3", "--n", "8")
     assert "already has 3 generation(s)" in out
     assert ledger.read(Store(evolved), "main").generation == 3
+
+
+def test_children_that_change_only_function_bodies_are_not_import_checked(tmp_path):
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy", "--no-eval")
+    log = tmp_path / "imports.log"
+    # each import of the gene file says who imported it: the fork server for an import
+    # check, fitness.py for the check and the evaluation
+    model = repo / "model.py"
+    model.write_text(f"import sys\nopen({str(log)!r}, 'a').write(sys.argv[0] + '\\n')\n"
+                     + model.read_text())
+    (repo / "gitevo.toml").write_text((repo / "gitevo.toml").read_text()
+                                      + '\n[sandbox]\nisolation = "none"\n')
+    git(repo, "commit", "-qam", "log each import of the genes")
+    cli("-C", str(repo), "seed")
+    before = log.read_text().splitlines()
+    assert [x for x in before if x.endswith("forkserver.py")]  # the seed was import-checked
+    cli("-C", str(repo), "generation", "--n", "6")
+    new = log.read_text().splitlines()[len(before):]
+    gen = ledger.read(Store(repo), "main")
+    # the offline operators change constants and calls inside function bodies: importing
+    # a child runs what importing its parent ran, so only the harness imported them
+    assert sum(r["status"] == "ok" for r in gen.offspring) >= 4
+    assert new and all(x.endswith("fitness.py") for x in new)

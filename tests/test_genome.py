@@ -12,6 +12,7 @@ from gitevo.genome import (
     differing_blocks,
     get_block,
     replace_block,
+    same_import,
     split_lines,
 )
 
@@ -152,3 +153,26 @@ def test_differing_blocks_in_first_sources_order():
     other += "\n\ndef only_in_b():\n    pass\n"
     assert differing_blocks(SOURCE, other) == ["init_weights", "fetch"]
     assert differing_blocks(SOURCE, SOURCE) == []
+
+
+@pytest.mark.parametrize(("old", "new", "same"), [
+    # what import runs is the same: function and method bodies, docstrings, comments
+    ("return self.conv(x)", "return self.conv(x) * 2", True),
+    ("super().__init__()\n", "super().__init__()\n        self.extra = nn.ReLU()\n", True),
+    ("return 1", "return await other()", True),
+    ("async def fetch():\n", 'async def fetch():\n    """Fetch one."""\n', True),
+    ("# comment inside the class body", "# another comment", True),
+    # what import runs differs: decorators, defaults, class bodies, module statements
+    ("@staticmethod\n", "", False),
+    ("def forward(self, x):", "def forward(self, x=print('hi')):", False),
+    ("def forward(self, x):", "def forward(self, x: open('f')):", False),
+    ("class Net(nn.Module):", "class Net(nn.Module, metaclass=Meta):", False),
+    ('"""A tiny net."""', '"""A tiny net, wider."""', False),  # a class body runs, all of it
+    ('    """A tiny net."""\n', '    """A tiny net."""\n    SIZE = 3\n', False),
+    ("async def fetch", "def fetch", False),
+    ("WIDTH = 32", "WIDTH = 64", False),
+    ("return 1", "return (", False),  # does not parse: no claim either way
+])
+def test_same_import_ignores_only_what_import_does_not_run(old, new, same):
+    assert old in SOURCE
+    assert same_import(SOURCE, SOURCE.replace(old, new, 1)) is same

@@ -160,6 +160,44 @@ def test_children_checked_when_proposed_are_not_checked_again(tmp_path):
     assert len(lines) == len(gen.offspring) and not any("worktrees" in x for x in lines)
 
 
+def _with_commands(repo: Path, check: str, command: str) -> None:
+    text = (repo / "gitevo.toml").read_text()
+    text = text.replace('check = "python fitness.py --check --metrics {metrics}"',
+                        f"check = {json.dumps(check)}")
+    text = text.replace('command = "python fitness.py --metrics {metrics}"',
+                        f"command = {json.dumps(command)}")
+    (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\n')
+    git(repo, "commit", "-qam", "instrumented commands")
+
+
+def test_the_tree_checked_when_proposed_is_the_one_evaluated(tmp_path):
+    repo = guided_toy(tmp_path)
+    seen = tmp_path / "mtimes.log"
+    # the check stamps a file's time (its content stays): an evaluation in that very tree
+    # sees the stamp, one in a tree exported again would not
+    _with_commands(repo, "touch -d @1000000000 fitness.py && "
+                         "python fitness.py --check --metrics {metrics}",
+                   f"stat -c %Y fitness.py >> {seen} && python fitness.py --metrics {{metrics}}")
+    cli("-C", str(repo), "generation", "--n", "4")
+    gen = ledger.read(Store(repo), "main")
+    kept = [r for r in gen.offspring if r["status"] != "rejected"]
+    assert kept and all(r["status"] == "ok" for r in kept)
+    assert seen.read_text().split() == ["1000000000"] * len(kept)
+
+
+def test_a_check_that_rewrites_the_tree_does_not_reach_the_evaluation(tmp_path):
+    repo = guided_toy(tmp_path)
+    _with_commands(repo, "echo '# tampered' >> model.py && "
+                         "python fitness.py --check --metrics {metrics}",
+                   "! grep -q tampered model.py && python fitness.py --metrics {metrics}")
+    cli("-C", str(repo), "generation", "--n", "4")
+    gen = ledger.read(Store(repo), "main")
+    kept = [r for r in gen.offspring if r["status"] != "rejected"]
+    # every child was checked in a tree that the check then changed: each evaluation
+    # got a fresh export of the commit instead
+    assert kept and all(r["status"] == "ok" for r in kept)
+
+
 BROKEN_BLOCK = '''
 import re, sys
 prompt = sys.stdin.read()

@@ -7,13 +7,15 @@ import json
 import os
 import shlex
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from gitevo import sandbox
+from gitevo import cgroups, sandbox
 from gitevo.config import ConfigError, Sandbox, parse
 from gitevo.evaluate import Job, evaluate
 from tests.conftest import cli, git, stopped
@@ -162,7 +164,7 @@ def test_unbounded_allocation_is_a_memory_error(workdir):
 
 
 def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
-    base, why = sandbox.pids_cgroup()
+    base, why = cgroups.pids_cgroup()
     if base is None and os.geteuid() == 0:
         pytest.skip(f"no process bound here: {why}, and RLIMIT_NPROC does not bind root")
     beat = workdir / "beat"
@@ -178,10 +180,31 @@ def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
     assert forks < 32 and stopped(beat)
     if base is not None:
         assert "process limit 32 reached" in result.error
-        assert not list(base.glob(f"gitevo-{os.getpid()}-*"))  # its cgroup is gone
+        for group in base.glob(f"gitevo-{os.getpid()}-*"):  # pooled again, and empty
+            assert not (group / "cgroup.procs").read_text().split()
     again = evaluate(_job(workdir, _python(
         "import json, sys\njson.dump({'accuracy': 1}, open(sys.argv[1], 'w'))")))
-    assert again.ok
+    # the pooled group's earlier refusals are not blamed on the next command
+    assert again.ok and not again.error
+
+
+def test_pooled_cgroups_are_removed_when_gitevo_exits(tmp_path):
+    base, why = cgroups.pids_cgroup()
+    if base is None:
+        pytest.skip(f"no pids cgroups here: {why}")
+    code = ("import os, sys\nfrom pathlib import Path\nfrom gitevo import sandbox\n"
+            "from gitevo.config import Sandbox\n"
+            "for _ in range(2):\n"
+            "    out = sandbox.run_confined('true', workdir=Path(sys.argv[1]), "
+            "tmp=Path(sys.argv[1]), timeout=30, env=sandbox.sandbox_env(Path(sys.argv[1])), "
+            "settings=Sandbox(isolation='none'))\n"
+            "    assert out.returncode == 0, out\n"
+            "print(os.getpid(), len(list(Path(sys.argv[2]).glob(f'gitevo-{os.getpid()}-*'))))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(base)],
+                         capture_output=True, text=True, check=True)
+    pid, used = out.stdout.split()
+    assert used == "1"  # two commands one after the other shared one group
+    assert not list(base.glob(f"gitevo-{pid}-*"))  # and it went with the process
 
 
 def test_an_infinite_loop_times_out_and_its_whole_group_dies(workdir):
