@@ -161,18 +161,25 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
 
 
 def fingerprint(root: Path) -> dict[str, str]:
-    """Every file and link under `root` (an exported tree), with a digest of its content."""
-    seen = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = Path(folder, name)
-            key = str(path.relative_to(root))
-            if path.is_symlink():
-                seen[key] = "link:" + os.readlink(path)
-            else:
-                with contextlib.suppress(OSError):
-                    seen[key] = hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+    """Every file and link under `root` (an exported tree), with a digest of its content
+    (and of its exec bit). Taken twice per checked child, so plain strings, not Paths."""
+    seen: dict[str, str] = {}
+    _fingerprint(str(root), "", seen)
     return seen
+
+
+def _fingerprint(folder: str, prefix: str, seen: dict[str, str]) -> None:
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            key = prefix + entry.name
+            if entry.is_symlink():
+                seen[key] = "link:" + os.readlink(entry.path)
+            elif entry.is_dir():
+                _fingerprint(entry.path, key + "/", seen)
+            else:
+                with contextlib.suppress(OSError), open(entry.path, "rb") as handle:
+                    digest = hashlib.blake2b(handle.read(), digest_size=16).hexdigest()
+                    seen[key] = ("x" if entry.stat().st_mode & 0o111 else "") + digest
 
 
 def _changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
