@@ -124,12 +124,21 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     return failed
 
 
+def checked(job: Job, tmp: Path) -> tuple[Evaluation | None, list[str]]:
+    """`validate`, and the files its commands changed in the tree (none ran: none)."""
+    runs = job.check or (not job.import_proven and
+                         any(f.endswith(".py") for f in job.gene_files))
+    before = fingerprint(job.workdir) if runs else None
+    failed = validate(job, tmp)
+    if failed is not None or before is None:
+        return failed, []
+    return None, _changes(before, fingerprint(job.workdir))
+
+
 def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
     if not job.validated:
         with _timed(timings, "validate"):
-            before = fingerprint(job.workdir)
-            failed = validate(job, tmp)
-            changed = failed is None and _changes(before, fingerprint(job.workdir))
+            failed, changed = checked(job, tmp)
         if failed is not None:
             return failed
         if changed:

@@ -12,7 +12,6 @@ are not shared between threads) and keeps it for the proposals it runs after.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from typing import Any
 
 from gitevo import genome, operators, prompts, responses
 from gitevo.config import Config
-from gitevo.evaluate import Evaluation, fingerprint, make_job, validate
+from gitevo.evaluate import Evaluation, checked, make_job
 from gitevo.events import Events
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
@@ -143,27 +142,22 @@ class Guide:
     def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
         """The cheap checks (parse, import, the target's check command) on the new tree.
 
-        A tree that passes, and that the checks left as exported, becomes the child's
-        evaluation tree (Store.worktree), so the evaluation need not export it again."""
+        They run in the child's evaluation tree (Store.worktree): one that passes, and
+        that the checks left as exported, is the tree the evaluation runs in."""
         started = time.monotonic()
-        # under .git, like every exported tree: the sandbox hides the rest of .git from a
-        # tree it finds there, and recovery clears what a crash leaves
+        tree = store.worktree(self.run, spec.id)
+        store.remove_dir(tree)  # an earlier turn's tree
+        store.export_tree(commit, tree)
+        job = replace(make_job(self.config, spec.id, tree), import_proven=
+                      operators.imports_like_parent(store, self.config.genes.files, commit))
+        # the checks' own files go under .git too: the sandbox hides the rest of .git
+        # from what it finds there, and recovery clears what a crash leaves
         home = store.state_dir / "proposals" / self.run
         home.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as tmp:
-            workdir = Path(tmp) / "tree"
-            store.export_tree(commit, workdir)
-            scratch = Path(tmp) / "scratch"
-            scratch.mkdir()
-            job = replace(make_job(self.config, spec.id, workdir), import_proven=
-                          operators.imports_like_parent(store, self.config.genes.files, commit))
-            before = fingerprint(workdir)
-            failed = validate(job, scratch)
-            if failed is None and fingerprint(workdir) == before:
-                ready = store.worktree(self.run, spec.id)
-                store.remove_dir(ready)
-                ready.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(workdir, ready)
+        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as scratch:
+            failed, changed = checked(job, Path(scratch))
+        if failed is not None or changed:
+            store.remove_dir(tree)  # its evaluation exports the commit afresh
         self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
                          seconds=round(time.monotonic() - started, 3))
         return failed
