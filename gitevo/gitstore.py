@@ -327,7 +327,8 @@ class Store:
                     commit: str) -> tuple[list[str], pygit2.Blob | None]:
         """Where the note of `commit` is in a notes tree, and its blob; for a missing note,
         where it goes. git fans big notes trees out into ab/cdef... subtrees (and reads
-        any mix of levels), so the path follows the subtrees that already exist."""
+        any mix of levels), so the path follows the subtrees that already exist, and a new
+        note starts one level down."""
         path: list[str] = []
         rest = commit
         while tree is not None:
@@ -338,6 +339,11 @@ class Store:
                 break
             path.append(head)
             tree, rest = self.repo[tree[head].id], rest[2:]
+        if not path and len(rest) > 2:
+            # a new note goes one level down (ab/cdef...): each notes commit then rewrites
+            # a root of at most 256 subtrees and one small subtree, instead of a flat tree
+            # of every note of the run (3 ms a write at 2,000 notes)
+            return [rest[:2], rest[2:]], None
         return path + [rest], None
 
     # ---- ledger -----------------------------------------------------------------------------

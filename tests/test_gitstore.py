@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pygit2
 import pytest
 
 from gitevo.gitstore import GitError, LockedError, Store, init_repository
@@ -82,8 +83,6 @@ def test_notes_batch_is_one_commit_and_git_reads_it(store):
 
 def test_notes_in_a_fanned_out_tree_still_update(store):
     """git stores notes as ab/cdef... once there are many; writing must respect that."""
-    import pygit2
-
     head = store.head_commit()
     other = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
     repo = store.repo
@@ -97,6 +96,26 @@ def test_notes_in_a_fanned_out_tree_still_update(store):
     store.write_notes("refs/notes/gitevo/main", {head: "new\n", other: "other\n"}, "update")
     assert git(store.root, "notes", "--ref", "gitevo/main", "show", head) == "new\n"
     assert store.read_notes("refs/notes/gitevo/main") == {head: "new\n", other: "other\n"}
+
+
+def test_notes_fan_out_so_a_write_does_not_rewrite_every_note(store):
+    head = store.head_commit()
+    tree = store.tree_id(head)
+    children = [store.commit(tree, [head], f"child {i}") for i in range(300)]
+    ref = "refs/notes/gitevo/main"
+    for i in range(0, 300, 10):
+        store.write_notes(ref, {c: f"{c}\n" for c in children[i:i + 10]}, f"notes {i}")
+    root = store.repo[store.resolve_ref(ref)].peel(pygit2.Tree)
+    # one subtree per leading byte, each holding the few notes that start with it
+    assert len(root) <= 256 and all(e.filemode == pygit2.enums.FileMode.TREE for e in root)
+    assert max(len(store.repo[e.id]) for e in root) < 20
+    listed = git(store.root, "notes", "--ref", "gitevo/main", "list").split()
+    assert len(listed) == 600 and set(listed[1::2]) == set(children)
+    assert git(store.root, "notes", "--ref", "gitevo/main", "show", children[123]) == \
+        f"{children[123]}\n"
+    assert store.read_note(ref, children[7]) == f"{children[7]}\n"
+    assert len(store.read_notes(ref)) == 300
+    git(store.root, "fsck", "--strict")
 
 
 def test_export_tree_writes_files_and_modes(store, tmp_path):
