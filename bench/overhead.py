@@ -33,6 +33,7 @@ import difflib
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -161,21 +162,20 @@ def gitevo_repo(where: Path, url: str, isolation: str = "none") -> Path:
     return repo
 
 
-def time_gitevo(url: str, n: int, isolation: str = "none") -> float:
+def time_gitevo(url: str, n: int, isolation: str = "none") -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="gitevo-bench-") as tmp:
         repo = gitevo_repo(Path(tmp), url, isolation)
         env = {**os.environ, KEY_ENV: "dummy"}
-        started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "gitevo", "generation", "--n", str(n),
-                              "--json"], cwd=repo, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - started
+        with Stopwatch() as watch:
+            out = subprocess.run([sys.executable, "-m", "gitevo", "generation", "--n", str(n),
+                                  "--json"], cwd=repo, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"gitevo generation failed: {out.stderr.strip()}")
         summary = json.loads(out.stdout.splitlines()[-1])
         if summary["valid"] != n:
             raise SystemExit(f"gitevo: only {summary['valid']}/{n} offspring valid "
                              f"({summary['rejected']}, {summary['statuses']})")
-    return elapsed
+    return watch.wall, watch.cpu
 
 
 # ---- OpenEvolve -------------------------------------------------------------------------------
@@ -212,17 +212,16 @@ def openevolve_files(where: Path) -> tuple[Path, Path]:
     return program, evaluator
 
 
-def time_openevolve(url: str, n: int) -> float:
+def time_openevolve(url: str, n: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="openevolve-bench-") as tmp:
         program, evaluator = openevolve_files(Path(tmp))
-        started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", OPENEVOLVE_RUN, str(program),
-                              str(evaluator), url, str(n)], cwd=tmp, capture_output=True,
-                             text=True)
-        elapsed = time.perf_counter() - started
+        with Stopwatch() as watch:
+            out = subprocess.run([sys.executable, "-c", OPENEVOLVE_RUN, str(program),
+                                  str(evaluator), url, str(n)], cwd=tmp, capture_output=True,
+                                 text=True)
         if out.returncode != 0:
             raise SystemExit(f"openevolve failed: {out.stderr.strip()[-2000:]}")
-    return elapsed
+    return watch.wall, watch.cpu
 
 
 def openevolve_missing() -> str | None:
@@ -235,10 +234,31 @@ def openevolve_missing() -> str | None:
 
 # ---- the measurement --------------------------------------------------------------------------
 
-def per_offspring(timer, url: str, small: int, large: int, runs: int) -> tuple[float, float]:
-    """The best of `runs` timings of each size (the least disturbed by other work)."""
-    t_small = min(timer(url, small) for _ in range(runs))
-    t_large = min(timer(url, large) for _ in range(runs))
+class Stopwatch:
+    """Wall time, and the CPU time of the child processes that ended meanwhile (the tool's
+    process and everything it started and reaped: fork servers, workers, commands)."""
+
+    def __enter__(self) -> Stopwatch:
+        self._cpu = _children_cpu()
+        self._wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = _children_cpu() - self._cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def per_offspring(timer, url: str, small: int, large: int,
+                  runs: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The best of `runs` (wall, cpu) timings of each size (the least disturbed by other
+    work, judged by wall time)."""
+    t_small = min((timer(url, small) for _ in range(runs)), key=lambda t: t[0])
+    t_large = min((timer(url, large) for _ in range(runs)), key=lambda t: t[0])
     return t_small, t_large
 
 
@@ -262,11 +282,14 @@ def main() -> None:
         if name == "openevolve" and missing:
             print(f"openevolve: not measured: {missing}")
             continue
-        t_small, t_large = per_offspring(timer, server.url, args.small, args.large, args.runs)
+        (t_small, cpu_small), (t_large, cpu_large) = per_offspring(
+            timer, server.url, args.small, args.large, args.runs)
         overhead = (t_large - t_small) / (args.large - args.small)
+        cpu = (cpu_large - cpu_small) / (args.large - args.small)
         results[name] = overhead
         print(f"{name}: T({args.small}) = {t_small:.3f} s, T({args.large}) = {t_large:.3f} s, "
-              f"overhead {overhead * 1000:.2f} ms per offspring", flush=True)
+              f"overhead {overhead * 1000:.2f} ms per offspring "
+              f"(CPU {cpu * 1000:.2f} ms per offspring, all its processes)", flush=True)
     if len(results) == 2:
         print(f"ratio gitevo/openevolve: {results['gitevo'] / results['openevolve']:.2f}")
 

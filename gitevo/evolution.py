@@ -282,7 +282,7 @@ class Evolution:
                 store.remove_dir(workdir)
                 store.export_tree(commit, workdir)
             proven = not validated and imports_like_parent(store, self.config.genes.files,
-                                                           commit)
+                                                           self.run, commit)
             yield dataclasses.replace(self._job(ident, workdir), validated=validated,
                                       commit=commit, import_proven=proven)
 

@@ -148,8 +148,8 @@ class Guide:
         tree = store.worktree(self.run, spec.id)
         store.remove_dir(tree)  # an earlier turn's tree
         store.export_tree(commit, tree)
-        job = replace(make_job(self.config, spec.id, tree), import_proven=
-                      operators.imports_like_parent(store, self.config.genes.files, commit))
+        proven = operators.imports_like_parent(store, self.config.genes.files, self.run, commit)
+        job = replace(make_job(self.config, spec.id, tree), import_proven=proven)
         # the checks' own files go under .git too: the sandbox hides the rest of .git
         # from what it finds there, and recovery clears what a crash leaves
         home = store.state_dir / "proposals" / self.run

@@ -8,12 +8,13 @@ it touched only its gene block, and a commit whose trailers say what was done.
 from __future__ import annotations
 
 import difflib
+import json
 import random
 from dataclasses import dataclass
 
 from gitevo import genome, offline, patch
 from gitevo.config import Config
-from gitevo.gitstore import Store
+from gitevo.gitstore import Store, notes_ref
 from gitevo.plan import CROSSOVER, Spec
 
 
@@ -62,12 +63,15 @@ def build_child(store: Store, config: Config, run: str, generation: int, spec: S
     return store.commit(tree, parents, commit_message(run, generation, spec, proposal))
 
 
-def imports_like_parent(store: Store, gene_files: tuple[str, ...], commit: str) -> bool:
+def imports_like_parent(store: Store, gene_files: tuple[str, ...], run: str,
+                        commit: str) -> bool:
     """Whether importing `commit`'s gene files runs exactly what importing its first
-    parent's did. Every parent is an individual whose import check passed (or was proven
-    so), so then the child's check would only repeat it; the seed has no parent."""
+    parent's did, where that parent is an individual of `run` whose evaluation was ok: its
+    import check passed (or was proven so), and the child's would only repeat it. A seed's
+    parent is the user's history, never checked; a seed is never proven."""
     parents = store.parents(commit)
-    if not parents:
+    note = store.read_note(notes_ref(run), parents[0]) if parents else None
+    if note is None or json.loads(note).get("status") != "ok":
         return False
     for name in (f for f in gene_files if f.endswith(".py")):
         old, new = store.read_file(parents[0], name), store.read_file(commit, name)
