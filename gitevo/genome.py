@@ -167,11 +167,13 @@ def differing_blocks(a: str, b: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def import_skeleton(source: str) -> str:
     """What importing `source` executes, as a string: every module-level statement, with
     each function's body left out (a `def` runs its decorators, defaults and annotations
     at import, never its body) and class bodies kept, recursively, since they run.
-    Raises GenomeError for a file that does not parse."""
+    Raises GenomeError for a file that does not parse. Cached: a parent's file is
+    compared with each of its children's."""
     return ast.dump(_skeleton(_parse(source, "")))
 
 
