@@ -28,7 +28,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gitevo import config as cfg
-from gitevo import evaluate, operators, responses
+from gitevo import evaluate, genome, operators, responses
 from gitevo.cli import main as gitevo_cli
 from gitevo.gitstore import Store
 from gitevo.patch import PatchError
@@ -63,6 +63,9 @@ class Result:
     detail: str = ""  # the error message
     kind: str = ""  # "diff" | "block", from extract
     commit: str = ""
+    # importing the child runs what importing the seed runs (it differs only inside
+    # function bodies): in a run its import check is skipped
+    same_import: bool = False
 
     @property
     def applied(self) -> bool:
@@ -129,7 +132,8 @@ def attempt(store: Store, config: cfg.Config, seed: str, case: Case, index: int)
         commit = operators.build_child(store, config, "corpus", 1, spec, [seed], proposal)
     except PatchError as exc:
         return Result(case, "apply", exc.reason, str(exc), got.kind)
-    return Result(case, "applied", kind=got.kind, commit=commit)
+    same = genome.same_import(source, store.read_file(commit, GENE) or "")
+    return Result(case, "applied", kind=got.kind, commit=commit, same_import=same)
 
 
 def validate(store: Store, config: cfg.Config, result: Result, scratch: Path) -> Result:
@@ -207,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print("\n".join(describe(r) for r in results), end="\n\n")
     print(table(results, validated=not args.no_validate))
+    applied = [r for r in results if r.applied]
+    print(f"\napplied children importing exactly as the seed (no import check in a run): "
+          f"{sum(r.same_import for r in applied)}/{len(applied)}")
     if args.no_validate:
         print("\n(validation skipped: share = applied / count)")
     return 0 if all(r.matches(not args.no_validate) for r in results) else 1
