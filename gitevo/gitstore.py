@@ -330,7 +330,7 @@ class Store:
         any mix of levels), so the path follows the subtrees that already exist, and a new
         note starts one level down."""
         path: list[str] = []
-        rest = commit
+        rest, root = commit, tree
         while tree is not None:
             if rest in tree and tree[rest].filemode != FILE_MODE.TREE:
                 return path + [rest], self.repo[tree[rest].id]
@@ -339,10 +339,12 @@ class Store:
                 break
             path.append(head)
             tree, rest = self.repo[tree[head].id], rest[2:]
-        if not path and len(rest) > 2:
+        if not path and len(rest) > 2 and not _flat_notes_with(root, rest[:2]):
             # a new note goes one level down (ab/cdef...): each notes commit then rewrites
             # a root of at most 256 subtrees and one small subtree, instead of a flat tree
-            # of every note of the run (3 ms a write at 2,000 notes)
+            # of every note of the run (3 ms a write at 2,000 notes). Never beside flat
+            # notes of the same prefix: libgit2 then looks only in the subtree and loses
+            # them (git itself never mixes them either)
             return [rest[:2], rest[2:]], None
         return path + [rest], None
 
@@ -436,6 +438,12 @@ def _place(nested: dict[str, object], path: list[str], blob: pygit2.Oid) -> None
     for part in path[:-1]:
         node = node.setdefault(part, {})  # type: ignore[assignment]
     node[path[-1]] = blob
+
+
+def _flat_notes_with(tree: pygit2.Tree | None, prefix: str) -> bool:
+    """Whether the notes tree holds, at its top, a note whose name starts with `prefix`."""
+    return tree is not None and any(
+        e.name.startswith(prefix) and e.filemode != FILE_MODE.TREE for e in tree)
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:

@@ -118,6 +118,28 @@ def test_notes_fan_out_so_a_write_does_not_rewrite_every_note(store):
     git(store.root, "fsck", "--strict")
 
 
+def test_new_notes_stay_flat_beside_flat_notes_of_the_same_prefix(store):
+    """After a `git notes merge` the notes are flat again; libgit2 finds a flat note only
+    while no subtree shares its first two characters."""
+    head = store.head_commit()
+    tree = store.tree_id(head)
+    children = [store.commit(tree, [head], f"child {i}") for i in range(80)]
+    ref = "refs/notes/gitevo/main"
+    flat = store.repo.TreeBuilder()  # as git writes a small notes tree
+    for c in children[:40]:
+        flat.insert(c, store.repo.create_blob(f"flat {c}\n".encode()),
+                    pygit2.enums.FileMode.BLOB)
+    store.update_refs([(ref, store.commit(str(flat.write()), [], "flat"), None)], "setup")
+    store.write_notes(ref, {c: f"new {c}\n" for c in children[40:]}, "more")
+    assert all(store.read_note(ref, c) for c in children)
+    assert len(store.read_notes(ref)) == 80
+    root = store.repo[store.resolve_ref(ref)].peel(pygit2.Tree)
+    subtrees = {e.name for e in root if e.filemode == pygit2.enums.FileMode.TREE}
+    assert subtrees and not any(e.name[:2] in subtrees for e in root
+                                if e.filemode != pygit2.enums.FileMode.TREE)
+    git(store.root, "fsck", "--strict")
+
+
 def test_export_tree_writes_files_and_modes(store, tmp_path):
     (store.root / "run.sh").write_text("#!/bin/sh\necho hi\n")
     os.chmod(store.root / "run.sh", 0o755)
