@@ -22,7 +22,7 @@ from gitevo.events import Events, summary
 from gitevo.executors import make_executor
 from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
-from gitevo.llm import Usage
+from gitevo.llm import Provider, Usage
 from gitevo.notewriter import NoteWriter
 from gitevo.operators import imports_like_parent
 from gitevo.patch import PatchError
@@ -60,7 +60,6 @@ class Evolution:
         self.library = PromptLibrary.load(store.root) if guided else None
         self.budget_exhausted = False
         self._prepared = False  # [fitness] prepare ran in this process
-        self.provider = None  # the LLM provider, made before planning (guided runs)
 
     # ---- reading state from refs and notes ---------------------------------------------------
 
@@ -87,15 +86,14 @@ class Evolution:
         with self.store.lock():
             self.recover()
             current = self._ensure_seed(None)
-            if self.library is not None:
-                # a missing key or command stops here, before the plan is written
-                self.provider = provider_for(self.config)
+            # a missing key or command stops here, before the plan is written
+            provider = provider_for(self.config) if self.library is not None else None
             self._prepare()
             self.timeline.restart()
             plan = self._plan(current, n or self.config.evolution.offspring)
             started = time.monotonic()
-            if self.library is not None:
-                produced = self._produce_and_evaluate(plan, current)
+            if provider is not None:
+                produced = self._produce_and_evaluate(plan, current, provider)
             else:
                 self._produce(plan, current)
                 produced = time.monotonic()
@@ -184,10 +182,11 @@ class Evolution:
 
     # ---- steps 2-4 with an LLM: propose, apply, commit, and evaluate as children come ---------
 
-    def _produce_and_evaluate(self, plan: Plan, current: Generation) -> float:
+    def _produce_and_evaluate(self, plan: Plan, current: Generation,
+                              provider: Provider) -> float:
         """Evaluate each child as soon as it is committed, while other LLM calls are still in
         flight; returns when (time.monotonic()) the last proposal settled."""
-        proposals = Proposals(self, plan, current)
+        proposals = Proposals(self, plan, current, provider)
         # children an interrupted process committed but did not evaluate go first
         ready = [(ident, validated_when_proposed(self.store, self.run, self.commit_of(ident)))
                  for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected])]

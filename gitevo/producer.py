@@ -45,8 +45,8 @@ class Proposals:
     error). `stop()` starts no more proposals; the ones in flight still settle.
     """
 
-    def __init__(self, evo: Evolution, plan: Plan, current: Generation):
-        self.evo, self.plan, self.current = evo, plan, current
+    def __init__(self, evo: Evolution, plan: Plan, current: Generation, provider: Provider):
+        self.evo, self.plan, self.current, self.provider = evo, plan, current, provider
         self.pending = [s for s in plan.specs if not s.rejected and not evo.commit_of(s.id)]
         self.finished_at: float | None = None  # time.monotonic() when the last one settled
         self._queue: queue.SimpleQueue[Settled | None] = queue.SimpleQueue()
@@ -59,11 +59,13 @@ class Proposals:
 
     def start(self) -> None:
         if not self.pending:
+            self.provider.close()  # nothing to ask it
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
             return
         # read here, in the caller's thread, where evo.store belongs; a config error raises
-        self._client = _client(self.evo, self.plan, self.current)
+        self._client = Client(self.evo.config.llm, self.provider)
+        self._client.carry_over(spent_so_far(self.evo, self.plan, self.current))
         seed = self.evo.commit_of("g000-000")
         self._seed = seed, self.evo.evaluation(seed).objectives
         self._thread.start()
@@ -208,13 +210,6 @@ def provider_for(config: Config) -> Provider:
         return make_provider(config.llm)
     except LLMError as exc:
         raise EvolutionError(exc.message) from None
-
-
-def _client(evo: Evolution, plan: Plan, current: Generation) -> Client:
-    provider, evo.provider = evo.provider or provider_for(evo.config), None
-    client = Client(evo.config.llm, provider)
-    client.carry_over(spent_so_far(evo, plan, current))
-    return client
 
 
 def spent_so_far(evo: Evolution, plan: Plan, current: Generation) -> Usage:
