@@ -11,9 +11,12 @@ writing the metrics for gitevo, a Python function returning a score for OpenEvol
 
 Each tool runs the same problem (the toy template's model.py, one file) for N and for
 2N offspring, start-up included; the overhead per offspring is (T(2N) - T(N)) / N, so
-start-up (interpreter, imports, the seed) drops out. gitevo is timed as the real CLI,
-`gitevo generation --n N` in a fresh repository whose seed is already evaluated;
-OpenEvolve as `run_evolution(..., iterations=N)` in a fresh process, in memory.
+start-up (interpreter, imports, the seed) drops out. The CPU time per offspring, taken
+the same way over the tool's process and all it started, says how much of the machine
+each one keeps busy (on 2 cores, wall time cannot fall below half of it).
+gitevo is timed as the real CLI, `gitevo generation --n N` in a fresh repository whose
+seed is already evaluated; OpenEvolve as `run_evolution(..., iterations=N)` in a fresh
+process, in memory.
 
 OpenEvolve runs its evaluator in its own Python, unconfined; so by default gitevo's
 commands run unconfined too ([sandbox] isolation = "none"), where gitevo's fork server
