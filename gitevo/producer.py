@@ -148,10 +148,8 @@ class Proposals:
             return None  # stopped before it started: the rerun proposes it
         except BudgetExceeded as exc:
             self.evo.budget_exhausted = True
-            # the message names the budget already ("budget: 0 of max_tokens 400 used; ...")
-            message = exc.message if exc.message.startswith("budget") else \
-                f"budget: {exc.message}"
-            spec.rejected, spec.turns = message, exc.turns
+            # Budget words its message as a refusal reason: "budget: 0 of max_tokens ..."
+            spec.rejected, spec.turns = exc.message, exc.turns
         except LLMError as exc:
             spec.turns = exc.turns
             if exc.kind in FATAL:
