@@ -116,9 +116,8 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     problem = syntax_problem(job.workdir, job.gene_files)
     if problem:
         return Evaluation("invalid", error=problem)
-    modules = [f for f in job.gene_files if f.endswith(".py")]
-    import_needed = modules and not job.import_proven
-    failed = _run_check(job, tmp, modules, "import") if import_needed else None
+    modules = _imported(job)
+    failed = _run_check(job, tmp, modules, "import") if modules else None
     if failed is None and job.check:
         failed = _run_check(job, tmp, job.check, "check")
     return failed
@@ -126,13 +125,17 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
 
 def checked(job: Job, tmp: Path) -> tuple[Evaluation | None, list[str]]:
     """`validate`, and the files its commands changed in the tree (none ran: none)."""
-    runs = job.check or (not job.import_proven and
-                         any(f.endswith(".py") for f in job.gene_files))
+    runs = bool(job.check or _imported(job))
     before = fingerprint(job.workdir) if runs else None
     failed = validate(job, tmp)
     if failed is not None or before is None:
         return failed, []
     return None, _changes(before, fingerprint(job.workdir))
+
+
+def _imported(job: Job) -> list[str]:
+    """The gene files the import check loads: none when the import is proven."""
+    return [] if job.import_proven else [f for f in job.gene_files if f.endswith(".py")]
 
 
 def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
