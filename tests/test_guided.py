@@ -163,10 +163,10 @@ def test_children_checked_when_proposed_are_not_checked_again(tmp_path):
 
 def _with_commands(repo: Path, check: str, command: str) -> None:
     text = (repo / "gitevo.toml").read_text()
-    text = text.replace('check = "python fitness.py --check --metrics {metrics}"',
-                        f"check = {json.dumps(check)}")
-    text = text.replace('command = "python fitness.py --metrics {metrics}"',
-                        f"command = {json.dumps(command)}")
+    for old, new in (('check = "python fitness.py --check --metrics {metrics}"', check),
+                     ('command = "python fitness.py --metrics {metrics}"', command)):
+        assert old in text  # else the test would run the template's own commands
+        text = text.replace(old, f"{old.split(' = ')[0]} = {json.dumps(new)}")
     (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\n')
     git(repo, "commit", "-qam", "instrumented commands")
 
@@ -188,7 +188,8 @@ def test_the_tree_checked_when_proposed_is_the_one_evaluated(tmp_path):
 
 def test_a_check_that_rewrites_the_tree_does_not_reach_the_evaluation(tmp_path):
     repo = guided_toy(tmp_path)
-    _with_commands(repo, "echo '# tampered' >> model.py && "
+    tampered = tmp_path / "tampered.log"
+    _with_commands(repo, f"echo '# tampered' >> model.py && echo x >> {tampered} && "
                          "python fitness.py --check --metrics {metrics}",
                    "! grep -q tampered model.py && python fitness.py --metrics {metrics}")
     cli("-C", str(repo), "generation", "--n", "4")
@@ -196,6 +197,7 @@ def test_a_check_that_rewrites_the_tree_does_not_reach_the_evaluation(tmp_path):
     kept = [r for r in gen.offspring if r["status"] != "rejected"]
     # every child was checked in a tree that the check then changed: each evaluation
     # got a fresh export of the commit instead
+    assert len(tampered.read_text().split()) == len(gen.offspring)
     assert kept and all(r["status"] == "ok" for r in kept)
 
 

@@ -220,6 +220,7 @@ def test_a_generation_of_hostile_answers_finishes_with_none_scored(tmp_path):
     script = tmp_path / "hostile_llm.py"
     script.write_text(HOSTILE_LLM)
     toml = repo / "gitevo.toml"
+    assert "timeout = 30" in toml.read_text()  # the endless loops must end within 5 s
     text = toml.read_text().replace("timeout = 30", "timeout = 5").replace(
         'provider = "offline"',
         f'provider = "command"\ncommand = "{sys.executable} {script} {toml}"\n'
