@@ -117,8 +117,12 @@ def test_connection_reset_is_retried(provider):
         assert ask(c).attempts == 3
 
 
-def test_malformed_json_is_bad_response(provider):
-    with LLMServer(default=raw(b'{"id": "msg_1", "content": [')) as server, \
+@pytest.mark.parametrize("body", [
+    b'{"id": "msg_1", "content": [',
+    '{"id": "msg_1", "content": [{"text": "a dash \u2014'.encode()[:-1],  # inside a character
+], ids=["mid-json", "mid-utf8"])
+def test_malformed_json_is_bad_response(provider, body):
+    with LLMServer(default=raw(body)) as server, \
             client(provider, server) as c, pytest.raises(LLMError) as info:
         ask(c)
     # a body cut off in transfer may come whole next time: retried, then given up on

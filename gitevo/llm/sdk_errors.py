@@ -2,7 +2,8 @@
 
 Both SDKs share one exception layout (APIStatusError with .status_code and .response,
 APITimeoutError, APIConnectionError), and both hand a 200 response whose body is not JSON
-through as json.JSONDecodeError, so one translation serves both.
+through as json.JSONDecodeError (or UnicodeDecodeError, cut inside a character), so one
+translation serves both.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ def translate(exc: BaseException, sdk: ModuleType, who: str, url: str, key_env: 
         return LLMError("unreachable", f"{who}: cannot reach {url} ({connection_reason(exc)})")
     if isinstance(exc, sdk.APIStatusError):
         return _status_error(exc, who, url, key_env)
-    if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError)):
-        # a body cut off in transfer reads as broken JSON and is worth another try;
+    cut_off = (json.JSONDecodeError, UnicodeDecodeError)
+    if isinstance(exc, (sdk.APIResponseValidationError, *cut_off)):
+        # a body cut off in transfer (mid-JSON, or mid-character) is worth another try;
         # a well-formed body of the wrong shape (below, per provider) is not
         return LLMError("bad-response", f"{who}: {url} sent a response that is not valid JSON "
                                         f"for the API ({one_line(str(exc))})",
-                        retryable=isinstance(exc, json.JSONDecodeError))
+                        retryable=isinstance(exc, cut_off))
     return None
 
 
