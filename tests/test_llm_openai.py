@@ -61,6 +61,18 @@ def test_missing_usage_is_estimated_so_token_budgets_still_bind():
     assert reply.usage.input_tokens == 20 and reply.usage.output_tokens == 10
 
 
+def test_content_given_as_parts_is_joined_into_the_answer():
+    # some OpenAI-compatible servers send content as a list of typed parts
+    body = (b'{"id":"c","object":"chat.completion","created":0,"model":"m","choices":'
+            b'[{"index":0,"message":{"role":"assistant","content":[{"type":"text","text":'
+            b'"--- a/model.py\\n"},{"type":"text","text":"+++ b/model.py\\n"}]},'
+            b'"finish_reason":"stop"}]}')
+    with LLMServer([raw(body)]) as server, make(server) as client:
+        reply = client.complete(Request("", [Message("user", "y")], 0.1, 10))
+    assert reply.text == "--- a/model.py\n+++ b/model.py\n"
+    assert reply.usage.output_tokens == 8  # estimated from the 30 characters, not 2 parts
+
+
 def test_key_from_environment_is_sent(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
     with LLMServer() as server, make(server) as client:

@@ -70,10 +70,10 @@ class OpenAIProvider:
         if not isinstance(message, dict):
             raise LLMError("bad-response", f"openai ({self.model}): {self.url} answered "
                                            "without choices")
-        text = message.get("content") or ""
+        text = _text(message.get("content"))
         stop = choice.get("finish_reason") or "stop"
-        return Reply(text=text if isinstance(text, str) else str(text),
-                     model=data.get("model") or self.model, stop_reason=_STOP.get(stop, stop),
+        return Reply(text=text, model=data.get("model") or self.model,
+                     stop_reason=_STOP.get(stop, stop),
                      usage=_usage(data.get("usage"), request, text), raw=data)
 
     def close(self) -> None:
@@ -87,6 +87,13 @@ def messages(request: Request) -> list[dict[str, Any]]:
     if request.system:
         out.append({"role": "system", "content": request.system})
     return out + [{"role": m.role, "content": m.content} for m in request.merged()]
+
+
+def _text(content: Any) -> str:
+    """The answer's text: a string, or (some servers) a list of parts with "text" in them."""
+    if isinstance(content, list):
+        return "".join(part.get("text") or "" for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
 
 
 def _usage(usage: Any, request: Request, text: str) -> Usage:
