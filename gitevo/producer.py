@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from gitevo.gitstore import Store, individual_ref, llm_notes_ref
 from gitevo.guided import Guide, Outcome
-from gitevo.ledger import Generation
+from gitevo.ledger import Generation, Member
 from gitevo.llm import BudgetExceeded, Client, LLMError, Provider, Usage, make_provider
 from gitevo.plan import Plan, Spec
 
@@ -106,12 +106,13 @@ class Proposals:
                 self._pool = pool
                 if self._stopping.is_set():
                     return
-                futures = {pool.submit(guide.propose, s, self.plan.generation, members): s
+                futures = {pool.submit(self._propose, guide, s, members): s
                            for s in self.pending}
                 try:
                     self._settle_as_done(store, futures)
                 except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)  # in flight ends, no more
+                    # a failure to keep children: start no more, let those in flight end
+                    pool.shutdown(wait=True, cancel_futures=True)
                     raise
         except BaseException as exc:  # handed to the caller by finish()
             self._error = exc
@@ -119,26 +120,42 @@ class Proposals:
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
 
+    def _propose(self, guide: Guide, spec: Spec, members: dict[str, Member]) -> Outcome:
+        """One proposal in a pool thread, unless proposing has stopped: then it settles as
+        cancelled. A fatal error stops it at once, here, so that the thread that met it
+        does not go on to its next proposal before anyone has read the error."""
+        if self._stopping.is_set():
+            raise CancelledError
+        try:
+            return guide.propose(spec, self.plan.generation, members)
+        except LLMError as exc:
+            if exc.kind in FATAL:
+                self._stopping.set()
+            raise
+
     def _settle_as_done(self, store: Store, futures: dict[Future, Spec]) -> None:
-        """Settle proposals in the groups they finish in: one group, one notes commit."""
+        """Settle proposals in the groups they finish in: one group, one notes commit.
+
+        After a fatal error no proposal starts (see _propose), but the ones in flight still
+        settle and their children are kept (the rerun must not pay for them again); then
+        the error is raised.
+        """
         waiting = set(futures)
+        fatal: BaseException | None = None
         while waiting:
             done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
             kept: list[tuple[Spec, Outcome]] = []
-            fatal: BaseException | None = None
             for future in done:
                 try:
                     outcome = self._outcome(futures[future], future)
-                except Exception as exc:  # noqa: BLE001 - raised once the group is kept
+                except Exception as exc:  # noqa: BLE001 - raised once the rest settled
                     fatal = fatal or exc
                     continue
                 if outcome is not None:
                     kept.append((futures[future], outcome))
-            # every child of the group that was answered is kept, even when another
-            # proposal of it was fatal: the rerun must not pay for it again
             self._keep(store, kept)
-            if fatal is not None:
-                raise fatal
+        if fatal is not None:
+            raise fatal
 
     def _outcome(self, spec: Spec, future: Future) -> Outcome | None:
         """The child to keep, or None after recording why there is none."""

@@ -5,6 +5,8 @@ finishes; the budget is never exceeded."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gitevo import ledger
@@ -136,3 +138,31 @@ def test_the_token_budget_is_never_exceeded(tmp_path, monkeypatch):
     assert len(refused) == 8 - count, refused
     assert all(e["error"].startswith("budget: ") and "max_tokens 8000" in e["error"]
                and "budget: budget" not in e["error"] for e in refused), refused
+
+
+@pytest.mark.slow
+def test_a_fatal_error_keeps_the_answers_already_in_flight(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    # three calls at once: one is refused for its key at once, two answer a second later
+    script = [slow(1.0, answered()), slow(1.0, answered()), error(401, "bad key")]
+    with LLMServer(script, default=error(401, "bad key"), responder=respond) as server:
+        repo = guided_toy(tmp_path, "openai", server, concurrency=3)
+        out = cli("-C", str(repo), "generation", "--n", "6", expect=2)
+        first = len(server.requests)
+    assert "was refused" in out and first == 3  # no call started after the refusal
+    # the two answered while the refusal was raised are children, with their provenance
+    kept = git(repo, "for-each-ref", "--format=%(objectname)",
+               "refs/heads/gitevo/main/g001-*").split()
+    assert len(kept) == 2
+    for commit in kept:
+        assert git(repo, "notes", "--ref", "gitevo/main-llm", "show", commit)
+    with LLMServer(default=answered(), responder=respond) as server:
+        toml = repo / "gitevo.toml"
+        port = re.search(r"127\.0\.0\.1:(\d+)", toml.read_text()).group(1)
+        toml.write_text(toml.read_text().replace(f"127.0.0.1:{port}",
+                                                 f"127.0.0.1:{server.port}"))
+        git(repo, "commit", "-qam", "a server that answers")
+        cli("-C", str(repo), "generation")
+        again = len(server.requests)
+    assert again == 4  # only the four never answered are asked again
+    assert len(offspring(repo)) == 6 and children_with_notes(repo) == 6
