@@ -88,16 +88,20 @@ class Evolution:
             current = self._ensure_seed(None)
             # a missing key or command stops here, before the plan is written
             provider = provider_for(self.config) if self.library is not None else None
-            self._prepare()
-            self.timeline.restart()
-            plan = self._plan(current, n or self.config.evolution.offspring)
-            started = time.monotonic()
-            if provider is not None:
-                produced = self._produce_and_evaluate(plan, current, provider)
-            else:
-                self._produce(plan, current)
-                produced = time.monotonic()
-                self._evaluate_all([s.id for s in plan.specs if not s.rejected])
+            try:
+                self._prepare()
+                self.timeline.restart()
+                plan = self._plan(current, n or self.config.evolution.offspring)
+                started = time.monotonic()
+                if provider is not None:
+                    produced = self._produce_and_evaluate(plan, current, provider)
+                else:
+                    self._produce(plan, current)
+                    produced = time.monotonic()
+                    self._evaluate_all([s.id for s in plan.specs if not s.rejected])
+            finally:
+                if provider is not None:  # whatever stopped the generation (closing twice is fine)
+                    provider.close()
             evaluated = time.monotonic()
             result = self._select(plan, current, {"produce": produced - started,
                                                   "evaluate": evaluated - produced})

@@ -59,7 +59,6 @@ class Proposals:
 
     def start(self) -> None:
         if not self.pending:
-            self.provider.close()  # nothing to ask it
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
             return
