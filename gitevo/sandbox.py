@@ -243,8 +243,10 @@ def _hidden(workdir: Path, home: str | None) -> tuple[list[str], list[str]]:
     if git_dir is not None and git_dir.is_dir():
         empty.append(str(git_dir))
     for name in CREDENTIALS if home else ():
-        path = Path(home) / name
-        if path.is_dir() and not path.is_symlink():
+        # a linked dotfile (~/.ssh -> ~/dotfiles/ssh) is hidden where it really is: bwrap
+        # cannot mount over the link itself, and the link then leads to the empty target
+        path = (Path(home) / name).resolve()
+        if path.is_dir():
             empty.append(str(path))
         elif path.exists():
             mounts += ["--dev-bind", "/dev/null", str(path)]  # reads as empty

@@ -128,12 +128,19 @@ def test_credentials_and_the_git_directory_are_hidden(repo, workdir, tmp_path, m
     (home / ".aws").mkdir(parents=True)
     (home / ".aws" / "credentials").write_text("aws_secret_access_key = hunter2\n")
     (home / ".netrc").write_text("machine example.com password hunter2\n")
+    # dotfiles kept elsewhere and linked in, a directory and a file
+    dotfiles = tmp_path / "dotfiles"
+    (dotfiles / "ssh").mkdir(parents=True)
+    (dotfiles / "ssh" / "id_rsa").write_text("hunter2\n")
+    (dotfiles / "git-credentials").write_text("https://user:hunter2@example.com\n")
+    (home / ".ssh").symlink_to(dotfiles / "ssh")
+    (home / ".git-credentials").symlink_to(dotfiles / "git-credentials")
     (repo / ".git" / "config").write_text('[remote "origin"]\n'
                                           '  url = https://user:hunter2@example.com/r.git\n')
     monkeypatch.setenv("HOME", str(home))
     code = ("import json, os, sys\nfound = []\n"
-            f"for top in (os.path.expanduser('~'), {str(repo / '.git')!r}):\n"
-            "    for folder, _, names in os.walk(top):\n"
+            f"for top in ('~', '~/.ssh', {str(repo / '.git')!r}):\n"
+            "    for folder, _, names in os.walk(os.path.expanduser(top)):\n"
             "        for name in names:\n"
             "            path = os.path.join(folder, name)\n"
             "            if 'hunter2' in open(path, errors='ignore').read():\n"
@@ -142,9 +149,9 @@ def test_credentials_and_the_git_directory_are_hidden(repo, workdir, tmp_path, m
             "print(found)")
     result = evaluate(_job(workdir, _python(code)))
     assert result.ok and result.objectives == {"accuracy": 0.0}, result.error
-    # unconfined, the same candidate finds all three: the test can fail
+    # unconfined, the same candidate finds all five: the test can fail
     exposed = evaluate(_job(workdir, _python(code), isolation="none"))
-    assert exposed.objectives == {"accuracy": 3.0}, exposed.error
+    assert exposed.objectives == {"accuracy": 5.0}, exposed.error
 
 
 def test_a_file_over_the_size_limit_is_an_error(workdir):
