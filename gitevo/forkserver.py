@@ -1,6 +1,6 @@
 """The launcher's server: a single-threaded Python that forks the sandboxed commands.
 
-Run as a script (`python -I forkserver.py`), so it needs nothing of gitevo and holds
+Run as a script (`python -E -P forkserver.py`), so it needs nothing of gitevo and holds
 none of gitevo's secrets: gitevo starts it with a scrubbed environment, and a child
 that reads /proc/self/environ finds that one.
 
@@ -163,7 +163,9 @@ def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
         os.environ.clear()
         os.environ.update(env)
     sys.dont_write_bytecode = True
-    sys.path[:] = [os.getcwd(), *sys.path]
+    # where the fitness command's `python` would look: the tree, then PYTHONPATH
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [os.getcwd(), *extra, *sys.path]
     for path in modules:
         name = path[:-3].replace("/", ".")
         sys.modules.pop(name.split(".")[0], None)  # a gene file named like a loaded module

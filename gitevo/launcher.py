@@ -50,7 +50,9 @@ class Launcher:
     """A client of one fork server; safe to share between threads."""
 
     def __init__(self, env: dict[str, str]):
-        self._proc = subprocess.Popen([sys.executable, "-I", str(SERVER)], env=env,
+        # -E -P, not -I: nothing of gitevo's environment or folder on its path, but the
+        # user site-packages stay, as for the `python` of a fitness command
+        self._proc = subprocess.Popen([sys.executable, "-E", "-P", str(SERVER)], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       cwd=tempfile.gettempdir())
         self._lock = threading.Lock()

@@ -311,7 +311,7 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
     without namespaces a fork of the launcher does it, else a new Python inside them."""
     prefix = _isolation(settings, workdir, tmp, env, cache_writable)
     if prefix:
-        argv = [*prefix, sys.executable, "-I", str(launcher.SERVER), "import", *modules]
+        argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gitevo.config import Sandbox
 from gitevo.evaluate import Job, evaluate, expand, kill_orphans, run_sandboxed
 from tests.conftest import heartbeat, stopped
 
@@ -53,6 +54,20 @@ def test_a_proven_import_is_not_run_again(workdir):
     command = "python harness.py ok {metrics}"
     assert "import failed" in evaluate(_job(workdir, command)).error
     assert evaluate(_job(workdir, command, import_proven=True)).ok
+
+
+@pytest.mark.parametrize("isolation", ["none", "auto"])
+def test_the_import_check_finds_what_the_fitness_command_finds(workdir, tmp_path, monkeypatch,
+                                                               isolation):
+    # a module reachable only through PYTHONPATH, passed on by [fitness] env
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "helper_only_here.py").write_text("SCALE = 2\n")
+    monkeypatch.setenv("PYTHONPATH", str(lib))
+    (workdir / "model.py").write_text("import helper_only_here\nVALUE = 1\n")
+    job = _job(workdir, "python harness.py ok {metrics}", env_extra=("PYTHONPATH",),
+               sandbox=Sandbox(isolation=isolation))
+    assert evaluate(job).ok
 
 
 @pytest.mark.parametrize(("source", "needle"), [
