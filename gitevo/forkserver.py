@@ -10,8 +10,8 @@ Requests arrive on stdin, one JSON object per line; replies go to stdout, one pe
 A child joins its pids cgroup, starts a session, sets its rlimits (soft = hard, as
 bash's `ulimit` does), sends its output to the log, and then either execs `argv` or,
 with `modules` instead, imports those files itself: an import check that costs a fork
-rather than a new interpreter. When stdin closes (gitevo ended, even by SIGKILL), every
-child's process group is killed and the server exits.
+rather than a new interpreter. When stdin closes (gitevo ended, even by SIGKILL), or the
+server gets SIGTERM or SIGHUP, every child's process group is killed and the server exits.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake the select below
     children: dict[int, dict] = {}  # pid -> its request
+    for number in (signal.SIGTERM, signal.SIGHUP):  # killed politely: take the commands too
+        signal.signal(number, lambda *_: (_kill_all(children), os._exit(0)))
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
@@ -131,7 +133,7 @@ def _child(request: dict, wake: tuple[int, int]) -> None:
 
 def _confine(request: dict, wake: tuple[int, int]) -> None:
     signal.set_wakeup_fd(-1)
-    for number in (signal.SIGCHLD, signal.SIGINT):
+    for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)
     for fd in wake:
         os.close(fd)

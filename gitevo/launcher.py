@@ -97,26 +97,32 @@ class Launcher:
         self._proc.wait()
 
     def _read(self) -> None:
-        for line in self._proc.stdout:
-            message = json.loads(line)
-            child = self._children.get(message["id"])
-            if child is None:
-                continue
-            if "status" in message:
-                child.returncode = message["status"]
+        try:
+            for line in self._proc.stdout:
+                self._handle(json.loads(line))
+        finally:
+            # however reading ended (the server exited, a broken reply), nobody may wait on
+            # a child forever
+            self._alive = False
+            for child in list(self._children.values()):
+                child.error = "the launcher exited while the command ran"
+                child._started.set()
+                child._ended.set()
+
+    def _handle(self, message: dict) -> None:
+        child = self._children.get(message["id"])
+        if child is None:
+            return
+        if "status" in message:
+            child.returncode = message["status"]
+            self._children.pop(child.ident, None)
+            child._ended.set()
+        else:
+            child.pid, child.error = message.get("pid"), message.get("error")
+            if child.pid is None:
                 self._children.pop(child.ident, None)
                 child._ended.set()
-            else:
-                child.pid, child.error = message.get("pid"), message.get("error")
-                if child.pid is None:
-                    self._children.pop(child.ident, None)
-                    child._ended.set()
-                child._started.set()
-        self._alive = False
-        for child in list(self._children.values()):
-            child.error = "the launcher exited while the command ran"
             child._started.set()
-            child._ended.set()
 
 
 _shared: Launcher | None = None

@@ -125,8 +125,11 @@ def test_a_dead_launcher_is_replaced_on_the_next_run(dirs):
     assert launcher.shared(lambda: sandbox.sandbox_env(dirs[1])) is not server
 
 
-def test_commands_die_when_gitevo_is_killed(dirs, tmp_path):
-    """SIGKILL gives gitevo no time to clean up; the launcher sees its stdin close."""
+@pytest.mark.parametrize("group", [False, True], ids=["sigkill-gitevo", "sigterm-its-group"])
+def test_commands_die_when_gitevo_is_killed(dirs, tmp_path, group):
+    """SIGKILL gives gitevo no time to clean up; the launcher sees its stdin close. A
+    SIGTERM to the whole process group (a terminal closed, a service stopped) reaches the
+    launcher too, which then kills its commands (they run in sessions of their own)."""
     work, tmp = dirs
     beat = tmp_path / "beat"
     script = textwrap.dedent(f"""
@@ -138,10 +141,13 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path):
                              workdir=Path({str(work)!r}), tmp=tmp, timeout=120,
                              env=sandbox.sandbox_env(tmp), settings=Sandbox(isolation="none"))
         """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
         wait_for(beat)
-        os.kill(proc.pid, signal.SIGKILL)
+        if group:
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(0.5)  # the launcher reads its stdin's end, then kills
         assert stopped(beat, 0.5), "the command outlived gitevo"
