@@ -111,12 +111,15 @@ class Pool:
 
     def give_back(self, group: Group) -> list[str]:
         """Kill whatever is left in the group (even processes that left the command's
-        process group), pool it again, and say how many forks its limit refused."""
+        process group), pool it again if nothing in it still counts, and say how many forks
+        its limit refused."""
         empty = _kill_all(group.path)
         events = re.search(r"^max (\d+)", _read(group.path / "pids.events"), re.M)
         count = int(events.group(1)) if events else 0
         refused, group.refused = count - group.refused, count
-        if empty:
+        # a task not yet reaped (a zombie whose parent died) still counts against
+        # pids.max: such a group would hand the next command fewer processes
+        if empty and _read(group.path / "pids.current").strip() == "0":
             with self._lock:
                 self._free.append(group)
         if refused > 0:

@@ -321,12 +321,12 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
          name: str) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
-    groups = cgroups.pool()
-    group = groups.take(settings.processes)
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
     if argv is not None:  # found once, not by an execve per PATH entry in every child
         argv = [_which(argv[0], env.get("PATH", "")), *argv[1:]]
     server = launcher.shared(_server_env)
+    groups = cgroups.pool()
+    group = groups.take(settings.processes)  # from here on it goes back, whatever happens
     try:
         child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
                              cgroup=group.procs if group else None, argv=argv,
@@ -335,9 +335,10 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
         if group is not None:
             groups.give_back(group)
         return Outcome(127, False, f"gitevo could not start the command: {exc}")
-    pid_file = _record_pid(pid_dir, f"{name}.{child.pid}", f"{child.pid} {token}\n")
+    pid_file = None
     timed_out = lost = False
     try:
+        pid_file = _record_pid(pid_dir, f"{name}.{child.pid}", f"{child.pid} {token}\n")
         child.wait(timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
