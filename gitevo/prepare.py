@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gitevo.config import Config
 from gitevo.evaluate import expand, make_job, run_sandboxed
-from gitevo.gitstore import Store, individual_ref
+from gitevo.gitstore import Store, individual_ref, process_alive
 from gitevo.plan import individual_id
 
 
@@ -43,6 +43,10 @@ def prepare(store: Store, config: Config, commit: str) -> None:
         return
     home = store.state_dir / "prepare"
     home.mkdir(parents=True, exist_ok=True)
+    for stale in home.iterdir():  # the exports of prepares whose gitevo was killed
+        owner = stale.name.split("-", 1)[0]
+        if owner.isdigit() and not process_alive(int(owner)):
+            store.remove_dir(stale)
     work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=home))
     try:
         tree, scratch = work / "tree", work / "tmp"

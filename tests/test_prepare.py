@@ -101,7 +101,11 @@ def test_prepare_fetches_and_candidates_evaluate_offline(tmp_path, server, monke
 
 def test_a_failing_prepare_stops_the_run_with_one_line(tmp_path, server, toy):
     _configure(toy, tmp_path, server, "echo 'dataset mirror unreachable' >&2; exit 3")
+    # a killed gitevo's prepare left its export behind (pid 2**22 + 1 cannot exist)
+    stale = toy / ".git" / "gitevo" / "prepare" / f"{2 ** 22 + 1}-abc" / "tree"
+    stale.mkdir(parents=True)
     result = cli("-C", str(toy), "generation", "--n", "2", expect=2)
+    assert not any(stale.parent.parent.iterdir())  # swept, and this prepare's own removed
     assert "gitevo: error: [fitness] prepare exited 3: dataset mirror unreachable" in result
     assert not git(toy, "for-each-ref", "refs/heads/gitevo/main/g001-*").strip()
 
