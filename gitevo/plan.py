@@ -221,7 +221,16 @@ def check_genes(store: Store, config: Config, commit: str) -> None:
         if store.read_file(commit, name) is None:
             raise ConfigError(f"{config.path}: genes.files: {name} is not in the seed "
                               f"({commit[:10]})")
+    try:
+        for path, source in _python_genes(store, config, commit):
+            genome.blocks(source, path)
+    except genome.GenomeError:
+        return  # the seed's own evaluation says what is wrong with it, and plans nothing
     present = evolvable_blocks(store, config, commit)  # the allowlisted ones that exist
+    if not present and not config.genes.blocks:
+        raise ConfigError(f"{config.path}: genes.files: no top-level class or function to "
+                          f"evolve in {', '.join(config.genes.files)} of the seed "
+                          f"({commit[:10]})")
     for key in config.genes.blocks:
         if key not in present:
             raise ConfigError(f"{config.path}: genes.blocks: {key} is not a top-level class "

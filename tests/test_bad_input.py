@@ -157,6 +157,23 @@ def test_bad_metrics_stop_init_at_the_seed_with_its_reason(tmp_path, metrics, na
     assert not git(repo, "for-each-ref", "refs/heads/gitevo/main/ledger").strip()
 
 
+def test_gene_files_with_nothing_to_evolve_stop_init(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "model.py").write_text("WIDTH = 32\nDEPTH = 4\n")  # constants only: no block
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "seed")
+    out = run_gitevo(repo, "init", "--files", "model.py", "--fitness",
+                     "python fit.py {metrics}", "--objective", "accuracy:max")
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "genes.files: no top-level class or function to evolve in model.py" in lines[0]
+    # refused before the seed was evaluated: no note, no ledger
+    assert not git(repo, "notes", "--ref", "gitevo/main", "list").strip()
+    assert not git(repo, "for-each-ref", "refs/heads/gitevo/main/ledger").strip()
+
+
 def test_a_fitness_command_that_does_not_exist(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -160,7 +160,7 @@ def _run_cli(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_a_failing_seed_is_recorded_and_can_be_replaced(plain_repo):
-    (plain_repo / "model.py").write_text("VALUE = 1 / 0\n")
+    (plain_repo / "model.py").write_text("VALUE = 1 / 0\n\n\ndef f(x):\n    return x + 1\n")
     git(plain_repo, "commit", "-qam", "broken")
     out = _run_cli(["init", str(plain_repo), "--files", "model.py", "--fitness",
                     "python score.py {metrics}", "--objective", "score:max"])
@@ -171,7 +171,7 @@ def test_a_failing_seed_is_recorded_and_can_be_replaced(plain_repo):
     broken = store.resolve("refs/heads/gitevo/main/g000-000")
     assert json.loads(store.read_note("refs/notes/gitevo/main", broken))["status"] == "invalid"
     assert store.resolve("refs/heads/gitevo/main/ledger") is None
-    (plain_repo / "model.py").write_text("VALUE = 5\n")
+    (plain_repo / "model.py").write_text("VALUE = 5\n\n\ndef f(x):\n    return x + 1\n")
     git(plain_repo, "commit", "-qam", "fixed")
     cli("-C", str(plain_repo), "seed")
     fixed = store.resolve("refs/heads/gitevo/main/g000-000")
