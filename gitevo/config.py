@@ -277,7 +277,7 @@ def _fitness(r: _Reader) -> Fitness:
     env = r.get("env", list, [])
     if not all(isinstance(e, str) for e in env):
         raise r.fail("env", "must be a list of environment variable names")
-    return Fitness(command=command, timeout=r.number("timeout", 600.0, 1.0), check=check,
+    return Fitness(command=command, timeout=r.number("timeout", Fitness.timeout, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
                    env=tuple(env), prepare=prepare or None)
 

@@ -78,7 +78,7 @@ class Job:
     # differ only inside function bodies), and the parent's import passed: skip that step
     import_proven: bool = False
     devices: str | None = None  # CUDA_VISIBLE_DEVICES for this job (None: as inherited)
-    commit: str | None = None  # the individual's commit, for executors that ship an archive
+    commit: str | None = None  # the individual's commit: its fitness note goes there
     sandbox: Sandbox = Sandbox()  # gitevo.toml's [sandbox]: how the commands are confined
     # once a [fitness] prepare step has filled the dataset cache, candidates only read it,
     # so none can poison the data of those evaluated after it

@@ -35,6 +35,8 @@ class NoteWriter:
 
     def put(self, job: Job, result: Evaluation) -> None:
         """Queue `result` as the note of `job.commit`."""
+        if job.commit is None:
+            raise ValueError(f"{job.ident}: a job without its commit has nowhere for its note")
         if self._error is not None:
             raise self._error
         self._queue.put((job, result))
