@@ -87,10 +87,8 @@ def _download_cifar10(cache_dir: Path | None) -> Path:
     found = _existing(cache_dir, None, "torchvision/cifar-10-batches-py/test_batch")
     if found is not None and (found.parent / "data_batch_1").is_file():
         return found.parent  # downloaded before: no network needed
-    root = _cache_dir(cache_dir, None) / "torchvision"
+    root = _cache_dir(cache_dir, None) / "torchvision"  # one of the dirs searched above
     batches = root / "cifar-10-batches-py"
-    if (batches / "data_batch_1").is_file() and (batches / "test_batch").is_file():
-        return batches
     root.mkdir(parents=True, exist_ok=True)
     # evaluations that start together must not download and unpack over each other
     with cache.exclusive(root / ".download.lock"):
