@@ -44,6 +44,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitevo.gitstore import process_alive
+
 HERE = Path(__file__).resolve().parent
 RESPONDER = HERE.parent / "tests" / "responder.py"
 OFFSPRING = 8
@@ -81,13 +83,13 @@ def make_template(where: Path, kind: str) -> Path:
                           "toy"], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"gitevo init failed: {out.stderr.strip()}")
-    text = (repo / "gitevo.toml").read_text()
-    text = text.replace('command = "python fitness.py', SLOW_FITNESS)
+    text = _swap((repo / "gitevo.toml").read_text(), 'command = "python fitness.py',
+                 SLOW_FITNESS)
     if kind == "guided":
         command = f"{sys.executable} {RESPONDER}"
-        text = text.replace('provider = "offline"',
-                            f'provider = "command"\ncommand = "{command}"\nconcurrency = 3')
-        text = text.replace("prob_eot = 0.0", "prob_eot = 0.3")
+        text = _swap(text, 'provider = "offline"',
+                     f'provider = "command"\ncommand = "{command}"\nconcurrency = 3')
+        text = _swap(text, "prob_eot = 0.0", "prob_eot = 0.3")
     (repo / "gitevo.toml").write_text(text)
     git(repo, "commit", "-qam", f"faults bench: {kind}")
     return repo
@@ -110,17 +112,26 @@ def copy(template: Path, dest: Path) -> Path:
 
 # ---- one trial ---------------------------------------------------------------------------
 
+def _swap(text: str, old: str, new: str) -> str:
+    """`text` with `old` replaced; a template that no longer holds `old` stops the bench
+    (else the guided trials would quietly run offline)."""
+    if old not in text:
+        raise SystemExit(f"faults bench: the toy template no longer has {old!r}")
+    return text.replace(old, new)
+
+
 def run_trial(trial: Trial, template: Path, ref: Path, where: Path) -> Trial:
     repo = copy(template, where / f"trial-{trial.kind}-{trial.delay:.3f}")
     started = time.monotonic()
     trial.moment = kill_at(repo, trial.delay)
     # rerun what was interrupted; a generation whose ledger commit landed is finished
-    if ledger_length(repo) < 2:
+    rerun = ledger_length(repo) < 2
+    if rerun:
         out = gitevo(repo, "generation", "--n", str(OFFSPRING), "--quiet", timeout=600)
         if out.returncode != 0:
             trial.problems.append(f"rerun failed: {out.stderr.strip()[-300:]}")
     if not trial.problems:
-        trial.problems += check(repo, ref)
+        trial.problems += check(repo, ref, rerun)
     trial.seconds = time.monotonic() - started
     shutil.rmtree(repo, ignore_errors=True)
     return trial
@@ -162,7 +173,10 @@ def moment(events: list[dict]) -> str:
 
 # ---- the invariants ------------------------------------------------------------------------
 
-def check(repo: Path, ref: Path) -> list[str]:
+def check(repo: Path, ref: Path, rerun: bool = True) -> list[str]:
+    """What is wrong with `repo` after a trial, next to the uninterrupted run `ref`. Without
+    a rerun (the kill came after the ledger commit) the killed process may still have held
+    the lock: a dead holder's lock is stale, and the next gitevo takes it over."""
     problems = []
     fsck = subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True,
                           text=True)
@@ -175,7 +189,8 @@ def check(repo: Path, ref: Path) -> list[str]:
     for ident, commit in mine.items():
         problems += individual_problems(repo, ident, commit, everyone)
     state = repo / ".git" / "gitevo"
-    if (state / "lock").exists():
+    lock = state / "lock"
+    if lock.exists() and (rerun or _lock_holder_alive(lock)):
         problems.append("the lock is still there")
     for work in (state / "worktrees" / "main", state / "proposals" / "main"):
         if work.is_dir() and any(work.iterdir()):
@@ -275,3 +290,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _lock_holder_alive(lock: Path) -> bool:
+    """Whether the pid written in gitevo's lock file runs (an unreadable lock counts)."""
+    fields = lock.read_text().split()
+    return not fields or not fields[0].isdigit() or process_alive(int(fields[0]))
