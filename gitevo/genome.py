@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 MODULE = "<module>"
@@ -51,9 +52,20 @@ def line_ending(line: str) -> str:
     return match.group() if match else ""
 
 
+_PARSING = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """ast.parse, one thread at a time. CPython 3.11 keeps the recursion depth of its AST
+    converter in state that threads share: two parses at once (proposals run in threads)
+    can fail with "SystemError: AST constructor recursion depth mismatch"."""
+    with _PARSING:
+        return ast.parse(source)
+
+
 def _parse(source: str, path: str) -> ast.Module:
     try:
-        return ast.parse(source)
+        return parse(source)
     except SyntaxError as exc:
         raise GenomeError(f"{path or '<source>'}:{exc.lineno}: syntax error: {exc.msg}") from exc
     except ValueError as exc:  # e.g. a NUL byte in the source

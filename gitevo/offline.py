@@ -618,8 +618,8 @@ def _block(source: str, name: str) -> genome.Block:
 
 
 def _candidates(source: str, block: genome.Block) -> list[_Candidate]:
-    module = ast.parse(source)
-    tree = ast.parse(block.text)
+    module = genome.parse(source)
+    tree = genome.parse(block.text)
     text, parents = _Text(block.text), _parents(tree)
     dead = _dead_defaults(module, tree)
     found = _number_candidates(tree, text, parents, _signatures(module), dead)
@@ -655,7 +655,7 @@ def _edit_once(text: str, candidates: list[_Candidate], rng: random.Random,
 
 def _parses(source: str) -> bool:
     try:
-        ast.parse(source)
+        genome.parse(source)
     except (SyntaxError, ValueError):
         return False
     return True

@@ -334,7 +334,7 @@ def _code_sections(answer: _Answer) -> list[_Section]:
 def _module_bindings(source: str) -> set[str]:
     """Top-level imports and assignments (what a block may depend on), via ast.unparse."""
     try:
-        tree = ast.parse(source)
+        tree = genome.parse(source)
     except SyntaxError:
         return set()
     kinds = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.AugAssign)
