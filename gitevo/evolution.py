@@ -22,18 +22,19 @@ from gitevo.events import Events, summary
 from gitevo.executors import make_executor
 from gitevo.gitstore import GitError, Store, individual_ref, notes_ref
 from gitevo.ledger import Generation, Member
-from gitevo.llm import Provider, Usage
+from gitevo.llm import Usage
 from gitevo.notewriter import NoteWriter
 from gitevo.operators import imports_like_parent
 from gitevo.patch import PatchError
 from gitevo.plan import Plan, Spec, check_genes, individual_id, make_plan
 from gitevo.prepare import prepare_seed
 from gitevo.producer import (
+    Child,
     Proposals,
-    Settled,
+    ProposerProcess,
     generation_calls,
     generation_usage,
-    provider_for,
+    start_proposer,
     validated_when_proposed,
 )
 from gitevo.prompts import PromptLibrary
@@ -87,21 +88,21 @@ class Evolution:
             self.recover()
             current = self._ensure_seed(None)
             # a missing key or command stops here, before the plan is written
-            provider = provider_for(self.config) if self.library is not None else None
+            proposer = start_proposer(self.config) if self.library is not None else None
             try:
                 self._prepare()
                 self.timeline.restart()
                 plan = self._plan(current, n or self.config.evolution.offspring)
                 started = time.monotonic()
-                if provider is not None:
-                    produced = self._produce_and_evaluate(plan, current, provider)
+                if proposer is not None:
+                    produced = self._produce_and_evaluate(plan, current, proposer)
                 else:
                     self._produce(plan, current)
                     produced = time.monotonic()
                     self._evaluate_all([s.id for s in plan.specs if not s.rejected])
             finally:
-                if provider is not None:  # whatever stopped the generation (closing twice is fine)
-                    provider.close()
+                if proposer is not None:  # whatever stopped the generation
+                    proposer.close()
             evaluated = time.monotonic()
             result = self._select(plan, current, {"produce": produced - started,
                                                   "evaluate": evaluated - produced})
@@ -187,10 +188,10 @@ class Evolution:
     # ---- steps 2-4 with an LLM: propose, apply, commit, and evaluate as children come ---------
 
     def _produce_and_evaluate(self, plan: Plan, current: Generation,
-                              provider: Provider) -> float:
+                              proposer: ProposerProcess) -> float:
         """Evaluate each child as soon as it is committed, while other LLM calls are still in
         flight; returns when (time.monotonic()) the last proposal settled."""
-        proposals = Proposals(self, plan, current, provider)
+        proposals = Proposals(self, plan, current, proposer)
         # children an interrupted process committed but did not evaluate go first
         ready = [(ident, validated_when_proposed(self.store, self.run, self.commit_of(ident)))
                  for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected])]
@@ -246,7 +247,7 @@ class Evolution:
         if todo:
             self._evaluate(todo, len(todo))
 
-    def _evaluate(self, children: Iterable[Settled], count: int) -> None:
+    def _evaluate(self, children: Iterable[Child], count: int) -> None:
         """Evaluate children as they come: (id, validated) where validated means it passed
         the parse/import/check steps when proposed (same commit, same tree), or (id, None)
         for a refused proposal, which leaves one evaluation fewer to wait for."""
@@ -266,7 +267,7 @@ class Evolution:
                          objectives=result.objectives, seconds=result.seconds,
                          timings=result.timings, error=_first_line(result.error) or None)
 
-    def _jobs(self, children: Iterable[Settled], count: int, workers: int) -> Iterator[Job]:
+    def _jobs(self, children: Iterable[Child], count: int, workers: int) -> Iterator[Job]:
         """Each child's job (its commit on it), its tree exported, as the child comes. The
         executor may pull this from another thread, hence its own Store."""
         store = Store(self.store.root)

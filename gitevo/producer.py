@@ -1,60 +1,119 @@
-"""Steps 2-3 with an LLM: run the planned proposals concurrently and keep what comes back.
+"""Steps 2-3 with an LLM: run the planned proposals beside the evaluations, keep what comes.
 
-The proposals run in a background thread (`Proposals`), so the pipeline can evaluate
-each child while other LLM calls are still in flight: every settled proposal comes out
-of `Proposals.settled()` as it is kept. Children are written as they arrive (provenance
-notes first, then their branches; the ones that finished together in one notes commit
-and one ref transaction), and each refusal is saved in the plan with its conversation,
-so a killed run never pays twice for an answer it already has.
+The proposals run in a process of their own (gitevo/proposer.py), so the pipeline can
+evaluate each child while other LLM calls are still in flight, and neither half waits
+for the other's turn on the interpreter lock. Every settled proposal comes out of
+`Proposals.settled()` as it is kept. Children are written as they arrive (provenance
+notes first, then their branches; the ones that arrived together in one notes commit and
+one ref transaction), and each refusal is saved in the plan with its conversation, so a
+killed run never pays twice for an answer it already has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 from gitevo.gitstore import Store, individual_ref, llm_notes_ref
-from gitevo.guided import Guide, Outcome
-from gitevo.ledger import Generation, Member
-from gitevo.llm import BudgetExceeded, Client, LLMError, Provider, Usage, make_provider
+from gitevo.guided import Outcome
+from gitevo.ledger import Generation
+from gitevo.llm import LLMSettings, Usage
 from gitevo.plan import Plan, Spec
+from gitevo.proposer import FATAL, Settled, Setup
 
 if TYPE_CHECKING:
     from gitevo.config import Config
     from gitevo.evolution import Evolution
 
-# errors that no other proposal would escape either: stop and let the user fix them
-FATAL = ("auth", "missing-key", "unreachable")
+# gitevo's own sys.path, so that the process runs this very gitevo, wherever it came from
+_MAIN = ("import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
+         "from gitevo.proposer import main; sys.exit(main(sys.argv))")
 
-_DONE = None  # the queue's last item: every proposal has settled (or the thread failed)
+_DONE = None  # the queue's last item: every proposal has settled (or the process failed)
 
-Settled = tuple[str, bool | None]  # (child id, validated when proposed; None: refused)
+Child = tuple[str, bool | None]  # (child id, validated when proposed; None: refused)
+
+
+class ProposerProcess:
+    """The proposals' process (gitevo/proposer.py), started with the LLM settings; once
+    made, its provider exists, so a missing key has already been reported."""
+
+    def __init__(self, settings: LLMSettings):
+        from gitevo.evolution import EvolutionError
+
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        try:
+            # stdout goes to stderr: gitevo's own stdout may be the JSON Lines of --json
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _MAIN, str(down_r), str(up_w), json.dumps(sys.path)],
+                pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, stdout=2)
+        finally:
+            os.close(down_r)
+            os.close(up_w)
+        self.down = Connection(down_w, readable=False)
+        self.up = Connection(up_r, writable=False)
+        self.down.send(settings)
+        first = self.receive()
+        if first[0] != "ready":
+            self.close()
+            raise EvolutionError(first[2] if first[0] == "failed" else str(first))
+
+    def send(self, message: object) -> None:
+        with contextlib.suppress(OSError):  # it is gone: receive() says so
+            self.down.send(message)
+
+    def receive(self) -> tuple:
+        """The next message; an exit before "done" is an EvolutionError."""
+        from gitevo.evolution import EvolutionError
+
+        try:
+            return self.up.recv()
+        except (EOFError, OSError):
+            status = self._proc.wait()
+            raise EvolutionError(f"the proposals' process exited unexpectedly (status "
+                                 f"{status}); rerun to resume the generation") from None
+
+    def pending(self) -> bool:
+        return self.up.poll(0)
+
+    def close(self) -> None:
+        """End it: it exits once the pipe from us closes (at once if it had no work)."""
+        self.down.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self.up.close()
 
 
 class Proposals:
-    """The plan's pending proposals, run in a background thread.
+    """The plan's pending proposals, run by the proposals' process.
 
     Start it with `start()`, read children with `settled()` as they are committed, and
-    call `finish()` at the end (it re-raises what stopped the thread, e.g. a fatal LLM
+    call `finish()` at the end (it re-raises what stopped the proposals, e.g. a fatal LLM
     error). `stop()` starts no more proposals; the ones in flight still settle.
     """
 
-    def __init__(self, evo: Evolution, plan: Plan, current: Generation, provider: Provider):
-        self.evo, self.plan, self.current, self.provider = evo, plan, current, provider
+    def __init__(self, evo: Evolution, plan: Plan, current: Generation,
+                 proposer: ProposerProcess):
+        self.evo, self.plan, self.current, self.proposer = evo, plan, current, proposer
         self.pending = [s for s in plan.specs if not s.rejected and not evo.commit_of(s.id)]
         self.finished_at: float | None = None  # time.monotonic() when the last one settled
-        self._queue: queue.SimpleQueue[Settled | None] = queue.SimpleQueue()
+        self._specs = {s.id: s for s in self.pending}
+        self._queue: queue.SimpleQueue[Child | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._client: Client | None = None
-        self._seed: tuple[str, dict[str, float]] | None = None
-        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gitevo-proposals", daemon=True)
 
     def start(self) -> None:
@@ -62,23 +121,24 @@ class Proposals:
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
             return
-        # read here, in the caller's thread, where evo.store belongs; a config error raises
-        self._client = Client(self.evo.config.llm, self.provider)
-        self._client.carry_over(spent_so_far(self.evo, self.plan, self.current))
         seed = self.evo.commit_of("g000-000")
-        self._seed = seed, self.evo.evaluation(seed).objectives
+        self.proposer.send(Setup(
+            root=self.evo.store.root, config=self.evo.config, run=self.evo.run,
+            library=self.evo.library, seed=seed,
+            seed_objectives=self.evo.evaluation(seed).objectives,
+            generation=self.plan.generation,
+            members={m.id: m for m in self.current.population}, pending=self.pending,
+            spent=spent_so_far(self.evo, self.plan, self.current)))
         self._thread.start()
 
-    def settled(self) -> Iterator[Settled]:
+    def settled(self) -> Iterator[Child]:
         """Each proposal as it settles: (id, validated) for a child, (id, None) for a refusal.
-        Ends when all have settled, or when the thread stopped on an error."""
+        Ends when all have settled, or when the proposals stopped on an error."""
         while (item := self._queue.get()) is not _DONE:
             yield item
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.proposer.send("stop")
 
     def wait(self) -> None:
         """Until the proposals in flight have settled (after `stop`) or all have."""
@@ -86,97 +146,85 @@ class Proposals:
             self._thread.join()
 
     def finish(self) -> None:
-        """Wait for the thread and raise what stopped it, if anything did."""
+        """Wait for the thread and raise what stopped the proposals, if anything did."""
         self.wait()
         if self._error is not None:
             raise self._error
 
-    # ---- the background thread -----------------------------------------------------------
+    # ---- the background thread: what the proposals' process reports -----------------------
 
     def _run(self) -> None:
-        client = self._client
         try:
             # a Store of its own: pygit2 repositories are not shared between threads
-            store = Store(self.evo.store.root)
-            guide = Guide(store.root, self.evo.config, self.evo.run, client, self.evo.library,
-                          *self._seed, self.evo.events)
-            members = {m.id: m for m in self.current.population}
-            with client, ThreadPoolExecutor(client.settings.concurrency) as pool:
-                self._pool = pool
-                if self._stopping.is_set():
-                    return
-                futures = {pool.submit(self._propose, guide, s, members): s
-                           for s in self.pending}
-                try:
-                    self._settle_as_done(store, futures)
-                except BaseException:
-                    # a failure to keep children: start no more, let those in flight end
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            self._settle_as_reported(Store(self.evo.store.root))
         except BaseException as exc:  # handed to the caller by finish()
             self._error = exc
         finally:
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
 
-    def _propose(self, guide: Guide, spec: Spec, members: dict[str, Member]) -> Outcome:
-        """One proposal in a pool thread, unless proposing has stopped: then it settles as
-        cancelled. A fatal error stops it at once, here, so that the thread that met it
-        does not go on to its next proposal before anyone has read the error."""
-        if self._stopping.is_set():
-            raise CancelledError
-        try:
-            return guide.propose(spec, self.plan.generation, members)
-        except LLMError as exc:
-            if exc.kind in FATAL:
-                self._stopping.set()
-            raise
+    def _settle_as_reported(self, store: Store) -> None:
+        """Keep children in the groups they arrive in: one group, one notes commit.
 
-    def _settle_as_done(self, store: Store, futures: dict[Future, Spec]) -> None:
-        """Settle proposals in the groups they finish in: one group, one notes commit.
-
-        After a fatal error no proposal starts (see _propose), but the ones in flight still
-        settle and their children are kept (the rerun must not pay for them again); then
-        the error is raised.
-        """
-        waiting = set(futures)
+        After a fatal error no proposal starts, but the ones in flight still settle and
+        their children are kept (the rerun must not pay for them again); then the error
+        is raised."""
         fatal: BaseException | None = None
-        while waiting:
-            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+        while True:
+            group = [self.proposer.receive()]
+            while group[-1][0] != "done" and self.proposer.pending():
+                group.append(self.proposer.receive())
             kept: list[tuple[Spec, Outcome]] = []
-            for future in done:
+            for message in group:
                 try:
-                    outcome = self._outcome(futures[future], future)
+                    outcome = self._handle(message)
                 except Exception as exc:  # noqa: BLE001 - raised once the rest settled
                     fatal = fatal or exc
                     continue
                 if outcome is not None:
-                    kept.append((futures[future], outcome))
+                    kept.append((self._specs[message[1]], outcome))
             self._keep(store, kept)
+            if group[-1][0] == "done":
+                break
         if fatal is not None:
             raise fatal
 
-    def _outcome(self, spec: Spec, future: Future) -> Outcome | None:
-        """The child to keep, or None after recording why there is none."""
-        try:
-            outcome: Outcome = future.result()
-        except CancelledError:
-            return None  # stopped before it started: the rerun proposes it
-        except BudgetExceeded as exc:
-            self.evo.budget_exhausted = True
-            # Budget words its message as a refusal reason: "budget: 0 of max_tokens ..."
-            spec.rejected, spec.turns = exc.message, exc.turns
-        except LLMError as exc:
-            spec.turns = exc.turns
-            if exc.kind in FATAL:
-                self.plan.save(self.evo.plan_path)
-                from gitevo.evolution import EvolutionError
+    def _handle(self, message: tuple) -> Outcome | None:
+        """One message: an event to pass on, a settled proposal, or the end."""
+        from gitevo.evolution import EvolutionError
 
-                raise EvolutionError(f"{spec.id}: {exc.message}") from None
-            spec.rejected = f"llm-{exc.kind}: {exc.message}"
+        if message[0] == "event":
+            self.evo.events.emit(message[1], **message[2])
+            return None
+        if message[0] == "done":
+            if message[1] is not None:
+                raise EvolutionError(f"the proposals failed:\n{message[1]}")
+            return None
+        return self._outcome(self._specs[message[1]], message[2])
+
+    def _outcome(self, spec: Spec, settled: Settled) -> Outcome | None:
+        """The child to keep, or None after recording why there is none."""
+        from gitevo.evolution import EvolutionError
+
+        if settled.cancelled:
+            return None  # stopped before it started: the rerun proposes it
+        if settled.crash is not None:
+            raise EvolutionError(f"{spec.id}: the proposal failed:\n{settled.crash}")
+        if settled.error is not None:
+            kind, message, spec.turns = settled.error
+            if settled.budget:
+                self.evo.budget_exhausted = True
+                # the budget words its message as a refusal reason: "budget: 0 of ..."
+                spec.rejected = message
+            elif kind in FATAL:
+                self.plan.save(self.evo.plan_path)
+                raise EvolutionError(f"{spec.id}: {message}")
+            else:
+                spec.rejected = f"llm-{kind}: {message}"
+        elif settled.outcome.commit is not None:
+            return settled.outcome
         else:
-            if outcome.commit is not None:
-                return outcome
+            outcome = settled.outcome
             spec.rejected, spec.turns = outcome.reason, outcome.provenance.get("turns", [])
         self.plan.save(self.evo.plan_path)
         self.evo.events.emit("rejected", id=spec.id, operator=spec.operator,
@@ -216,14 +264,9 @@ def validated_when_proposed(store: Store, run: str, commit: str) -> bool:
     return bool(turns) and turns[-1].get("error") is None
 
 
-def provider_for(config: Config) -> Provider:
-    """The configured LLM provider; a missing key or server is an EvolutionError."""
-    from gitevo.evolution import EvolutionError
-
-    try:
-        return make_provider(config.llm)
-    except LLMError as exc:
-        raise EvolutionError(exc.message) from None
+def start_proposer(config: Config) -> ProposerProcess:
+    """The proposals' process for this configuration; a missing key is an EvolutionError."""
+    return ProposerProcess(config.llm)
 
 
 def spent_so_far(evo: Evolution, plan: Plan, current: Generation) -> Usage:
