@@ -8,9 +8,13 @@ Requests arrive on stdin, one JSON object per line; replies go to stdout, one pe
     {"id": 1, "pid": 4242}          the child exists (or {"id": 1, "error": "..."})
     {"id": 1, "status": 0}          it ended: its exit code, or -N for signal N
 A child joins its pids cgroup, starts a session, sets its rlimits (soft = hard, as
-bash's `ulimit` does), sends its output to the log, and then either execs `argv` or,
-with `modules` instead, imports those files itself: an import check that costs a fork
-rather than a new interpreter. When stdin closes (gitevo ended, even by SIGKILL), or the
+bash's `ulimit` does), sends its output to the log, and then runs `argv`, or, with
+`modules` instead, imports those files itself: an import check that costs a fork rather
+than a new interpreter. `argv` is not forked from this Python: it is spawned (vfork and
+exec: no copy of this process's pages, none of its code run in the child) as a bash
+whose first lines join the cgroup, set the limits and enter `cwd`, before any of the
+command. A `bash -c COMMAND` takes those lines in front of COMMAND; anything else (a
+bwrap or unshare line) is exec'd by them. When stdin closes (gitevo ended, even by SIGKILL), or the
 server gets SIGTERM or SIGHUP, every child's process group is killed and the server exits.
 """
 
@@ -22,6 +26,8 @@ import json
 import os
 import resource
 import selectors
+import shlex
+import shutil
 import signal
 import sys
 import traceback
@@ -71,14 +77,62 @@ def _send(message: dict) -> None:
 
 def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
     try:
-        pid = os.fork()
+        pid = _spawn_argv(request) if request.get("argv") else os.fork()
     except OSError as exc:
-        _send({"id": request["id"], "error": f"fork failed: {exc}"})
+        _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
     if pid == 0:
         _child(request, wake)  # does not return
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
+
+
+def _what(request: dict) -> str:
+    return request["argv"][0] if request.get("argv") else "the import check"
+
+
+# flag and unit of each rlimit for bash's ulimit (bash counts -v and -f in KiB)
+_ULIMIT = {"RLIMIT_CPU": ("-t", 1), "RLIMIT_AS": ("-v", 1024), "RLIMIT_FSIZE": ("-f", 1024),
+           "RLIMIT_NPROC": ("-u", 1)}
+# reset in the child: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+# ignored across exec (this server ignores none of the rest, so exec resets them anyway)
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
+                    signal.SIGHUP, signal.SIGCHLD)
+
+
+def _spawn_argv(request: dict) -> int:
+    """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    argv = _confined_argv(request)
+    return os.posix_spawn(
+        argv[0], argv, request["env"], setsid=True, setsigmask=(),
+        setsigdef=_DEFAULT_SIGNALS,
+        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                      (os.POSIX_SPAWN_OPEN, 1, request["log"], flags, 0o600),
+                      (os.POSIX_SPAWN_DUP2, 1, 2)])
+
+
+def _confined_argv(request: dict) -> list[str]:
+    """bash, whose first lines confine it: the cgroup (a failure ends it with 125, as a
+    fork that cannot join does), the limits (each where the hard limit in place allows,
+    as setrlimit here did), the folder; then the command."""
+    lines = []
+    if request.get("cgroup"):
+        procs = shlex.quote(request["cgroup"])
+        lines.append(f"echo $$ > {procs} || {{ echo gitevo-sandbox: cannot join {procs} >&2;"
+                     " exit 125; }")
+    for name, value in request["limits"]:
+        flag, unit = _ULIMIT[name]
+        _, hard = resource.getrlimit(getattr(resource, name))
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        lines.append(f"ulimit -HS {flag} {max(1, value // unit)} 2>/dev/null")
+    lines.append(f"cd -- {shlex.quote(request['cwd'])} || exit 127")
+    argv = request["argv"]
+    if len(argv) == 3 and os.path.basename(argv[0]) == "bash" and argv[1] == "-c":
+        return [argv[0], "-c", "\n".join(lines) + "\n" + argv[2]]
+    bash = shutil.which("bash") or "/bin/bash"
+    return [bash, "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox", *argv]
 
 
 def _reap(children: dict[int, dict]) -> None:
@@ -113,12 +167,6 @@ def _child(request: dict, wake: tuple[int, int]) -> None:
     code = 127
     try:
         _confine(request, wake)
-        if request.get("argv"):
-            # as subprocess does: Python ignores these two, and an ignored signal stays
-            # ignored across exec
-            for number in (signal.SIGPIPE, signal.SIGXFSZ):
-                signal.signal(number, signal.SIG_DFL)
-            os.execvpe(request["argv"][0], request["argv"], request["env"])
         code = _import(request["modules"], request["env"])
     except SystemExit as exc:
         code = 125 if exc.code == 125 else 127

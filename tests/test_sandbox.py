@@ -154,9 +154,12 @@ def test_credentials_and_the_git_directory_are_hidden(repo, workdir, tmp_path, m
     assert exposed.objectives == {"accuracy": 5.0}, exposed.error
 
 
-def test_a_file_over_the_size_limit_is_an_error(workdir):
+# "none": the fork server folds the limits into the command's own bash; "auto": a bash
+# that sets them execs bubblewrap
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_a_file_over_the_size_limit_is_an_error(workdir, isolation):
     code = "open('big', 'wb').write(b'x' * 4_000_000)"
-    result = evaluate(_job(workdir, _python(code), file_size=0.001))
+    result = evaluate(_job(workdir, _python(code), file_size=0.001, isolation=isolation))
     assert result.status == "crashed" and "File too large" in result.error
     assert (workdir / "big").stat().st_size <= 0.001 * sandbox.GB
 
@@ -170,7 +173,8 @@ def test_unbounded_allocation_is_a_memory_error(workdir):
     assert time.monotonic() - start < 15
 
 
-def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir, isolation):
     base, why = cgroups.pids_cgroup()
     if base is None and os.geteuid() == 0:
         pytest.skip(f"no process bound here: {why}, and RLIMIT_NPROC does not bind root")
@@ -181,7 +185,7 @@ def test_a_fork_bomb_is_bounded_and_the_run_goes_on(workdir):
             f"                open({str(beat)!r}, 'w').write(str(time.time())); "
             "time.sleep(0.05)\n        forks += 1\nexcept OSError as exc:\n"
             "    sys.exit(f'forks refused after {forks}: {exc}')")
-    result = evaluate(_job(workdir, _python(code), processes=32))
+    result = evaluate(_job(workdir, _python(code), processes=32, isolation=isolation))
     assert result.status == "crashed" and "forks refused after" in result.error
     forks = int(result.error.split("forks refused after ")[1].split(":")[0])
     assert forks < 32 and stopped(beat)
@@ -224,18 +228,22 @@ def test_an_infinite_loop_times_out_and_its_whole_group_dies(workdir):
     assert stopped(beat)  # even the grandchild that left the process group with setsid
 
 
-def test_limits_are_set_in_the_child(workdir):
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_limits_are_set_in_the_child(workdir, isolation):
     code = ("import json, resource, sys\nget = resource.getrlimit\n"
-            "json.dump({'accuracy': 0, 'as': get(resource.RLIMIT_AS)[0], "
-            "'cpu': get(resource.RLIMIT_CPU)[0], 'fsize': get(resource.RLIMIT_FSIZE)[0]}, "
+            "json.dump({'accuracy': 0, 'as': get(resource.RLIMIT_AS), "
+            "'cpu': get(resource.RLIMIT_CPU), 'fsize': get(resource.RLIMIT_FSIZE)}, "
             "open(sys.argv[1], 'w'))")
-    result = evaluate(_job(workdir, _python(code), timeout=10, memory=3, file_size=2))
+    result = evaluate(_job(workdir, _python(code), timeout=10, memory=3, file_size=2,
+                           isolation=isolation))
     assert result.ok, result.error
-    assert result.metrics["as"] == 3 * sandbox.GB
-    assert result.metrics["fsize"] == 2 * sandbox.GB
-    assert result.metrics["cpu"] == sandbox.cpu_limit(10)
-    unlimited = evaluate(_job(workdir, _python(code), timeout=10, memory=0, file_size=0))
-    assert unlimited.metrics["as"] == unlimited.metrics["fsize"] == -1  # RLIM_INFINITY
+    # soft = hard: the command cannot raise them
+    assert result.metrics["as"] == [3 * sandbox.GB] * 2
+    assert result.metrics["fsize"] == [2 * sandbox.GB] * 2
+    assert result.metrics["cpu"] == [sandbox.cpu_limit(10)] * 2
+    unlimited = evaluate(_job(workdir, _python(code), timeout=10, memory=0, file_size=0,
+                              isolation=isolation))
+    assert unlimited.metrics["as"] == unlimited.metrics["fsize"] == [-1, -1]  # RLIM_INFINITY
 
 
 def test_tampering_with_git_ends_as_a_crashed_note(tmp_path):
