@@ -123,10 +123,15 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     return failed
 
 
+def runs_commands(job: Job) -> bool:
+    """Whether validating `job` runs anything (an import check or `check`), not only
+    parses and compiles."""
+    return bool(job.check or _imported(job))
+
+
 def checked(job: Job, tmp: Path) -> tuple[Evaluation | None, list[str]]:
     """`validate`, and the files its commands changed in the tree (none ran: none)."""
-    runs = bool(job.check or _imported(job))
-    before = fingerprint(job.workdir) if runs else None
+    before = fingerprint(job.workdir) if runs_commands(job) else None
     failed = validate(job, tmp)
     if failed is not None or before is None:
         return failed, []

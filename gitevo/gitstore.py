@@ -420,7 +420,8 @@ class Store:
         return removed
 
     def remove_dir(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+        if os.path.lexists(path):  # mostly not: rmtree's failure to open it costs more
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def init_repository(path: Path) -> Store:

@@ -12,17 +12,19 @@ are not shared between threads) and keeps it for the proposals it runs after.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gitevo import genome, operators, prompts, responses
 from gitevo.config import Config
-from gitevo.evaluate import Evaluation, checked, make_job
+from gitevo.evaluate import Evaluation, Job, checked, make_job, runs_commands
 from gitevo.events import Events
 from gitevo.gitstore import Store
 from gitevo.ledger import Member
@@ -150,17 +152,26 @@ class Guide:
         store.export_tree(commit, tree)
         proven = operators.imports_like_parent(store, self.config.genes.files, self.run, commit)
         job = replace(make_job(self.config, spec.id, tree), import_proven=proven)
-        # the checks' own files go under .git too: the sandbox hides the rest of .git
-        # from what it finds there, and recovery clears what a crash leaves
-        home = store.state_dir / "proposals" / self.run
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as scratch:
-            failed, changed = checked(job, Path(scratch))
+        with self._scratch(store, spec, job) as scratch:
+            failed, changed = checked(job, scratch)
         if failed is not None or changed:
             store.remove_dir(tree)  # its evaluation exports the commit afresh
         self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
                          seconds=round(time.monotonic() - started, 3))
         return failed
+
+    @contextlib.contextmanager
+    def _scratch(self, store: Store, spec: Spec, job: Job) -> Iterator[Path]:
+        """A temp folder for the check commands, made only when one will run."""
+        if not runs_commands(job):
+            yield job.workdir  # parsing and compiling write nothing
+            return
+        # the checks' own files go under .git too: the sandbox hides the rest of .git
+        # from what it finds there, and recovery clears what a crash leaves
+        home = store.state_dir / "proposals" / self.run
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as scratch:
+            yield Path(scratch)
 
     # ---- prompts -----------------------------------------------------------------------------
 

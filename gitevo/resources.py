@@ -6,11 +6,13 @@ editable install) they sit at the top of the repository, where users read them.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 
 
+@functools.cache  # an installation does not move while it runs; prompts ask on every call
 def _shipped(name: str) -> Path:
     for candidate in (PACKAGE / name, PACKAGE.parent / name):
         if candidate.is_dir():
