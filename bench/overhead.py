@@ -11,7 +11,10 @@ writing the metrics for gitevo, a Python function returning a score for OpenEvol
 
 Each tool runs the same problem (the toy template's model.py, one file) for N and for
 2N offspring, start-up included; the overhead per offspring is (T(2N) - T(N)) / N, so
-start-up (interpreter, imports, the seed) drops out. The CPU time per offspring, taken
+start-up (interpreter, imports, the seed) drops out. `--runs R` times R rounds, each
+timing every tool at both sizes one after the other, so that a slow spell of a noisy
+machine slows both alike: printed are each tool's overhead from its best timings, their
+ratio, and the ratio of each round with their median. The CPU time per offspring, taken
 the same way over the tool's process and all it started, says how much of the machine
 each one keeps busy (on 2 cores, wall time cannot fall below half of it).
 gitevo is timed as the real CLI, `gitevo generation --n N` in a fresh repository whose
@@ -37,6 +40,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,45 +260,49 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def per_offspring(timer, url: str, small: int, large: int,
-                  runs: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The best of `runs` (wall, cpu) timings of each size (the least disturbed by other
-    work, judged by wall time)."""
-    t_small = min((timer(url, small) for _ in range(runs)), key=lambda t: t[0])
-    t_large = min((timer(url, large) for _ in range(runs)), key=lambda t: t[0])
-    return t_small, t_large
+def overhead(small: tuple[float, float], large: tuple[float, float],
+             n: int) -> tuple[float, float]:
+    """(wall, cpu) seconds per offspring from the timings of the two sizes."""
+    return (large[0] - small[0]) / n, (large[1] - small[1]) / n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--large", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=1, help="timings per size; best kept")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="rounds; each times every tool at both sizes, one after another")
     parser.add_argument("--only", choices=("gitevo", "openevolve"))
     parser.add_argument("--isolation", default="none", choices=("none", "auto"),
                         help="gitevo's [sandbox] isolation (default: none, as OpenEvolve)")
     args = parser.parse_args()
     server = FakeLLM()
-    results = {}
     tools = {"gitevo": lambda url, n: time_gitevo(url, n, args.isolation),
              "openevolve": time_openevolve}
     missing = openevolve_missing()
-    for name, timer in tools.items():
-        if args.only and args.only != name:
-            continue
-        if name == "openevolve" and missing:
-            print(f"openevolve: not measured: {missing}")
-            continue
-        (t_small, cpu_small), (t_large, cpu_large) = per_offspring(
-            timer, server.url, args.small, args.large, args.runs)
-        overhead = (t_large - t_small) / (args.large - args.small)
-        cpu = (cpu_large - cpu_small) / (args.large - args.small)
-        results[name] = overhead
-        print(f"{name}: T({args.small}) = {t_small:.3f} s, T({args.large}) = {t_large:.3f} s, "
-              f"overhead {overhead * 1000:.2f} ms per offspring "
+    if missing and args.only != "gitevo":
+        print(f"openevolve: not measured: {missing}")
+    names = [name for name in tools if (not args.only or args.only == name)
+             and not (name == "openevolve" and missing)]
+    n = args.large - args.small
+    # rounds interleave the tools, so a slow spell of this machine slows both alike
+    rounds = [{name: (tools[name](server.url, args.small), tools[name](server.url, args.large))
+               for name in names} for _ in range(args.runs)]
+    best = {}
+    for name in names:
+        # the least disturbed timing of each size, judged by wall time
+        small = min((r[name][0] for r in rounds), key=lambda t: t[0])
+        large = min((r[name][1] for r in rounds), key=lambda t: t[0])
+        wall, cpu = best[name] = overhead(small, large, n)
+        print(f"{name}: T({args.small}) = {small[0]:.3f} s, T({args.large}) = {large[0]:.3f} s, "
+              f"overhead {wall * 1000:.2f} ms per offspring "
               f"(CPU {cpu * 1000:.2f} ms per offspring, all its processes)", flush=True)
-    if len(results) == 2:
-        print(f"ratio gitevo/openevolve: {results['gitevo'] / results['openevolve']:.2f}")
+    if len(names) == 2:
+        ratios = sorted(overhead(*r["gitevo"], n)[0] / overhead(*r["openevolve"], n)[0]
+                        for r in rounds)
+        print(f"ratio gitevo/openevolve: {best['gitevo'][0] / best['openevolve'][0]:.2f} "
+              f"(best timings); per round: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
