@@ -19,6 +19,9 @@ from pathlib import Path, PurePosixPath
 import pygit2
 
 FILE_MODE = pygit2.enums.FileMode
+# libgit2 caches parsed commits and trees but no blobs: a run reads the same gene files
+# (the seed's, each parent's) for every prompt, check and export
+pygit2.settings.cache_object_limit(pygit2.enums.ObjectType.BLOB, 256 * 1024)
 
 # libgit2's defaults cost us one object lookup per tree entry on every tree write (strict
 # creation: a notes tree holds an entry per individual, so each notes commit re-checked
@@ -289,19 +292,24 @@ class Store:
             return {}
         return {str(n.annotated_id): n.message for n in self.repo.notes(ref)}
 
-    def write_notes(self, ref: str, notes: Mapping[str, str], message: str) -> None:
-        """Add or replace several notes in a single notes commit."""
+    def write_notes(self, ref: str, notes: Mapping[str, str], message: str,
+                    with_refs: Iterable[tuple[str, str, str | None]] = ()) -> None:
+        """Add or replace several notes in a single notes commit; `with_refs` are
+        update_refs updates made in the same transaction as the notes ref."""
         self.edit_notes(ref, {commit: _constant(text) for commit, text in notes.items()},
-                        message)
+                        message, with_refs)
 
-    def edit_notes(self, ref: str, edits: Mapping[str, NoteEdit], message: str) -> None:
+    def edit_notes(self, ref: str, edits: Mapping[str, NoteEdit], message: str,
+                   with_refs: Iterable[tuple[str, str, str | None]] = ()) -> None:
         """Rewrite several notes from their current texts, in a single notes commit.
 
         Another process may write the same notes ref at any time (a verify runs
         without the run's lock; a generation may be writing fitness notes). The ref
         moves by compare-and-swap; when the swap loses, the edits are applied again
-        to the notes as they are now, so neither writer loses a note.
+        to the notes as they are now, so neither writer loses a note. A ref of
+        `with_refs` found moved is a RefMovedError: nothing is retried for it.
         """
+        with_refs = list(with_refs)
         if not edits:
             return
         for attempt in range(NOTES_RETRIES):
@@ -315,9 +323,11 @@ class Store:
             tree = self._rewrite_tree(base, changes)
             new = self.commit(str(tree), [old] if old else [], message)
             try:
-                self.update_refs([(ref, new, old)], message)
+                self.update_refs([(ref, new, old), *with_refs], message)
                 return
             except RefMovedError:
+                if with_refs and self.resolve_ref(ref) == old:
+                    raise  # not the notes ref: one of with_refs
                 # back off a little, randomly, so two writers do not collide in step
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         raise GitError(f"{ref}: other processes kept moving it; gave up writing notes after "

@@ -3,9 +3,9 @@
 The proposals run in a process of their own (gitevo/proposer.py), so the pipeline can
 evaluate each child while other LLM calls are still in flight, and neither half waits
 for the other's turn on the interpreter lock. Every settled proposal comes out of
-`Proposals.settled()` as it is kept. Children are written as they arrive (provenance
-notes first, then their branches; the ones that arrived together in one notes commit and
-one ref transaction), and each refusal is saved in the plan with its conversation, so a
+`Proposals.settled()` as it is kept. Children are written as they arrive (the ones that
+arrived together in one provenance notes commit, whose ref moves in the transaction that
+creates their branches), and each refusal is saved in the plan with its conversation, so a
 killed run never pays twice for an answer it already has.
 """
 
@@ -233,18 +233,18 @@ class Proposals:
         return None
 
     def _keep(self, store: Store, kept: list[tuple[Spec, Outcome]]) -> None:
-        """Provenance first, branches second: a branch never exists without its conversation.
+        """Provenance and branches together: a branch never exists without its conversation.
         Whether a child passed its checks when proposed is in its note (its last turn has
         no error), so the plan need not be saved for it."""
         if not kept:
             return
         ids = ", ".join(spec.id for spec, _ in kept)
+        # one transaction moves the notes ref and creates the branches: all or none
         store.write_notes(llm_notes_ref(self.evo.run),
                           {o.commit: _provenance(o) for _, o in kept},
-                          f"gitevo: provenance of {ids}")
-        store.update_refs([(individual_ref(self.evo.run, s.id), o.commit, None)
-                           for s, o in kept],
-                          f"gitevo: generation {self.plan.generation} offspring {ids}")
+                          f"gitevo: generation {self.plan.generation} offspring {ids}",
+                          with_refs=[(individual_ref(self.evo.run, s.id), o.commit, None)
+                                     for s, o in kept])
         for spec, outcome in kept:
             self.evo.events.emit("committed", id=spec.id, commit=outcome.commit,
                                  operator=spec.operator, template=spec.template,

@@ -81,6 +81,23 @@ def test_notes_batch_is_one_commit_and_git_reads_it(store):
     git(store.root, "fsck", "--strict")
 
 
+def test_notes_and_branches_move_in_one_transaction(store):
+    head = store.head_commit()
+    child = store.commit(store.tree_with(head, {"model.py": "x\n"}), [head], "x")
+    notes, branch = "refs/notes/gitevo/main-llm", "refs/heads/gitevo/main/g001-000"
+    store.write_notes(notes, {child: "first\n"}, "one", with_refs=[(branch, child, None)])
+    assert store.resolve_ref(branch) == child
+    assert store.read_note(notes, child) == "first\n"
+    before = store.resolve_ref(notes)
+    started = time.monotonic()
+    # the branch exists: the whole write fails, the notes ref stays, and nothing is retried
+    with pytest.raises(GitError, match="expected absent"):
+        store.write_notes(notes, {child: "second\n"}, "two", with_refs=[(branch, head, None)])
+    assert time.monotonic() - started < 0.5
+    assert store.resolve_ref(notes) == before and store.resolve_ref(branch) == child
+    assert store.read_note(notes, child) == "first\n"
+
+
 def test_notes_in_a_fanned_out_tree_still_update(store):
     """git stores notes as ab/cdef... once there are many; writing must respect that."""
     head = store.head_commit()
