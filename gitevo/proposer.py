@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import traceback
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -86,7 +86,9 @@ class Worker:
                       s.seed_objectives, events)
         with self.client, ThreadPoolExecutor(self.client.settings.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
-            for future in _as_completed(futures):
+            # one waiter on all of them: wait(FIRST_COMPLETED) in a loop locks every
+            # pending future on each call, quadratic in the generation's size
+            for future in as_completed(futures):
                 self.send(("settled", futures[future].id, _settled(future)))
 
     def _propose(self, guide: Guide, spec: Spec) -> Outcome:
@@ -101,13 +103,6 @@ class Worker:
             if exc.kind in FATAL:
                 self.stopping.set()
             raise
-
-
-def _as_completed(futures: dict[Future, Spec]):
-    waiting = set(futures)
-    while waiting:
-        done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-        yield from done
 
 
 def _settled(future: Future) -> Settled:
