@@ -1,9 +1,10 @@
-"""Fitness notes written as results come, in groups: one notes commit for every result that
-arrived while the previous commit was being written (group commit).
+"""Fitness notes written as results come, in groups: at most one notes commit per PACE.
 
-A note is written as soon as the writer is free, never held back for a batch to fill,
-so a crash loses at most the results of one write (milliseconds), while a burst of fast
-evaluations costs one notes commit instead of one each.
+A result is written at once when the writer's last notes commit is PACE old, else with
+whatever else arrives until it is: a crash loses at most PACE of results (they are
+evaluated again), while a burst of fast evaluations costs one notes commit instead of
+one each. Each commit rewrites the notes tree's root and the commit chain, a cost that
+grows with the run; with evaluations that take minutes every note is written at once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from gitevo.gitstore import Store
 Written = Callable[[Job, Evaluation], None]  # called once each note is in the repository
 
 _CLOSE = None
+PACE = 0.05  # seconds from one notes commit of a writer to its next, at least
 
 
 class NoteWriter:
@@ -51,10 +54,10 @@ class NoteWriter:
     def _run(self) -> None:
         store = Store(self.root)
         closing = False
+        last = 0.0  # time.monotonic() when the last write began
         while not closing:
-            group = [self._queue.get()]
-            while not self._queue.empty():
-                group.append(self._queue.get())
+            group = self._gather(last + PACE)
+            last = time.monotonic()
             closing = _CLOSE in group
             group = [item for item in group if item is not _CLOSE]
             if group and self._error is None:
@@ -62,6 +65,16 @@ class NoteWriter:
                     self._write(store, group)
                 except BaseException as exc:  # noqa: BLE001 - raised by put() or close()
                     self._error = exc
+
+    def _gather(self, until: float) -> list:
+        """The next item, and what else comes before `until` (the close ends it at once)."""
+        group = [self._queue.get()]
+        while group[-1] is not _CLOSE:
+            try:
+                group.append(self._queue.get(timeout=max(0.0, until - time.monotonic())))
+            except queue.Empty:
+                break
+        return group
 
     def _write(self, store: Store, group: list[tuple[Job, Evaluation]]) -> None:
         ids = ", ".join(job.ident for job, _ in group)

@@ -28,6 +28,7 @@ from gitevo.gitstore import Store, individual_ref, llm_notes_ref
 from gitevo.guided import Outcome
 from gitevo.ledger import Generation
 from gitevo.llm import LLMSettings, Usage
+from gitevo.notewriter import PACE
 from gitevo.plan import Plan, Spec
 from gitevo.proposer import FATAL, Settled, Setup
 
@@ -84,8 +85,9 @@ class ProposerProcess:
             raise EvolutionError(f"the proposals' process exited unexpectedly (status "
                                  f"{status}); rerun to resume the generation") from None
 
-    def pending(self) -> bool:
-        return self.up.poll(0)
+    def pending(self, within: float = 0.0) -> bool:
+        """Whether a message comes within `within` seconds."""
+        return self.up.poll(max(0.0, within))
 
     def close(self) -> None:
         """End it: it exits once the pipe from us closes (at once if it had no work)."""
@@ -170,10 +172,10 @@ class Proposals:
         their children are kept (the rerun must not pay for them again); then the error
         is raised."""
         fatal: BaseException | None = None
+        last = 0.0  # time.monotonic() when the last group was taken
         while True:
-            group = [self.proposer.receive()]
-            while group[-1][0] != "done" and self.proposer.pending():
-                group.append(self.proposer.receive())
+            group = self._gather(last + PACE)
+            last = time.monotonic()
             kept: list[tuple[Spec, Outcome]] = []
             for message in group:
                 try:
@@ -188,6 +190,14 @@ class Proposals:
                 break
         if fatal is not None:
             raise fatal
+
+    def _gather(self, until: float) -> list[tuple]:
+        """The next message, and what else comes before `until` (at most one provenance
+        notes commit per PACE, as for fitness notes); "done" ends it at once."""
+        group = [self.proposer.receive()]
+        while group[-1][0] != "done" and self.proposer.pending(until - time.monotonic()):
+            group.append(self.proposer.receive())
+        return group
 
     def _handle(self, message: tuple) -> Outcome | None:
         """One message: an event to pass on, a settled proposal, or the end."""
