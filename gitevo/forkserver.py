@@ -103,19 +103,21 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTER
 def _spawn_argv(request: dict) -> int:
     """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    argv = _confined_argv(request)
+    env = dict(request["env"])
+    argv = _confined_argv(request, env.pop("BASH_ENV", None))
     return os.posix_spawn(
-        argv[0], argv, request["env"], setsid=True, setsigmask=(),
+        argv[0], argv, env, setsid=True, setsigmask=(),
         setsigdef=_DEFAULT_SIGNALS,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                       (os.POSIX_SPAWN_OPEN, 1, request["log"], flags, 0o600),
                       (os.POSIX_SPAWN_DUP2, 1, 2)])
 
 
-def _confined_argv(request: dict) -> list[str]:
+def _confined_argv(request: dict, bash_env: str | None = None) -> list[str]:
     """bash, whose first lines confine it: the cgroup (a failure ends it with 125, as a
     fork that cannot join does), the limits (each where the hard limit in place allows,
-    as setrlimit here did), the folder; then the command."""
+    as setrlimit here did), the folder; then the command. A `bash_env` file, which bash
+    would source before all of them, is exported and sourced after them instead."""
     lines = []
     if request.get("cgroup"):
         procs = shlex.quote(request["cgroup"])
@@ -128,8 +130,12 @@ def _confined_argv(request: dict) -> list[str]:
             value = min(value, hard)
         lines.append(f"ulimit -HS {flag} {max(1, value // unit)} 2>/dev/null")
     lines.append(f"cd -- {shlex.quote(request['cwd'])} || exit 127")
+    if bash_env is not None:
+        lines.append(f"export BASH_ENV={shlex.quote(bash_env)}")
     argv = request["argv"]
     if len(argv) == 3 and os.path.basename(argv[0]) == "bash" and argv[1] == "-c":
+        if bash_env is not None:  # an exec'd bash (bwrap's) sources it itself
+            lines.append('if [ -r "$BASH_ENV" ]; then . "$BASH_ENV"; fi')
         return [argv[0], "-c", "\n".join(lines) + "\n" + argv[2]]
     bash = shutil.which("bash") or "/bin/bash"
     return [bash, "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox", *argv]

@@ -3,6 +3,7 @@ as a subprocess, and must end as invalid, timeout or crashed with a clear reason
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -244,6 +245,22 @@ def test_limits_are_set_in_the_child(workdir, isolation):
     unlimited = evaluate(_job(workdir, _python(code), timeout=10, memory=0, file_size=0,
                               isolation=isolation))
     assert unlimited.metrics["as"] == unlimited.metrics["fsize"] == [-1, -1]  # RLIM_INFINITY
+
+
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_a_bash_env_file_runs_inside_the_limits(workdir, tmp_path, monkeypatch, isolation):
+    # bash sources $BASH_ENV before its command: it must not run before the limits are set
+    seen = workdir / "seen"  # the worktree: writable under bubblewrap too
+    script = tmp_path / "bash_env.sh"
+    script.write_text(f"ulimit -H -v >> {seen}\n")
+    monkeypatch.setenv("BASH_ENV", str(script))
+    job = dataclasses.replace(_job(workdir, _python(
+        "import json, sys\njson.dump({'accuracy': 1}, open(sys.argv[1], 'w'))"),
+        memory=1, isolation=isolation), env_extra=("BASH_ENV",))
+    result = evaluate(job)
+    assert result.ok, result.error
+    limit = str(sandbox.GB // 1024)
+    assert seen.read_text().split()[0] == limit  # sourced once, by the command's bash
 
 
 def test_tampering_with_git_ends_as_a_crashed_note(tmp_path):
