@@ -103,7 +103,10 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTER
 def _spawn_argv(request: dict) -> int:
     """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    env = dict(request["env"])
+    # bash imports exported functions before its first line: one named `ulimit` or `cd`
+    # would undo the confinement, so none is passed on (gitevo's allowlist passes them
+    # only when [fitness] env names them)
+    env = {k: v for k, v in request["env"].items() if not k.startswith("BASH_FUNC_")}
     argv = _confined_argv(request, env.pop("BASH_ENV", None))
     return os.posix_spawn(
         argv[0], argv, env, setsid=True, setsigmask=(),

@@ -263,6 +263,18 @@ def test_a_bash_env_file_runs_inside_the_limits(workdir, tmp_path, monkeypatch, 
     assert seen.read_text().split()[0] == limit  # sourced once, by the command's bash
 
 
+def test_an_exported_function_cannot_undo_the_limits(workdir, monkeypatch):
+    monkeypatch.setenv("BASH_FUNC_ulimit%%", "() {  :; }")
+    code = ("import json, resource, sys\n"
+            "json.dump({'accuracy': 0, 'as': resource.getrlimit(resource.RLIMIT_AS)}, "
+            "open(sys.argv[1], 'w'))")
+    job = dataclasses.replace(_job(workdir, _python(code), memory=1, isolation="none"),
+                              env_extra=("BASH_FUNC_ulimit%%",))
+    result = evaluate(job)
+    assert result.ok, result.error
+    assert result.metrics["as"] == [sandbox.GB, sandbox.GB]
+
+
 def test_tampering_with_git_ends_as_a_crashed_note(tmp_path):
     """End to end: a fitness command that writes a ref gets a note, not a new branch."""
     _need("bwrap")
