@@ -88,12 +88,20 @@ def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> N
 
 
 def _what(request: dict) -> str:
-    return request["argv"][0] if request.get("argv") else "the import check"
+    if request.get("argv"):
+        return f"{request['argv'][0]} (or open its log {request['log']})"
+    return "the import check"
 
 
 # flag and unit of each rlimit for bash's ulimit (bash counts -v and -f in KiB)
 _ULIMIT = {"RLIMIT_CPU": ("-t", 1), "RLIMIT_AS": ("-v", 1024), "RLIMIT_FSIZE": ("-f", 1024),
            "RLIMIT_NPROC": ("-u", 1)}
+# what bash acts on before its first line: a file to source (BASH_ENV), a prompt that
+# xtrace expands (PS4), POSIX mode, where ulimit -f counts 512-byte blocks; exported
+# once the confinement lines have run. Shell options from the environment (xtrace
+# expanding PS4 before the first line) are not passed on at all
+_DEFERRED = ("BASH_ENV", "PS4", "POSIXLY_CORRECT")
+_DROPPED = ("SHELLOPTS", "BASHOPTS")
 # reset in the child: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
 # ignored across exec (this server ignores none of the rest, so exec resets them anyway)
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
@@ -106,8 +114,10 @@ def _spawn_argv(request: dict) -> int:
     # bash imports exported functions before its first line: one named `ulimit` or `cd`
     # would undo the confinement, so none is passed on (gitevo's allowlist passes them
     # only when [fitness] env names them)
-    env = {k: v for k, v in request["env"].items() if not k.startswith("BASH_FUNC_")}
-    argv = _confined_argv(request, env.pop("BASH_ENV", None))
+    env = {k: v for k, v in request["env"].items()
+           if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
+    later = {k: env.pop(k) for k in _DEFERRED if k in env}
+    argv = _confined_argv(request, later)
     return os.posix_spawn(
         argv[0], argv, env, setsid=True, setsigmask=(),
         setsigdef=_DEFAULT_SIGNALS,
@@ -116,11 +126,13 @@ def _spawn_argv(request: dict) -> int:
                       (os.POSIX_SPAWN_DUP2, 1, 2)])
 
 
-def _confined_argv(request: dict, bash_env: str | None = None) -> list[str]:
+def _confined_argv(request: dict, later: dict[str, str] | None = None) -> list[str]:
     """bash, whose first lines confine it: the cgroup (a failure ends it with 125, as a
     fork that cannot join does), the limits (each where the hard limit in place allows,
-    as setrlimit here did), the folder; then the command. A `bash_env` file, which bash
-    would source before all of them, is exported and sourced after them instead."""
+    as setrlimit here did), the folder; then the command. `later` are the variables
+    bash would act on before all of them (see _DEFERRED): exported after them instead,
+    and a BASH_ENV file sourced there."""
+    later = later or {}
     lines = []
     if request.get("cgroup"):
         procs = shlex.quote(request["cgroup"])
@@ -133,11 +145,10 @@ def _confined_argv(request: dict, bash_env: str | None = None) -> list[str]:
             value = min(value, hard)
         lines.append(f"ulimit -HS {flag} {max(1, value // unit)} 2>/dev/null")
     lines.append(f"cd -- {shlex.quote(request['cwd'])} || exit 127")
-    if bash_env is not None:
-        lines.append(f"export BASH_ENV={shlex.quote(bash_env)}")
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in later.items()]
     argv = request["argv"]
     if len(argv) == 3 and os.path.basename(argv[0]) == "bash" and argv[1] == "-c":
-        if bash_env is not None:  # an exec'd bash (bwrap's) sources it itself
+        if "BASH_ENV" in later:  # an exec'd bash (bwrap's) sources it itself
             lines.append('if [ -r "$BASH_ENV" ]; then . "$BASH_ENV"; fi')
         return [argv[0], "-c", "\n".join(lines) + "\n" + argv[2]]
     bash = shutil.which("bash") or "/bin/bash"

@@ -326,8 +326,8 @@ class Store:
                 self.update_refs([(ref, new, old), *with_refs], message)
                 return
             except RefMovedError:
-                if with_refs and self.resolve_ref(ref) == old:
-                    raise  # not the notes ref: one of with_refs
+                if any(self.resolve_ref(r) != expected for r, _, expected in with_refs):
+                    raise  # one of with_refs moved: trying again would not help
                 # back off a little, randomly, so two writers do not collide in step
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
         raise GitError(f"{ref}: other processes kept moving it; gave up writing notes after "

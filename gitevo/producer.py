@@ -57,7 +57,9 @@ class ProposerProcess:
         try:
             # stdout goes to stderr: gitevo's own stdout may be the JSON Lines of --json
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _MAIN, str(down_r), str(up_w), json.dumps(sys.path)],
+                # -I: nothing from the user's folder (a json.py) before sys.path is set
+                [sys.executable, "-I", "-c", _MAIN, str(down_r), str(up_w),
+                 json.dumps(sys.path)],
                 pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, stdout=2)
         finally:
             os.close(down_r)
@@ -140,7 +142,8 @@ class Proposals:
             yield item
 
     def stop(self) -> None:
-        self.proposer.send("stop")
+        if self._thread.ident is not None:  # started: the process has its Setup
+            self.proposer.send("stop")
 
     def wait(self) -> None:
         """Until the proposals in flight have settled (after `stop`) or all have."""
@@ -161,6 +164,7 @@ class Proposals:
             self._settle_as_reported(Store(self.evo.store.root))
         except BaseException as exc:  # handed to the caller by finish()
             self._error = exc
+            self.proposer.send("stop")  # nobody keeps what it would still make
         finally:
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
@@ -186,17 +190,24 @@ class Proposals:
                 if outcome is not None:
                     kept.append((self._specs[message[1]], outcome))
             self._keep(store, kept)
-            if group[-1][0] == "done":
+            if group[-1][0] in ("done", "lost"):
                 break
         if fatal is not None:
             raise fatal
 
     def _gather(self, until: float) -> list[tuple]:
         """The next message, and what else comes before `until` (at most one provenance
-        notes commit per PACE, as for fitness notes); "done" ends it at once."""
-        group = [self.proposer.receive()]
-        while group[-1][0] != "done" and self.proposer.pending(until - time.monotonic()):
+        notes commit per PACE, as for fitness notes); "done" ends it at once. A process
+        that died ends it with ("lost", error), after what it sent before dying."""
+        from gitevo.evolution import EvolutionError
+
+        group: list[tuple] = []
+        try:
             group.append(self.proposer.receive())
+            while group[-1][0] != "done" and self.proposer.pending(until - time.monotonic()):
+                group.append(self.proposer.receive())
+        except EvolutionError as exc:
+            group.append(("lost", exc))
         return group
 
     def _handle(self, message: tuple) -> Outcome | None:
@@ -206,6 +217,8 @@ class Proposals:
         if message[0] == "event":
             self.evo.events.emit(message[1], **message[2])
             return None
+        if message[0] == "lost":
+            raise message[1]
         if message[0] == "done":
             if message[1] is not None:
                 raise EvolutionError(f"the proposals failed:\n{message[1]}")

@@ -86,10 +86,14 @@ class Worker:
                       s.seed_objectives, events)
         with self.client, ThreadPoolExecutor(self.client.settings.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
-            # one waiter on all of them: wait(FIRST_COMPLETED) in a loop locks every
-            # pending future on each call, quadratic in the generation's size
-            for future in as_completed(futures):
-                self.send(("settled", futures[future].id, _settled(future)))
+            try:
+                # one waiter on all of them: wait(FIRST_COMPLETED) in a loop locks every
+                # pending future on each call, quadratic in the generation's size
+                for future in as_completed(futures):
+                    self.send(("settled", futures[future].id, _settled(future)))
+            except BaseException:
+                self.stopping.set()  # what is queued settles as cancelled, unasked
+                raise
 
     def _propose(self, guide: Guide, spec: Spec) -> Outcome:
         """One proposal in a pool thread, unless proposing has stopped: then it settles as

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pygit2
 import pytest
@@ -96,6 +98,18 @@ def test_notes_and_branches_move_in_one_transaction(store):
     assert time.monotonic() - started < 0.5
     assert store.resolve_ref(notes) == before and store.resolve_ref(branch) == child
     assert store.read_note(notes, child) == "first\n"
+
+
+def test_notes_with_branches_wait_out_a_held_notes_ref_lock(store):
+    head = store.head_commit()
+    child = store.commit(store.tree_with(head, {"model.py": "y\n"}), [head], "y")
+    notes, branch = "refs/notes/gitevo/main-llm", "refs/heads/gitevo/main/g001-001"
+    store.write_notes(notes, {head: "seed\n"}, "first")
+    lock = Path(store.repo.path) / (notes + ".lock")
+    lock.write_text("")  # another writer (a verify, a gc) holds the notes ref a moment
+    threading.Timer(0.1, lock.unlink).start()
+    store.write_notes(notes, {child: "child\n"}, "second", with_refs=[(branch, child, None)])
+    assert store.resolve_ref(branch) == child and store.read_note(notes, child) == "child\n"
 
 
 def test_notes_in_a_fanned_out_tree_still_update(store):

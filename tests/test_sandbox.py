@@ -263,6 +263,21 @@ def test_a_bash_env_file_runs_inside_the_limits(workdir, tmp_path, monkeypatch, 
     assert seen.read_text().split()[0] == limit  # sourced once, by the command's bash
 
 
+def test_shell_options_from_the_environment_run_nothing_before_the_limits(workdir,
+                                                                         monkeypatch):
+    # xtrace expands PS4 before each command, the first confinement line included
+    seen = workdir / "seen"
+    monkeypatch.setenv("SHELLOPTS", "xtrace")
+    monkeypatch.setenv("PS4", f"$(ulimit -H -v >> {seen})+ ")
+    job = dataclasses.replace(_job(workdir, "exit 3", memory=1, isolation="none"),
+                              env_extra=("SHELLOPTS", "PS4"))
+    result = evaluate(job)  # ends crashed, so that its log is in the error
+    assert result.status == "crashed" and "exited 3" in result.error
+    assert "ulimit" not in result.error  # no trace of the confinement lines: no xtrace
+    # (bash also ignores an inherited PS4 when run as root)
+    assert not seen.exists() or set(seen.read_text().split()) == {str(sandbox.GB // 1024)}
+
+
 def test_an_exported_function_cannot_undo_the_limits(workdir, monkeypatch):
     monkeypatch.setenv("BASH_FUNC_ulimit%%", "() {  :; }")
     code = ("import json, resource, sys\n"
