@@ -194,8 +194,8 @@ def test_local_executor_runs_workers_side_by_side(workdir, tmp_path):
     (workdir / "pair.py").write_text(script)
     jobs = [_job(workdir, "python pair.py a b {metrics}", ident="a"),
             _job(workdir, "python pair.py b a {metrics}", ident="b")]
-    results = dict((job.ident, r.status) for job, r in LocalExecutor(2).run(jobs))
-    assert results == {"a": "ok", "b": "ok"}
+    results = dict((job.ident, (r.status, r.error)) for job, r in LocalExecutor(2).run(jobs))
+    assert {k: v[0] for k, v in results.items()} == {"a": "ok", "b": "ok"}, results
 
 
 def test_side_by_side_workers_share_the_cores(workdir, monkeypatch):
