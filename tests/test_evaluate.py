@@ -178,10 +178,13 @@ def test_note_round_trip(workdir):
     assert again == result
 
 
-def test_local_executor_runs_workers_side_by_side(workdir, tmp_path):
+def test_local_executor_runs_workers_side_by_side(workdir, tmp_path_factory):
     """Two workers, two jobs that each wait for the other to start: only parallelism ends them."""
     from gitevo.executors.local import LocalExecutor
 
+    # the markers go outside the tree the two jobs share: one appearing there while the
+    # other job's checks run is a change to that job's tree, and makes it invalid
+    tmp_path = tmp_path_factory.mktemp("markers")
     script = (
         "import json, os, sys, time\n"
         "me, other, out = sys.argv[1], sys.argv[2], sys.argv[3]\n"
@@ -192,8 +195,10 @@ def test_local_executor_runs_workers_side_by_side(workdir, tmp_path):
         "    time.sleep(0.02)\n"
         "json.dump({'accuracy': 1, 'size': 1}, open(out, 'w'))\n")
     (workdir / "pair.py").write_text(script)
-    jobs = [_job(workdir, "python pair.py a b {metrics}", ident="a"),
-            _job(workdir, "python pair.py b a {metrics}", ident="b")]
+    # unconfined: under bubblewrap nothing outside a job's own tree is writable
+    free = Sandbox(isolation="none")
+    jobs = [_job(workdir, "python pair.py a b {metrics}", ident="a", sandbox=free),
+            _job(workdir, "python pair.py b a {metrics}", ident="b", sandbox=free)]
     results = dict((job.ident, (r.status, r.error)) for job, r in LocalExecutor(2).run(jobs))
     assert {k: v[0] for k, v in results.items()} == {"a": "ok", "b": "ok"}, results
 
