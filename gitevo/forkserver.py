@@ -1,4 +1,4 @@
-"""The launcher's server: a single-threaded Python that forks the sandboxed commands.
+"""The launcher's server: a single-threaded Python that starts the sandboxed commands.
 
 Run as a script (`python -E -P forkserver.py`), so it needs nothing of gitevo and holds
 none of gitevo's secrets: gitevo starts it with a scrubbed environment, and a child
@@ -7,20 +7,21 @@ that reads /proc/self/environ finds that one.
 Requests arrive on stdin, one JSON object per line; replies go to stdout, one per line:
     {"id": 1, "pid": 4242}          the child exists (or {"id": 1, "error": "..."})
     {"id": 1, "status": 0}          it ended: its exit code, or -N for signal N
-A child joins its pids cgroup, starts a session, sets its rlimits (soft = hard, as
-bash's `ulimit` does), sends its output to the log, and then runs `argv`, or, with
-`modules` instead, imports those files itself: an import check that costs a fork rather
-than a new interpreter. `argv` is not forked from this Python: it is spawned (vfork and
-exec: no copy of this process's pages, none of its code run in the child) as a bash
-whose first lines join the cgroup, set the limits and enter `cwd`, before any of the
-command. A `bash -c COMMAND` takes those lines in front of COMMAND; anything else (a
-bwrap or unshare line) is exec'd by them. When stdin closes (gitevo ended, even by SIGKILL), or the
-server gets SIGTERM or SIGHUP, every child's process group is killed and the server exits.
+Every child joins its pids cgroup, starts a session, sets its rlimits (soft = hard, as
+bash's `ulimit` does) and sends its output to the log before anything of the command
+runs. `argv` is spawned (vfork and exec: no copy of this process's pages) as a bash
+whose first lines do all that: a `bash -c COMMAND` takes them in front of COMMAND,
+anything else (a bwrap or unshare line) is exec'd by them. With `modules` instead, the
+child is a fork of this server that confines itself and imports those files: an import
+check that costs a fork rather than a new interpreter. When stdin closes (gitevo ended,
+even by SIGKILL), or the server gets SIGTERM or SIGHUP, every child's process group is
+killed and the server exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util  # loaded once here, not in every import-check child
 import json
 import os
@@ -102,10 +103,9 @@ _ULIMIT = {"RLIMIT_CPU": ("-t", 1), "RLIMIT_AS": ("-v", 1024), "RLIMIT_FSIZE": (
 # expanding PS4 before the first line) are not passed on at all
 _DEFERRED = ("BASH_ENV", "PS4", "POSIXLY_CORRECT")
 _DROPPED = ("SHELLOPTS", "BASHOPTS")
-# reset in the child: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
-# ignored across exec (this server ignores none of the rest, so exec resets them anyway)
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                    signal.SIGHUP, signal.SIGCHLD)
+# reset in the child: an ignored signal stays ignored across exec, and Python ignores
+# SIGPIPE and SIGXFSZ, this server SIGINT (the ones it handles, exec resets by itself)
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 
 def _spawn_argv(request: dict) -> int:
@@ -126,13 +126,12 @@ def _spawn_argv(request: dict) -> int:
                       (os.POSIX_SPAWN_DUP2, 1, 2)])
 
 
-def _confined_argv(request: dict, later: dict[str, str] | None = None) -> list[str]:
+def _confined_argv(request: dict, later: dict[str, str]) -> list[str]:
     """bash, whose first lines confine it: the cgroup (a failure ends it with 125, as a
     fork that cannot join does), the limits (each where the hard limit in place allows,
     as setrlimit here did), the folder; then the command. `later` are the variables
     bash would act on before all of them (see _DEFERRED): exported after them instead,
     and a BASH_ENV file sourced there."""
-    later = later or {}
     lines = []
     if request.get("cgroup"):
         procs = shlex.quote(request["cgroup"])
@@ -151,8 +150,12 @@ def _confined_argv(request: dict, later: dict[str, str] | None = None) -> list[s
         if "BASH_ENV" in later:  # an exec'd bash (bwrap's) sources it itself
             lines.append('if [ -r "$BASH_ENV" ]; then . "$BASH_ENV"; fi')
         return [argv[0], "-c", "\n".join(lines) + "\n" + argv[2]]
-    bash = shutil.which("bash") or "/bin/bash"
-    return [bash, "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox", *argv]
+    return [_bash(), "-c", "\n".join([*lines, 'exec "$@"']), "gitevo-sandbox", *argv]
+
+
+@functools.cache  # this server's PATH does not change
+def _bash() -> str:
+    return shutil.which("bash") or "/bin/bash"
 
 
 def _reap(children: dict[int, dict]) -> None:
