@@ -311,6 +311,8 @@ class Store:
         """
         with_refs = list(with_refs)
         if not edits:
+            if with_refs:  # no note to write: the refs still move, as asked
+                self.update_refs(with_refs, message)
             return
         for attempt in range(NOTES_RETRIES):
             old = self.resolve_ref(ref)

@@ -98,6 +98,10 @@ def test_notes_and_branches_move_in_one_transaction(store):
     assert time.monotonic() - started < 0.5
     assert store.resolve_ref(notes) == before and store.resolve_ref(branch) == child
     assert store.read_note(notes, child) == "first\n"
+    # with no note to write, the refs still move (and the notes ref stays)
+    other = "refs/heads/gitevo/main/g001-009"
+    store.write_notes(notes, {}, "none", with_refs=[(other, head, None)])
+    assert store.resolve_ref(other) == head and store.resolve_ref(notes) == before
 
 
 def test_notes_with_branches_wait_out_a_held_notes_ref_lock(store):
