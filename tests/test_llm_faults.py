@@ -38,6 +38,14 @@ def guided_toy(tmp_path, provider: str, server: LLMServer, extra: str = "",
     return repo
 
 
+def served_by(repo, server: LLMServer) -> None:
+    """Point the run's gitevo.toml at `server` (a rerun against a new loopback port)."""
+    toml = repo / "gitevo.toml"
+    toml.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{server.port}",
+                           toml.read_text()))
+    git(repo, "commit", "-qam", f"the LLM server, now on port {server.port}")
+
+
 def offspring(repo) -> list[dict]:
     return ledger.read(Store(repo), "main").offspring
 
@@ -157,11 +165,7 @@ def test_a_fatal_error_keeps_the_answers_already_in_flight(tmp_path, monkeypatch
     for commit in kept:
         assert git(repo, "notes", "--ref", "gitevo/main-llm", "show", commit)
     with LLMServer(default=answered(), responder=respond) as server:
-        toml = repo / "gitevo.toml"
-        port = re.search(r"127\.0\.0\.1:(\d+)", toml.read_text()).group(1)
-        toml.write_text(toml.read_text().replace(f"127.0.0.1:{port}",
-                                                 f"127.0.0.1:{server.port}"))
-        git(repo, "commit", "-qam", "a server that answers")
+        served_by(repo, server)
         cli("-C", str(repo), "generation")
         again = len(server.requests)
     assert again == 4  # only the four never answered are asked again

@@ -4,19 +4,20 @@ kept, and it never outlives the gitevo that started it."""
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
 
 from tests.conftest import git, gitevo_process
 from tests.llm_servers import LLMServer, answered, slow
-from tests.responder import answer, as_prompt
-from tests.test_llm_faults import KEY_ENV, children_with_notes, guided_toy, offspring
-
-
-def respond(body: dict) -> str:
-    return answer(as_prompt(body))
+from tests.test_llm_faults import (
+    KEY_ENV,
+    children_with_notes,
+    guided_toy,
+    offspring,
+    respond,
+    served_by,
+)
 
 
 def proposer_of(parent: int, timeout: float = 20.0) -> int:
@@ -78,10 +79,7 @@ def test_a_lost_proposals_process_stops_the_generation_and_the_rerun_resumes(tmp
     for commit in kept:
         assert git(repo, "notes", "--ref", "gitevo/main-llm", "show", commit)
     with LLMServer(default=answered(), responder=respond) as server:
-        toml = repo / "gitevo.toml"
-        toml.write_text(re.sub(r"127\.0\.0\.1:\d+", f"127.0.0.1:{server.port}",
-                               toml.read_text()))
-        git(repo, "commit", "-qam", "the same server, again")
+        served_by(repo, server)
         rerun = gitevo_process("generation", cwd=repo)
         _, err = rerun.communicate(timeout=120)
         again = len(server.requests)
