@@ -87,7 +87,7 @@ class ProposerProcess:
             raise EvolutionError(f"the proposals' process exited unexpectedly (status "
                                  f"{status}); rerun to resume the generation") from None
 
-    def pending(self, within: float = 0.0) -> bool:
+    def pending(self, within: float) -> bool:
         """Whether a message comes within `within` seconds."""
         return self.up.poll(max(0.0, within))
 
