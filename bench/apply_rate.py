@@ -28,11 +28,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gitevo import config as cfg
-from gitevo import evaluate, genome, operators, responses
 from gitevo.cli import main as gitevo_cli
-from gitevo.gitstore import Store
-from gitevo.patch import PatchError
-from gitevo.plan import Spec
+from gitevo.execution import evaluate
+from gitevo.store.gitstore import Store
+from gitevo.variation import genome, operators, responses
+from gitevo.variation.patch import PatchError
+from gitevo.variation.spec import Spec
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "llm_corpus"
 GENE = "model.py"

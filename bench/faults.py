@@ -44,7 +44,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitevo.gitstore import process_alive
+from gitevo.store.gitstore import process_alive
 
 HERE = Path(__file__).resolve().parent
 RESPONDER = HERE.parent / "tests" / "responder.py"

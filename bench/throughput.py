@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gitevo import config
-from gitevo.evaluate import Job, make_job
-from gitevo.executors import make_executor
-from gitevo.gitstore import Store, individual_ref
+from gitevo.execution.evaluate import Job, make_job
+from gitevo.execution.executors import make_executor
+from gitevo.store.gitstore import Store, individual_ref
 
 BURN = ("python -c 'import sys, time; t = time.process_time()\n"
         "while time.process_time() - t < float(sys.argv[1]): pass' {burn} && ")

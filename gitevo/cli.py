@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gitevo import __version__
-from gitevo.events import JSON_HELP
+from gitevo.core.events import JSON_HELP
 
 EXIT_USAGE = 2
 
@@ -18,10 +18,10 @@ class _Errors(click.Group):
 
     def invoke(self, ctx: click.Context):
         from gitevo.config import ConfigError
-        from gitevo.evolution import EvolutionError
-        from gitevo.gitstore import GitError
-        from gitevo.prepare import PrepareError
-        from gitevo.verify import VerifyError
+        from gitevo.pipeline.errors import EvolutionError
+        from gitevo.pipeline.prepare import PrepareError
+        from gitevo.results.verify import VerifyError
+        from gitevo.store.gitstore import GitError
 
         try:
             return super().invoke(ctx)
@@ -43,14 +43,14 @@ def main(ctx: click.Context, directory: str, run: str) -> None:
 
 def _open(ctx: click.Context):
     from gitevo import config
-    from gitevo.gitstore import Store
+    from gitevo.store.gitstore import Store
 
     store = Store(ctx.obj["dir"])
     return store, config.load(store.root / config.CONFIG_NAME)
 
 
 def _evolution(ctx: click.Context, events=None):
-    from gitevo.evolution import Evolution
+    from gitevo.pipeline.evolution import Evolution
 
     store, conf = _open(ctx)
     return Evolution(store, conf, ctx.obj["run"], events=events)
@@ -67,7 +67,7 @@ def _progress_options(command):
 
 def _progress(quiet: bool = False, json_lines: bool = False):
     """The event bus of the output mode asked for (a context manager)."""
-    from gitevo import progress
+    from gitevo.results import progress
 
     if quiet and json_lines:
         raise click.UsageError("--quiet and --json exclude each other")
@@ -100,7 +100,7 @@ def _pairs(values: tuple[str, ...], what: str, sep: str) -> list[tuple[str, str]
 def init(ctx, directory, template, files, fitness, check, objectives, variables, fidelity,
          llm, no_eval) -> None:
     """Set up a run: configure this repository, or write a template into DIRECTORY."""
-    from gitevo import initialize
+    from gitevo.project import initialize
 
     variables = dict(_pairs(variables, "--var", "="))
     llm = dict(_pairs(llm, "--llm", "="))
@@ -131,7 +131,7 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
 @click.pass_context
 def seed(ctx, rev) -> None:
     """Record REV as the run's seed and evaluate it (only before generation 0 is recorded)."""
-    from gitevo.gitstore import GitError
+    from gitevo.store.gitstore import GitError
 
     with _progress() as events:
         evo = _evolution(ctx, events)
@@ -190,7 +190,7 @@ def run(ctx, generations, n, quiet, json_lines) -> None:
 @click.pass_context
 def status(ctx) -> None:
     """The current population and the generation in progress."""
-    from gitevo import report
+    from gitevo.results import report
 
     store, conf = _open(ctx)
     report.status(store, conf, ctx.obj["run"])
@@ -201,7 +201,7 @@ def status(ctx) -> None:
 @click.pass_context
 def log(ctx, ident) -> None:
     """Ancestry of an individual (default: the champion) with objective deltas."""
-    from gitevo import report
+    from gitevo.results import report
 
     store, conf = _open(ctx)
     report.ancestry(store, conf, ctx.obj["run"], ident)
@@ -214,7 +214,7 @@ def log(ctx, ident) -> None:
 @click.pass_context
 def show(ctx, ident, with_prompt) -> None:
     """One individual: rationale, fitness note, diff against each parent."""
-    from gitevo import report
+    from gitevo.results import report
 
     store, conf = _open(ctx)
     report.show(store, conf, ctx.obj["run"], ident, with_prompt)
@@ -241,7 +241,7 @@ def pareto(ctx, out, x, y) -> None:
     are hollow grey circles. With one objective, it is plotted against the generation,
     with the best-so-far line.
     """
-    from gitevo import plots
+    from gitevo.results import plots
 
     store, conf = _open(ctx)
     click.echo(f"wrote {plots.pareto(store, conf, ctx.obj['run'], _out_path(ctx, out), x, y)}")
@@ -253,7 +253,7 @@ def pareto(ctx, out, x, y) -> None:
 @click.pass_context
 def plot(ctx, out) -> None:
     """Best feasible value per objective and hypervolume per generation, from the ledger."""
-    from gitevo import plots
+    from gitevo.results import plots
 
     store, conf = _open(ctx)
     click.echo(f"wrote {plots.progress(store, conf, ctx.obj['run'], _out_path(ctx, out))}")
@@ -265,7 +265,7 @@ def plot(ctx, out) -> None:
 @click.pass_context
 def report(ctx, directory) -> None:
     """A static HTML report: plots, generations, top individuals, success rates."""
-    from gitevo import html_report
+    from gitevo.results import html_report
 
     store, conf = _open(ctx)
     page = html_report.write(store, conf, ctx.obj["run"], _out_path(ctx, directory))
@@ -290,7 +290,7 @@ def verify(ctx, ref, fidelity, tolerance) -> None:
     rise, by at most the tolerance. Exit status 1 when one moved further or the
     evaluation failed.
     """
-    from gitevo import verify as verifying
+    from gitevo.results import verify as verifying
 
     store, conf = _open(ctx)
     result = verifying.verify(store, conf, ctx.obj["run"], ref, fidelity, tolerance,
@@ -313,8 +313,8 @@ def promote(ctx, ident, remote) -> None:
     --push, best is pushed with force (champions need not descend from each other)
     and the notes without: a remote with notes this clone lacks needs a sync first.
     """
-    from gitevo.gitstore import Store
-    from gitevo.promote import promote as promoting
+    from gitevo.project.promote import promote as promoting
+    from gitevo.store.gitstore import Store
 
     done = promoting(Store(ctx.obj["dir"]), ctx.obj["run"], ident, remote)
     was = f" (was {done.previous[:10]})" if done.previous and done.previous != done.commit else ""
@@ -335,8 +335,8 @@ def sync(ctx, remote) -> None:
     with different commits in the two clones is refused before anything changes.
     Then either clone can continue the run.
     """
-    from gitevo.gitstore import Store
-    from gitevo.sync import sync as syncing
+    from gitevo.project.sync import sync as syncing
+    from gitevo.store.gitstore import Store
 
     for line in syncing(Store(ctx.obj["dir"]), ctx.obj["run"], remote).lines():
         click.echo(line)
@@ -352,8 +352,8 @@ def doctor(ctx) -> None:
     gitevo.toml is broken.
     """
     from gitevo import config
-    from gitevo import doctor as doctoring
-    from gitevo.gitstore import GitError, Store
+    from gitevo.execution import doctor as doctoring
+    from gitevo.store.gitstore import GitError, Store
 
     settings, timeout, source = config.Sandbox(), config.Fitness.timeout, "no gitevo.toml: defaults"
     try:
@@ -373,7 +373,7 @@ def doctor(ctx) -> None:
 @click.pass_context
 def hook(ctx, name) -> None:
     """Entry point of the git hooks that init installs."""
-    from gitevo import hooks
+    from gitevo.project import hooks
 
     store, conf = _open(ctx)
     problem = hooks.pre_commit(store, conf)

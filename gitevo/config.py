@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitevo.core.errors import ConfigError as ConfigError  # where callers look for it
 from gitevo.llm.settings import LLMSettings
 
 if sys.version_info >= (3, 11):
@@ -30,10 +31,6 @@ PLACEHOLDERS = ("metrics", "workdir", "fidelity")
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
 PLACEHOLDER = re.compile(r"(?<![{$])\{([A-Za-z_]\w*)\}(?!\})")
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*(-?[\d.eE+-]+)\s*$")
-
-
-class ConfigError(ValueError):
-    """A problem in gitevo.toml; the message is one line naming file and key."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,7 @@ ISOLATIONS = ("auto", "bwrap", "unshare", "none")
 
 @dataclass(frozen=True)
 class Sandbox:
-    """How evaluated code is confined (see gitevo/sandbox.py and `gitevo doctor`)."""
+    """How evaluated code is confined (see gitevo/execution/sandbox.py and `gitevo doctor`)."""
 
     network: str = "deny"  # or "allow"
     isolation: str = "auto"  # "bwrap", "unshare", "none"; auto takes the first that works

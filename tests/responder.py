@@ -17,7 +17,7 @@ import random
 import re
 import sys
 
-from gitevo import offline
+from gitevo.variation import offline
 
 
 def python_fences(text: str) -> list[str]:

@@ -87,7 +87,7 @@ def test_answer_is_refused_or_applied_as_expected(applied, name):
 
 
 def test_applied_commits_carry_the_rationale_and_trailers(applied, workdir):
-    from gitevo.gitstore import Store
+    from gitevo.store.gitstore import Store
 
     store = Store(workdir / "apply" / "repo")
     result = applied["thinking/se_ln_think_with_draft"]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gitevo.config import Sandbox
-from gitevo.evaluate import Job, evaluate, expand, kill_orphans, run_sandboxed
+from gitevo.execution.evaluate import Job, evaluate, expand, run_sandboxed
+from gitevo.execution.sandbox import kill_orphans
 from tests.conftest import heartbeat, stopped
 
 HARNESS = """
@@ -171,7 +172,7 @@ def test_orphans_of_a_killed_run_are_stopped(workdir, tmp_path):
 
 
 def test_note_round_trip(workdir):
-    from gitevo.evaluate import Evaluation
+    from gitevo.store.fitness import Evaluation
 
     result = evaluate(_job(workdir, "python harness.py ok {metrics}"))
     again = Evaluation.from_dict(json.loads(json.dumps(result.to_dict())))
@@ -180,7 +181,7 @@ def test_note_round_trip(workdir):
 
 def test_local_executor_runs_workers_side_by_side(workdir, tmp_path_factory):
     """Two workers, two jobs that each wait for the other to start: only parallelism ends them."""
-    from gitevo.executors.local import LocalExecutor
+    from gitevo.execution.executors.local import LocalExecutor
 
     # the markers go outside the tree the two jobs share: one appearing there while the
     # other job's checks run is a change to that job's tree, and makes it invalid
@@ -205,7 +206,7 @@ def test_local_executor_runs_workers_side_by_side(workdir, tmp_path_factory):
 
 def test_side_by_side_workers_share_the_cores(workdir, monkeypatch):
     """N evaluations at once each get cores/N math threads; a user's own setting wins."""
-    from gitevo.executors.local import LocalExecutor
+    from gitevo.execution.executors.local import LocalExecutor
 
     (workdir / "threads.py").write_text(
         "import json, os, sys\n"
@@ -227,7 +228,7 @@ def test_side_by_side_workers_share_the_cores(workdir, monkeypatch):
 
 
 def test_notes_keep_keys_this_version_does_not_know(workdir):
-    from gitevo.evaluate import Evaluation
+    from gitevo.store.fitness import Evaluation
 
     old = {"status": "ok", "objectives": {"accuracy": 0.5}, "metrics": {}, "fidelity": "smoke",
            "seconds": 1.5, "error": None}  # a note written before timings existed
@@ -249,7 +250,7 @@ def test_timings_split_validation_from_fitness(workdir):
 
 
 def test_executor_reports_each_start_before_its_result(workdir):
-    from gitevo.executors.local import LocalExecutor
+    from gitevo.execution.executors.local import LocalExecutor
 
     started: list[str] = []
     jobs = [_job(workdir, "python harness.py ok {metrics}", ident=i) for i in "abc"]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from gitevo import config
-from gitevo.evaluate import Job
-from gitevo.executors import make_executor
-from gitevo.executors.gpus import resolve_gpus
-from gitevo.executors.local import LocalExecutor
-from gitevo.executors.optional import MissingEngine, need
-from gitevo.gitstore import Store
+from gitevo.execution.evaluate import Job
+from gitevo.execution.executors import make_executor
+from gitevo.execution.executors.gpus import resolve_gpus
+from gitevo.execution.executors.local import LocalExecutor
+from gitevo.execution.executors.optional import MissingEngine, need
+from gitevo.store.gitstore import Store
 from tests.conftest import cli, git
 from tests.test_config import MINIMAL
 
@@ -168,14 +168,14 @@ def test_ray_worker_lost_every_time_is_recorded_as_crashed(ray_cluster, toy, box
 
 
 def test_ray_takes_jobs_lazily_and_caps_what_is_in_flight(ray_cluster, workdir):
-    from gitevo.executors.ray import RayExecutor
+    from gitevo.execution.executors.ray import RayExecutor
 
     executor = RayExecutor(config.RayOptions(), workers=1, retries=0, archive=_tree_tar)
     _assert_lazy_and_capped(executor, workdir)
 
 
 def _tree_tar(job: Job) -> bytes:
-    from gitevo.executors.remote_job import tree_archive
+    from gitevo.execution.executors.remote_job import tree_archive
 
     return tree_archive(job.workdir)
 
@@ -300,7 +300,7 @@ def _assert_lazy_and_capped(executor, workdir: Path) -> None:
 # ---- transport, configuration, optional engines ----------------------------------------------
 
 def test_archive_carries_the_exported_tree(toy, tmp_path):
-    from gitevo.executors.remote_job import tree_archive, unpack
+    from gitevo.execution.executors.remote_job import tree_archive, unpack
 
     (toy / "run.sh").write_text("#!/bin/sh\necho hi\n")
     (toy / "run.sh").chmod(0o755)
@@ -334,7 +334,7 @@ def test_a_missing_engine_is_named_in_one_line():
 
 
 def test_choosing_no_cluster_loads_no_engine():
-    code = ("import sys, gitevo.cli, gitevo.executors, gitevo.evolution; "
+    code = ("import sys, gitevo.cli, gitevo.execution.executors, gitevo.pipeline.evolution; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'submitit')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

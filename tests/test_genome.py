@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitevo.genome import (
+from gitevo.variation.genome import (
     Block,
     GenomeError,
     blocks,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from gitevo.gitstore import GitError, LockedError, Store, init_repository
+from gitevo.store.gitstore import GitError, LockedError, Store, init_repository
 from tests.conftest import git
 
 
@@ -279,7 +279,7 @@ def test_two_processes_writing_notes_at_once_lose_none(store):
     commits = [store.commit(store.tree_with(head, {"model.py": f"{i}\n"}), [head], str(i))
                for i in range(40)]
     go = store.root / "go"  # both writers start together, so their writes interleave
-    script = ("import os, sys, time\nfrom gitevo.gitstore import Store\n"
+    script = ("import os, sys, time\nfrom gitevo.store.gitstore import Store\n"
               "s = Store(sys.argv[1])\n"
               "while not os.path.exists(sys.argv[2]): time.sleep(0.001)\n"
               "for c in sys.argv[3:]:\n"

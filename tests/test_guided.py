@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gitevo import ledger
-from gitevo.gitstore import Store
-from gitevo.individuals import load_all
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
+from gitevo.store.individuals import load_all
 from tests.conftest import cli, git
 
 RESPONDER = Path(__file__).with_name("responder.py")

@@ -13,11 +13,13 @@ import sys
 import pytest
 
 from gitevo import config as cfg
-from gitevo import genome, ledger, operators, responses
-from gitevo.evaluate import Evaluation, evaluate, make_job
-from gitevo.gitstore import Store
-from gitevo.patch import PatchError
-from gitevo.plan import Spec
+from gitevo.execution.evaluate import evaluate, make_job
+from gitevo.store import ledger
+from gitevo.store.fitness import Evaluation
+from gitevo.store.gitstore import Store
+from gitevo.variation import genome, operators, responses
+from gitevo.variation.patch import PatchError
+from gitevo.variation.spec import Spec
 from tests.conftest import cli, git
 
 pytestmark = pytest.mark.torch

@@ -15,8 +15,10 @@ from urllib.parse import urlparse
 
 import pytest
 
-from gitevo import config, html_report, ledger, plots
-from gitevo.gitstore import Store
+from gitevo import config
+from gitevo.results import html_report, plots
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
 from tests.conftest import RESPONDER, cli, copy_repo, git
 from tests.test_plots import ink_share, pixels_near, read_png
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gitevo.gitstore import Store
+from gitevo.store.gitstore import Store
 from tests.conftest import cli, git
 
 FITNESS = """

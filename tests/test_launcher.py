@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gitevo import launcher, sandbox
 from gitevo.config import Sandbox
+from gitevo.execution import launcher, sandbox
 from tests.conftest import heartbeat, stopped, wait_for
 
 UNCONFINED = Sandbox(isolation="none")  # the fork path: no namespace tool in between
@@ -134,7 +134,7 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path, group):
     beat = tmp_path / "beat"
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from gitevo import sandbox
+        from gitevo.execution import sandbox
         from gitevo.config import Sandbox
         tmp = Path({str(tmp)!r})
         sandbox.run_confined({heartbeat(beat)!r},

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from gitevo import ledger
-from gitevo.gitstore import Store
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
 from tests.conftest import cli, git
 from tests.llm_servers import LLMServer, answered, error, ok, overloaded, raw, reset, slow
 from tests.responder import answer, as_prompt

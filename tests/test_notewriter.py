@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 
-from gitevo.evaluate import Evaluation, Job
-from gitevo.gitstore import Store
-from gitevo.notewriter import NoteWriter
+from gitevo.execution.evaluate import Job
+from gitevo.pipeline.notewriter import NoteWriter
+from gitevo.store.fitness import Evaluation
+from gitevo.store.gitstore import Store
 from tests.conftest import git
 
 REF = "refs/notes/gitevo/main"

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from gitevo.genome import changed_blocks, get_block
-from gitevo.offline import OperatorError, crossover, mutable_blocks, mutate
-from gitevo.patch import apply_diff, make_diff
+from gitevo.variation.genome import changed_blocks, get_block
+from gitevo.variation.offline import OperatorError, crossover, mutable_blocks, mutate
+from gitevo.variation.patch import apply_diff, make_diff
 
 MODEL = '''"""A small CIFAR-style network: the gene file."""
 

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from gitevo import ledger
-from gitevo.gitstore import Store
-from gitevo.individuals import load_all
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
+from gitevo.store.individuals import load_all
 from tests.conftest import RESPONDER, cli, git, gitevo_process
 from tests.test_guided import guided_toy
 

@@ -37,7 +37,7 @@ def test_wheel_ships_prompts_hooks_and_templates(wheel):
 def test_installed_wheel_finds_its_resources(wheel, tmp_path):
     """Unpacked alone (no source tree beside it), the package still finds hooks and prompts."""
     wheel.extractall(tmp_path)
-    code = ("import gitevo.resources as r; print(r.hooks_dir()); print(r.prompts_dir()); "
+    code = ("import gitevo.core.resources as r; print(r.hooks_dir()); print(r.prompts_dir()); "
             "print(sorted(r.templates()))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
@@ -49,7 +49,8 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
 
 
 def test_importing_the_cli_loads_no_heavy_dependency():
-    code = ("import sys, gitevo.cli, gitevo.evolution, gitevo.config, gitevo.gitstore; "
+    code = ("import sys, gitevo.cli, gitevo.pipeline.evolution, gitevo.config, "
+            "gitevo.store.gitstore; "
             "heavy = {'torch', 'numpy', 'pymoo', 'anthropic', 'openai', 'ray', 'matplotlib'}; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitevo.patch import FilePatch, PatchError, apply_diff, make_diff, parse_diff
+from gitevo.variation.patch import FilePatch, PatchError, apply_diff, make_diff, parse_diff
 
 TOY = '''"""Toy genome."""
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 from gitevo import config as cfg
-from gitevo.gitstore import Store
-from gitevo.ledger import Member
-from gitevo.plan import CROSSOVER, MUTATION, make_plan
+from gitevo.pipeline.plan import make_plan
+from gitevo.store.gitstore import Store
+from gitevo.store.ledger import Member
+from gitevo.variation.spec import CROSSOVER, MUTATION
 from tests.conftest import git
 
 

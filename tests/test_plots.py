@@ -11,8 +11,10 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from gitevo import config, ledger, plots
-from gitevo.gitstore import Store
+from gitevo import config
+from gitevo.results import plots
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
 from tests.conftest import cli, copy_repo, git
 
 # ---- helpers shared with test_html_report ----------------------------------------------------

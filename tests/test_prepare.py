@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gitevo import sandbox
 from gitevo.config import Sandbox
+from gitevo.execution import sandbox
 from tests.conftest import cli, git
 
 # the candidate's side: the cache must be there and the network must not

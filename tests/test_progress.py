@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from gitevo import config, events, ledger
-from gitevo.events import KINDS, Events
-from gitevo.evolution import Evolution
-from gitevo.gitstore import Store
-from gitevo.live import LiveRenderer
-from gitevo.progress import eta
-from gitevo.timesplit import share_wall
+from gitevo import config
+from gitevo.core import events
+from gitevo.core.events import KINDS, Events
+from gitevo.pipeline.evolution import Evolution
+from gitevo.pipeline.timesplit import share_wall
+from gitevo.results.live import LiveRenderer
+from gitevo.results.tally import eta
+from gitevo.store import ledger
+from gitevo.store.gitstore import Store
 from tests.conftest import cli
 from tests.test_guided import guided_toy
 
@@ -228,7 +230,7 @@ def test_the_sweep_matches_sharing_each_moment_by_hand():
 
 
 def test_importing_the_pipeline_does_not_load_rich():
-    code = ("import sys, gitevo.cli, gitevo.evolution, gitevo.progress\n"
+    code = ("import sys, gitevo.cli, gitevo.pipeline.evolution, gitevo.results.progress\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'numpy'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gitevo import genome, resources
-from gitevo.prompts import (
+from gitevo.core import resources
+from gitevo.variation import genome
+from gitevo.variation.prompts import (
     NO_PERSONA,
     Lesson,
     Prompt,

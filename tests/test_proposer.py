@@ -1,4 +1,4 @@
-"""The proposals' own process (gitevo/proposer.py): losing it loses no answer already
+"""The proposals' own process (gitevo/pipeline/proposer.py): losing it loses no answer already
 kept, and it never outlives the gitevo that started it."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def proposer_of(parent: int, timeout: float = 20.0) -> int:
             except OSError:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == parent and b"gitevo.proposer" in cmdline:
+            if ppid == parent and b"gitevo.pipeline.proposer" in cmdline:
                 return int(entry.name)
         time.sleep(0.02)
     raise AssertionError(f"gitevo (pid {parent}) started no proposals' process")

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from gitevo.gitstore import Store
-from gitevo.individuals import load_all
+from gitevo.store.gitstore import Store
+from gitevo.store.individuals import load_all
 from tests.conftest import cli
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gitevo import genome, patch, resources
-from gitevo.patch import PatchError
-from gitevo.responses import Extracted, extract, summarize
+from gitevo.core import resources
+from gitevo.variation import genome, patch
+from gitevo.variation.patch import PatchError
+from gitevo.variation.responses import Extracted, extract, summarize
 
 SOURCE = (resources.templates()["exquisitenetv2"] / "model.py").read_text()
 FENCE = "```"

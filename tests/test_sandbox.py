@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from gitevo import cgroups, sandbox
 from gitevo.config import ConfigError, Sandbox, parse
-from gitevo.evaluate import Job, evaluate
+from gitevo.execution import cgroups, sandbox
+from gitevo.execution.evaluate import Job, evaluate
 from tests.conftest import cli, git, stopped
 
 
@@ -204,7 +204,7 @@ def test_pooled_cgroups_are_removed_when_gitevo_exits(tmp_path):
     base, why = cgroups.pids_cgroup()
     if base is None:
         pytest.skip(f"no pids cgroups here: {why}")
-    code = ("import os, sys\nfrom pathlib import Path\nfrom gitevo import sandbox\n"
+    code = ("import os, sys\nfrom pathlib import Path\nfrom gitevo.execution import sandbox\n"
             "from gitevo.config import Sandbox\n"
             "for _ in range(2):\n"
             "    out = sandbox.run_confined('true', workdir=Path(sys.argv[1]), "

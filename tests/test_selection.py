@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from gitevo.selection import (
+from gitevo.pipeline.selection import (
     default_reference,
     environmental_selection,
     hall_of_fame,
@@ -306,7 +306,7 @@ def test_malformed_input_is_rejected():
 
 def test_import_does_not_load_numpy_or_pymoo():
     code = (
-        "import sys, gitevo.selection\n"
+        "import sys, gitevo.pipeline.selection\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'pymoo', 'moocore'})\n"
         "print(','.join(heavy))\n"
     )

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from gitevo.gitstore import Store
+from gitevo.store.gitstore import Store
 from tests.conftest import cli, copy_repo, git, gitevo_process
 
 

@@ -1,7 +1,8 @@
 """LLM providers for the guided operators: anthropic, openai-compatible, command, offline.
 
 Importing this package loads no SDK: `anthropic` and `openai` are imported when a client
-for them is made, so commands that never call an LLM stay fast.
+for them is made, so commands that never call an LLM stay fast. It imports nothing of
+gitevo but core (config imports its settings to read the [llm] table).
 
     client = make_client(config.llm, config.path)   # None when provider = "offline"
     reply = client.complete(Request(system, [Message("user", text)], t, n, stable_prefix))

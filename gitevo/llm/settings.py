@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitevo.core.errors import ConfigError
+
 CHARS_PER_TOKEN_WORST = 3  # code tokenises at ~3-4 chars a token; 3 over-reserves a little
 DIFF_SLACK_TOKENS = 512  # headers, context lines and the rationale around a diff
 
@@ -130,8 +132,6 @@ class _Table:
         self.table, self.path = table, path
 
     def fail(self, key: str, problem: str) -> Exception:
-        from gitevo.config import ConfigError  # here, not at the top: config may import us
-
         return ConfigError(f"{self.path}: llm.{key}: {problem}")
 
     def get(self, key: str, kinds: tuple[type, ...], default: Any) -> Any:

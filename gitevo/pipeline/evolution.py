@@ -1,0 +1,424 @@
+"""One generation as a pipeline of resumable steps: plan, propose+apply, evaluate, select, record.
+
+Each step looks at the refs and notes to see what is already done, so running the
+same command again after a crash finishes the generation without redoing work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from gitevo.config import Config
+from gitevo.core.events import Events, summary
+from gitevo.execution.evaluate import Job, make_job
+from gitevo.execution.executors import make_executor
+from gitevo.execution.sandbox import kill_orphans
+from gitevo.llm import Usage
+from gitevo.pipeline import selection
+from gitevo.pipeline.errors import EvolutionError
+from gitevo.pipeline.notewriter import NoteWriter
+from gitevo.pipeline.plan import Plan, check_genes, individual_id, make_plan
+from gitevo.pipeline.prepare import prepare_seed
+from gitevo.pipeline.producer import (
+    Child,
+    Proposals,
+    ProposerProcess,
+    generation_calls,
+    generation_usage,
+    start_proposer,
+    validated_when_proposed,
+)
+from gitevo.pipeline.timesplit import Timeline
+from gitevo.store import ledger
+from gitevo.store.fitness import Evaluation
+from gitevo.store.gitstore import GitError, Store, individual_ref, notes_ref
+from gitevo.store.ledger import Generation, Member
+from gitevo.variation import operators
+from gitevo.variation.operators import imports_like_parent
+from gitevo.variation.patch import PatchError
+from gitevo.variation.prompts import PromptLibrary
+from gitevo.variation.spec import Spec
+
+SEED_ID = individual_id(0, 0)
+
+
+class Evolution:
+    def __init__(self, store: Store, config: Config, run: str = "main",
+                 events: Events | None = None):
+        self.store, self.config, self.run = store, config, run
+        self.events = events or Events()
+        self.timeline = Timeline()  # this process's share of each generation's wall time
+        self.events.subscribe(self.timeline)
+        self.state = store.state_dir / "runs" / run
+        self.plan_path = self.state / "plan.json"
+        self.pid_dir = self.state / "running"
+        guided = config.llm.provider != "offline"
+        self.library = PromptLibrary.load(store.root) if guided else None
+        self.budget_exhausted = False
+        self._prepared = False  # [fitness] prepare ran in this process
+
+    # ---- reading state from refs and notes ---------------------------------------------------
+
+    def commit_of(self, ident: str) -> str | None:
+        return self.store.resolve_ref(individual_ref(self.run, ident))
+
+    def evaluation(self, commit: str) -> Evaluation | None:
+        text = self.store.read_note(notes_ref(self.run), commit)
+        return Evaluation.from_dict(json.loads(text)) if text else None
+
+    def current(self) -> Generation | None:
+        return ledger.read(self.store, self.run)
+
+    # ---- entry points ------------------------------------------------------------------------
+
+    def seed(self, commit: str | None = None) -> Generation:
+        """Record the seed as g000-000, evaluate it and write generation 0 (idempotent)."""
+        with self.store.lock():
+            self.recover()
+            return self._ensure_seed(commit)
+
+    def generation(self, n: int | None = None) -> Generation:
+        """Run (or finish) the next generation and return its ledger entry."""
+        with self.store.lock():
+            self.recover()
+            current = self._ensure_seed(None)
+            # a missing key or command stops here, before the plan is written
+            proposer = start_proposer(self.config) if self.library is not None else None
+            try:
+                self._prepare()
+                self.timeline.restart()
+                plan = self._plan(current, n or self.config.evolution.offspring)
+                started = time.monotonic()
+                if proposer is not None:
+                    produced = self._produce_and_evaluate(plan, current, proposer)
+                else:
+                    self._produce(plan, current)
+                    produced = time.monotonic()
+                    self._evaluate_all([s.id for s in plan.specs if not s.rejected])
+            finally:
+                if proposer is not None:  # whatever stopped the generation
+                    proposer.close()
+            evaluated = time.monotonic()
+            result = self._select(plan, current, {"produce": produced - started,
+                                                  "evaluate": evaluated - produced})
+            self.plan_path.unlink(missing_ok=True)
+            return result
+
+    def recover(self) -> None:
+        """Clean up after a process that died mid-generation: orphans, exported trees."""
+        killed = kill_orphans(self.pid_dir)
+        if killed:
+            self.events.emit("notice", message=f"stopped {killed} fitness process(es) left by "
+                                                "an interrupted run")
+        for stale in self.store.stale_ref_locks(self.run):
+            self.events.emit("notice", message=f"removed {stale}, left by an interrupted run")
+        for root in (self.store.worktrees(self.run), self.store.state_dir / "proposals" / self.run):
+            for stale in root.iterdir() if root.exists() else ():
+                self.store.remove_dir(stale)
+
+    # ---- step 0: the seed ----------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """[fitness] prepare on the seed (trusted, with the network), once per process."""
+        if not self._prepared:
+            prepare_seed(self.store, self.config, self.run)
+            self._prepared = True
+
+    def _ensure_seed(self, commit: str | None) -> Generation:
+        seed = self.commit_of(SEED_ID)
+        if seed is None and commit is None:
+            raise GitError(f"{self.store.root}: no gitevo run {self.run!r} here "
+                           "(run `gitevo init` first)")
+        # a typo in [genes] stops every entry point here, before any evaluation or plan
+        check_genes(self.store, self.config, commit or seed)
+        current = self.current()
+        if current is not None:
+            return current
+        self.timeline.restart()
+        if commit is not None and commit != seed:
+            # before generation 0 is recorded the seed may still be replaced (a fixed seed)
+            self.store.update_refs([(individual_ref(self.run, SEED_ID), commit, seed)],
+                                   "gitevo: record seed")
+            seed = commit
+        self._prepare()
+        self._evaluate_all([SEED_ID])
+        result = self.evaluation(seed)
+        if not result.ok:
+            raise EvolutionError(f"seed {SEED_ID} ({seed[:10]}) is {result.status}: "
+                                 f"{_first_line(result.error)} (fix it, commit, then run "
+                                 "`gitevo seed`)")
+        member = self._member(SEED_ID, seed, result)
+        reference = self._reference(member)
+        gen = Generation(0, [member], [member], reference,
+                         stats=self._stats([member], None, [], reference, {}),
+                         offspring=[{"id": SEED_ID, "commit": seed, "operator": "seed",
+                                     "status": "ok", "objectives": result.objectives}],
+                         config=self._config_text())
+        ledger.record(self.store, self.run, gen, seed, self._ledger_message(gen, None))
+        self.events.emit("summary", **summary(0, gen.stats))
+        return gen
+
+    def _reference(self, seed: Member) -> list[float]:
+        values = [seed.objectives[o.name] for o in self.config.objectives]
+        default = selection.default_reference(values, self.config.senses)
+        return [o.reference if o.reference is not None else d
+                for o, d in zip(self.config.objectives, default, strict=True)]
+
+    # ---- step 1: plan --------------------------------------------------------------------------
+
+    def _plan(self, current: Generation, n: int) -> Plan:
+        number = current.generation + 1
+        plan = Plan.load(self.plan_path)
+        resumed = plan is not None and plan.generation == number
+        if not resumed:
+            plan = make_plan(self.store, self.config, number, current.population, n,
+                             self.commit_of(SEED_ID), self.library)
+            plan.save(self.plan_path)
+        pending = [s for s in plan.specs if not s.rejected and not self.commit_of(s.id)]
+        self.events.emit("plan", generation=number, offspring=len(plan.specs),
+                         to_propose=len(pending), resumed=resumed,
+                         operators=dict(Counter(s.operator for s in plan.specs)))
+        return plan
+
+    # ---- steps 2-4 with an LLM: propose, apply, commit, and evaluate as children come ---------
+
+    def _produce_and_evaluate(self, plan: Plan, current: Generation,
+                              proposer: ProposerProcess) -> float:
+        """Evaluate each child as soon as it is committed, while other LLM calls are still in
+        flight; returns when (time.monotonic()) the last proposal settled."""
+        proposals = Proposals(self, plan, current, proposer)
+        # children an interrupted process committed but did not evaluate go first
+        ready = [(ident, validated_when_proposed(self.store, self.run, self.commit_of(ident)))
+                 for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected])]
+        proposals.start()
+        try:
+            self._evaluate(itertools.chain(ready, proposals.settled()),
+                           len(ready) + len(proposals.pending))
+        except BaseException:
+            proposals.stop()  # start no more; the ones in flight are kept
+            proposals.wait()
+            raise
+        proposals.finish()  # raises what stopped the proposals (a fatal LLM error)
+        return proposals.finished_at or time.monotonic()
+
+    # ---- steps 2-3 offline: propose, apply, commit ---------------------------------------------
+
+    def _produce(self, plan: Plan, current: Generation) -> None:
+        commits = {m.id: m.commit for m in current.population}
+        created = []
+        for spec in plan.specs:
+            if spec.rejected or self.commit_of(spec.id):
+                continue
+            parents = [commits[p] for p in spec.parents]
+            try:
+                proposal = operators.propose_offline(self.store, spec, parents)
+                child = operators.build_child(self.store, self.config, self.run,
+                                              plan.generation, spec, parents, proposal)
+            except PatchError as exc:
+                spec.rejected = f"{exc.reason}: {exc}"
+                self.events.emit("rejected", id=spec.id, operator=spec.operator,
+                                 reason=spec.rejected.splitlines()[0])
+                continue
+            created.append((spec, child))
+        plan.save(self.plan_path)  # rejections first: they are cheap to redo, refs are not
+        if created:
+            self.store.update_refs([(individual_ref(self.run, spec.id), child, None)
+                                    for spec, child in created],
+                                   f"gitevo: generation {plan.generation} offspring")
+        for spec, child in created:
+            self.events.emit("committed", id=spec.id, commit=child, operator=spec.operator,
+                             template=spec.template, turns=0)
+
+    # ---- step 4: evaluate ----------------------------------------------------------------------
+
+    def _unevaluated(self, idents: list[str]) -> list[str]:
+        """The ones committed and without a fitness note."""
+        return [ident for ident in idents
+                if (commit := self.commit_of(ident)) and self.evaluation(commit) is None]
+
+    def _evaluate_all(self, idents: list[str]) -> None:
+        """Evaluate each individual that has no note yet (the seed, offline children)."""
+        todo = [(ident, False) for ident in self._unevaluated(idents)]
+        if todo:
+            self._evaluate(todo, len(todo))
+
+    def _evaluate(self, children: Iterable[Child], count: int) -> None:
+        """Evaluate children as they come: (id, validated) where validated means it passed
+        the parse/import/check steps when proposed (same commit, same tree), or (id, None)
+        for a refused proposal, which leaves one evaluation fewer to wait for."""
+        executor = make_executor(self.config, self.store)
+        self.events.emit("evaluating", count=count, workers=executor.workers)
+        jobs = self._jobs(children, count, executor.workers)
+        notes = NoteWriter(self.store.root, notes_ref(self.run), self._finished)
+        try:
+            for job, result in executor.run(jobs, on_start=self._started):
+                notes.put(job, result)
+        finally:
+            notes.close()  # what is queued still gets written, even on the way out
+
+    def _finished(self, job: Job, result: Evaluation) -> None:
+        """Called once the note is written: only then is the evaluation done."""
+        self.events.emit("evaluation_finished", id=job.ident, status=result.status,
+                         objectives=result.objectives, seconds=result.seconds,
+                         timings=result.timings, error=_first_line(result.error) or None)
+
+    def _jobs(self, children: Iterable[Child], count: int, workers: int) -> Iterator[Job]:
+        """Each child's job (its commit on it), its tree exported, as the child comes. The
+        executor may pull this from another thread, hence its own Store."""
+        store = Store(self.store.root)
+        for ident, validated in children:
+            if validated is None:
+                count -= 1
+                self.events.emit("evaluating", count=count, workers=workers)
+                continue
+            commit = store.resolve_ref(individual_ref(self.run, ident))
+            if commit is None or store.read_note(notes_ref(self.run), commit) is not None:
+                continue
+            workdir = store.worktree(self.run, ident)
+            # a child validated in this process left its checked tree there; one resumed
+            # after a crash finds nothing (recovery cleared the folder) and is exported
+            if not (validated and workdir.is_dir()):
+                store.remove_dir(workdir)
+                store.export_tree(commit, workdir)
+            proven = not validated and imports_like_parent(store, self.config.genes.files,
+                                                           self.run, commit)
+            yield dataclasses.replace(self._job(ident, workdir), validated=validated,
+                                      commit=commit, import_proven=proven)
+
+    def _started(self, job: Job) -> None:
+        self.events.emit("evaluation_started", id=job.ident)
+
+    def _job(self, ident: str, workdir: Path) -> Job:
+        job = make_job(self.config, ident, workdir, pid_dir=self.pid_dir)
+        needed = tuple(dict.fromkeys(job.objectives + tuple(
+            c.metric for c in self.config.evolution.constraints)))
+        return Job(**{**job.__dict__, "objectives": needed})
+
+    # ---- steps 5-6: select and record ----------------------------------------------------------
+
+    def _select(self, plan: Plan, current: Generation, seconds: dict[str, float]) -> Generation:
+        offspring, rows = [], []
+        for spec in plan.specs:
+            row, member = self._offspring_row(spec)
+            rows.append(row)
+            if member is not None:
+                offspring.append(member)
+        pool = current.population + offspring
+        seed = self.config.evolution.seed * 100_003 + plan.generation
+        survivors = [pool[i] for i in selection.environmental_selection(
+            self._values(pool), self.config.senses, [m.violation for m in pool],
+            self.config.evolution.population, seed)]
+        hof_pool = _unique(current.hall_of_fame + offspring)
+        hall = [hof_pool[i] for i in selection.hall_of_fame(
+            self._values(hof_pool), self.config.senses, [m.violation for m in hof_pool],
+            self.config.evolution.hall_of_fame, seed)]
+        usage, calls = ((generation_usage(self, plan), generation_calls(self, plan))
+                        if self.library else (Usage(), None))
+        stats = self._stats(survivors, current, rows, current.reference, seconds, usage, calls)
+        gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
+                         self._config_text())
+        ledger.record(self.store, self.run, gen, self._champion(hall).commit,
+                      self._ledger_message(gen, current))
+        self.events.emit("summary", **summary(gen.generation, gen.stats))
+        return gen
+
+    def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
+        row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,
+               "block": spec.block, "template": spec.template, "persona": spec.persona}
+        if spec.rejected:
+            # the conversation of a refused proposal lives on only here, in the ledger
+            return {**row, "status": "rejected", "error": spec.rejected,
+                    "turns": spec.turns}, None
+        commit = self.commit_of(spec.id)
+        result = self.evaluation(commit) if commit else None
+        if result is None:  # cannot happen after _evaluate; keep the ledger honest if it does
+            return {**row, "commit": commit, "status": "missing"}, None
+        row.update(commit=commit, status=result.status, objectives=result.objectives)
+        if result.error:
+            row["error"] = _first_line(result.error)
+        return row, (self._member(spec.id, commit, result) if result.ok else None)
+
+    def _member(self, ident: str, commit: str, result: Evaluation) -> Member:
+        violation = sum(c.violation(float(result.metrics[c.metric]))
+                        for c in self.config.evolution.constraints)
+        return Member(ident, commit, dict(result.objectives), violation)
+
+    def _values(self, members: list[Member]) -> list[list[float]]:
+        return [[m.objectives[k] for k in self.config.objective_names] for m in members]
+
+    def _champion(self, hall: list[Member]) -> Member:
+        """The best feasible individual on the first objective, later ones breaking ties."""
+        signs = [1 if s == "max" else -1 for s in self.config.senses]
+        feasible = [m for m in hall if m.violation == 0] or hall
+        return max(feasible, key=lambda m: [s * v for s, v in zip(signs, self._values([m])[0],
+                                                                   strict=True)])
+
+    def _stats(self, population: list[Member], previous: Generation | None, rows: list[dict],
+               reference: list[float], seconds: dict[str, float],
+               usage: Usage | None = None, calls: dict[str, int] | None = None) -> dict:
+        feasible = [m for m in population if m.violation == 0]
+        best = {}
+        for o in self.config.objectives:
+            values = [m.objectives[o.name] for m in feasible]
+            best[o.name] = (max if o.sense == "max" else min)(values) if values else None
+        usage = usage or Usage()
+        statuses = Counter(r["status"] for r in rows)
+        rejected = Counter(r["error"].split(":")[0] for r in rows if r["status"] == "rejected")
+        hypervolume = selection.hypervolume(self._values(feasible), self.config.senses,
+                                            reference)
+        before = previous.stats if previous else {}
+        return {"best": best, "best_delta": _deltas(best, before.get("best", {})),
+                "hypervolume": hypervolume,
+                "hypervolume_delta": (hypervolume - before["hypervolume"]
+                                      if "hypervolume" in before else None),
+                "llm_calls": calls or {"ok": 0, "failed": 0}, **self.timeline.split(),
+                "offspring": len(rows), "statuses": dict(statuses),
+                "valid_rate": statuses["ok"] / len(rows) if rows else 1.0,
+                "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
+                                                       seconds.items()},
+                "tokens": usage.total_tokens, "cost": usage.cost, "llm": asdict(usage),
+                "llm_total": asdict(usage + Usage(**(previous.stats.get("llm_total", {})
+                                                     if previous else {})))}
+
+    def _ledger_message(self, gen: Generation, previous: Generation | None) -> str:
+        parts = []
+        for name, value in gen.stats["best"].items():
+            before = previous.stats["best"].get(name) if previous else None
+            delta = f" ({value - before:+.4g})" if value is not None and before is not None else ""
+            parts.append(f"{name} {value:.6g}{delta}" if value is not None else f"{name} -")
+        subject = (f"generation {gen.generation}: best " + ", ".join(parts)
+                   + f"; hv {gen.stats['hypervolume']:.6g}")
+        if gen.generation > 0:
+            subject += f"; {gen.stats['statuses'].get('ok', 0)}/{gen.stats['offspring']} valid"
+        return (f"{subject}\n\nGitevo-Run: {self.run}\nGitevo-Generation: {gen.generation}\n")
+
+    def _config_text(self) -> str:
+        try:
+            return self.config.path.read_text()
+        except OSError:
+            return ""
+
+
+def _deltas(best: dict[str, float | None],
+            before: dict[str, float | None]) -> dict[str, float | None]:
+    return {name: value - before[name] if value is not None and before.get(name) is not None
+            else None for name, value in best.items()}
+
+
+def _first_line(text: str | None) -> str:
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    return lines[0][:300] if lines else ""
+
+
+def _unique(members: list[Member]) -> list[Member]:
+    seen: dict[str, Member] = {}
+    for m in members:
+        seen.setdefault(m.id, m)
+    return list(seen.values())

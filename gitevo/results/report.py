@@ -1,0 +1,231 @@
+"""Terminal reports: the population table and an individual's ancestry, from refs and notes."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from gitevo.config import Config
+from gitevo.store import ledger
+from gitevo.store.gitstore import GitError, Store, best_ref, llm_notes_ref, notes_ref
+from gitevo.store.individuals import Individual, by_commit, load_all
+
+
+def status(store: Store, config: Config, run: str, console: Console | None = None) -> None:
+    """The run at a glance: population, hall of fame, the generation in progress, champion."""
+    console = console or _console()
+    current = ledger.read(store, run)
+    if current is None:
+        raise GitError(f"{store.root}: run {run!r} has no finished generation yet "
+                       "(run `gitevo init` or `gitevo generation`)")
+    everyone = load_all(store, run)
+    console.print(_headline(run, current, len(everyone)))
+    view = _View(config)
+    console.print(view.table("population", _members(current.population, everyone)))
+    console.print(view.table("hall of fame", _members(current.hall_of_fame, everyone),
+                             lineage=False))
+    pending = [i for i in everyone.values() if i.generation > current.generation]
+    if pending:
+        console.print(view.table(f"generation {current.generation + 1} (in progress)",
+                                 pending))
+    champion = by_commit(everyone).get(store.resolve_ref(best_ref(run)) or "")
+    if champion:
+        console.print(f"best: {champion.id} {_objectives(champion, config)}")
+
+
+def _console() -> Console:
+    """A terminal's own width; 120 columns when piped, where 80 would wrap every table."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)
+    return console
+
+
+def _headline(run: str, current: ledger.Generation, count: int) -> str:
+    stats = current.stats
+    line = (f"run [bold]{run}[/] - generation {current.generation}, {count} individuals, "
+            f"hypervolume {stats['hypervolume']:.6g}, valid offspring "
+            f"{stats.get('valid_rate', 1.0):.0%}")
+    spent = stats.get("llm_total", {})
+    if spent.get("input_tokens") or spent.get("output_tokens"):
+        tokens = sum(spent.get(k, 0) for k in ("input_tokens", "output_tokens"))
+        line += f", LLM {tokens:,} tokens ${spent.get('cost', 0.0):.2f}"
+    return line
+
+
+def _members(members: list[ledger.Member], everyone: dict[str, Individual]) -> list[Individual]:
+    return [everyone[m.id] for m in members if m.id in everyone]
+
+
+class _View:
+    """How individuals read in a table: short block names, best first."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        # with one gene file the path in front of every block name is noise
+        self.single_file = len(config.genes.files) == 1
+
+    def block(self, ind: Individual) -> str:
+        return ind.block.split("::", 1)[-1] if self.single_file else ind.block
+
+    def table(self, title: str, rows: list[Individual], lineage: bool = True) -> Table:
+        """One row per individual; `lineage` adds how it was made (parents, prompt)."""
+        prompts = lineage and any(_prompt(ind) for ind in rows)
+        table = Table(title=title, title_justify="left")
+        table.add_column("id", no_wrap=True)
+        if lineage:
+            table.add_column("parents", no_wrap=True)
+        table.add_column("operator", no_wrap=True)
+        table.add_column("block")
+        if prompts:
+            table.add_column("prompt")
+        for name, sense in zip(self.config.objective_names, self.config.senses, strict=True):
+            table.add_column(f"{name} {'↑' if sense == 'max' else '↓'}", justify="right",
+                             no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        for ind in sorted(rows, key=self._rank):
+            values = ind.evaluation.objectives if ind.evaluation else {}
+            cells = [ind.id] + (["+".join(ind.parents)] if lineage else [])
+            cells += [ind.operator, self.block(ind)] + ([_prompt(ind)] if prompts else [])
+            cells += [_num(values.get(n)) for n in self.config.objective_names]
+            table.add_row(*cells, ind.status)
+        return table
+
+    def _rank(self, ind: Individual) -> tuple:
+        """Best first on the first objective; unevaluated and failed ones last."""
+        values = ind.evaluation.objectives if ind.evaluation else {}
+        first = values.get(self.config.objective_names[0])
+        if first is None:
+            return (1, 0.0, ind.id)
+        sign = -1.0 if self.config.senses[0] == "max" else 1.0
+        return (0, sign * first, ind.id)
+
+
+def _prompt(ind: Individual) -> str:
+    return "" if ind.prompt in ("", "offline") else ind.prompt
+
+
+def ancestry(store: Store, config: Config, run: str, ident: str | None,
+             console: Console | None = None) -> None:
+    """Print the ancestry tree of `ident` (default: the champion), merges with both parents.
+
+    Each node says how it was made (operator, block, prompt) and how each objective moved
+    against its first parent, the one its diff was applied to.
+    """
+    console = console or _console()
+    everyone = load_all(store, run)
+    if ident is None:
+        best = by_commit(everyone).get(store.resolve_ref(best_ref(run)) or "")
+        if best is None:
+            raise GitError(f"run {run!r} has no champion yet")
+        ident = best.id
+    if ident not in everyone:
+        raise GitError(f"no individual {ident!r} in run {run!r}")
+    view = _View(config)
+    root = Tree(_label(everyone[ident], everyone, view))
+    _grow(root, everyone[ident], everyone, view, seen={ident})
+    console.print(root)
+
+
+def _grow(node: Tree, ind: Individual, everyone: dict[str, Individual], view: _View,
+          seen: set[str]) -> None:
+    merge = len(ind.parents) > 1
+    for number, parent_id in enumerate(ind.parents, 1):
+        role = f"[dim]parent {number}:[/] " if merge else ""
+        parent = everyone.get(parent_id)
+        if parent is None:
+            node.add(f"{role}{parent_id} (not found)")
+            continue
+        if parent_id in seen:  # shared ancestry of a merge: show it once
+            node.add(f"{role}{parent_id} (shown above)")
+            continue
+        seen.add(parent_id)
+        branch = node.add(role + _label(parent, everyone, view))
+        _grow(branch, parent, everyone, view, seen)
+
+
+def _label(ind: Individual, everyone: dict[str, Individual], view: _View) -> str:
+    first = everyone.get(ind.parents[0]) if ind.parents else None
+    how = ind.operator if ind.generation else "seed"
+    if ind.block:
+        how += f" {view.block(ind)}"
+    if _prompt(ind):
+        how += f" [dim]via[/] {escape(_prompt(ind))}"
+    parts = [f"[bold]{ind.id}[/] {ind.commit[:10]}", how,
+             _objectives(ind, view.config, first)]
+    if ind.status != "ok":
+        parts.append(f"[red]{ind.status}[/]")
+    if ind.generation:
+        parts.append(f"[dim]{escape(_summary(ind.subject))}[/]")
+    return "  ".join(p for p in parts if p)
+
+
+def _summary(subject: str) -> str:
+    """The commit subject without its `operator(block): ` prefix, which the label shows."""
+    head, found, rest = subject.partition("): ")
+    return rest if found and "(" in head else subject
+
+
+def _objectives(ind: Individual, config: Config, parent: Individual | None = None) -> str:
+    if not ind.evaluation or not ind.evaluation.objectives:
+        return ""
+    before = parent.evaluation.objectives if parent and parent.evaluation else {}
+    out = []
+    for name in config.objective_names:
+        value = ind.evaluation.objectives.get(name)
+        delta = ""
+        if value is not None and before.get(name) is not None:
+            delta = f" ({value - before[name]:+.4g})"
+        out.append(f"{name}={_num(value)}{delta}")
+    return " ".join(out)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def show(store: Store, config: Config, run: str, ident: str, with_prompt: bool = False,
+         console: Console | None = None) -> None:
+    """An individual: rationale, fitness note, diff against each parent, and its prompt."""
+    console = console or Console(highlight=False, soft_wrap=True)  # exact text, unwrapped
+    everyone = load_all(store, run)
+    ind = everyone.get(ident)
+    if ind is None:
+        raise GitError(f"no individual {ident!r} in run {run!r}")
+    console.print(f"[bold]{ind.id}[/] {ind.commit}  {ind.operator} {ind.block}".rstrip())
+    console.print(store.message(ind.commit).rstrip(), markup=False)
+    note = store.read_note(notes_ref(run), ind.commit)
+    console.rule("fitness")
+    console.print(note.rstrip() if note else "(not evaluated yet)", markup=False)
+    for parent in store.parents(ind.commit):
+        console.rule(f"diff against {by_commit(everyone).get(parent, ind).id} {parent[:10]}")
+        console.print(store.diff(parent, ind.commit).rstrip(), markup=False)
+    if with_prompt:
+        _provenance(store, run, ind, console)
+
+
+def _provenance(store: Store, run: str, ind: Individual, console: Console) -> None:
+    text = store.read_note(llm_notes_ref(run), ind.commit)
+    console.rule("prompt and response")
+    if text is None:
+        console.print(f"{ind.id} was made without an LLM (operator {ind.operator}, "
+                      f"{ind.subject})", markup=False)
+        return
+    record = json.loads(text)
+    console.print(f"model {record.get('model')} via {record.get('provider')}, template "
+                  f"{record.get('template')}, persona {record.get('persona')}, temperature "
+                  f"{record.get('temperature')}, max tokens {record.get('max_tokens')}",
+                  markup=False)
+    console.print(f"=== system ===\n{record.get('system', '')}", markup=False)
+    console.print(f"=== stable (cached) ===\n{record.get('stable', '')}", markup=False)
+    for number, turn in enumerate(record.get("turns", []), 1):
+        console.print(f"=== turn {number}: user ===\n{turn['user']}", markup=False)
+        console.print(f"=== turn {number}: response ({turn.get('stop_reason')}) ===\n"
+                      f"{turn['response']}", markup=False)
+        if turn.get("error"):
+            console.print(f"=== turn {number}: error ===\n{turn['error']}", markup=False)
+    console.print(f"usage: {record.get('usage')}", markup=False)

@@ -1,0 +1,40 @@
+"""The fitness note's record: one measurement of one commit, as JSON in
+refs/notes/gitevo/<run>. Executors produce it, the note writers store it, and every
+reader of a run (status, plots, selection) reads it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+STATUSES = ("ok", "invalid", "timeout", "crashed")
+
+
+@dataclass
+class Evaluation:
+    """One fitness measurement of one commit, as stored in its note."""
+
+    status: str
+    objectives: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fidelity: str = "default"
+    seconds: float = 0.0
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: validate, fitness
+    # keys this version does not know (newer gitevo, other tools): kept as they were read
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {**data.pop("unknown"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        names = {f.name for f in fields(cls)} - {"unknown"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   unknown={k: v for k, v in data.items() if k not in names})

@@ -1,0 +1,232 @@
+"""LLM-guided proposals: build the prompt, hold the conversation, keep its provenance.
+
+One call of `Guide.propose` turns a planned child into a commit (or a refusal with a
+reason): the operator's prompt goes to the LLM, the answer is extracted into a diff,
+applied and validated through the same path as the offline operators, and when that
+fails the exact error goes back to the LLM for up to `repair_turns` more tries. Every
+turn is kept for the child's provenance note.
+
+It runs in worker threads, so each thread opens a Store of its own (pygit2 repositories
+are not shared between threads) and keeps it for the proposals it runs after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gitevo.config import Config
+from gitevo.core.events import Events
+from gitevo.execution.evaluate import Job, checked, make_job, runs_commands
+from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request, Usage
+from gitevo.store.fitness import Evaluation
+from gitevo.store.gitstore import Store
+from gitevo.store.ledger import Member
+from gitevo.variation import genome, operators, prompts, responses
+from gitevo.variation.patch import PatchError
+from gitevo.variation.spec import CROSSOVER, EOT, Spec
+
+_TRAILER = re.compile(r"^Gitevo-[\w-]+: ")
+
+
+@dataclass
+class Outcome:
+    commit: str | None  # the child, or None when every turn failed
+    reason: str | None  # why it was refused (None for a commit)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    validated: bool = False  # the commit passed parse, import and check on its last turn
+
+
+@dataclass
+class Guide:
+    root: Path
+    config: Config
+    run: str
+    client: Client
+    library: prompts.PromptLibrary
+    seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
+    seed_objectives: dict[str, float]
+    events: Events = field(default_factory=Events)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def _store(self) -> Store:
+        """This thread's Store, opened on its first proposal."""
+        if getattr(self._local, "store", None) is None:
+            self._local.store = Store(self.root)
+        return self._local.store
+
+    def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
+        store = self._store()
+        parents = [members[p].commit for p in spec.parents]
+        prompt = self._prompt(store, spec, parents, members)
+        request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,
+                          spec.max_tokens or self.config.llm.max_output_tokens[1],
+                          stable_prefix=prompt.stable)
+        record = {"template": spec.template, "persona": spec.persona, "model": self.client.model,
+                  "provider": self.client.name, "temperature": spec.temperature,
+                  "max_tokens": request.max_tokens, "system": prompt.system,
+                  "stable": prompt.stable, "turns": []}
+        try:
+            outcome = self._converse(store, spec, generation, parents, prompt, request, record)
+        except LLMError as exc:
+            # a repair turn that failed outright still leaves the earlier turns' tokens spent
+            exc.turns = record["turns"]
+            raise
+        record["usage"] = asdict(outcome.usage)
+        outcome.provenance = record
+        return outcome
+
+    def _converse(self, store: Store, spec: Spec, generation: int, parents: list[str],
+                  prompt: prompts.Prompt, request: Request, record: dict) -> Outcome:
+        usage = Usage()
+        turns = 1 + self.config.llm.repair_turns
+        for turn_number in range(1, turns + 1):
+            reply = self._call(spec, turn_number, request)
+            usage = usage + reply.usage
+            commit, error = self._attempt(store, spec, generation, parents, prompt, reply.text,
+                                          turn_number)
+            record["turns"].append({"user": request.messages[-1].content, "response": reply.text,
+                                    "stop_reason": reply.stop_reason, "attempts": reply.attempts,
+                                    "usage": asdict(reply.usage), "seconds": reply.seconds,
+                                    "error": error})
+            if error is None or (commit is not None and turn_number == turns):
+                # an invalid last try is still data: committed, then evaluated as invalid
+                return Outcome(commit, None, usage=usage, validated=error is None)
+            if turn_number == turns:
+                return Outcome(None, error, usage=usage)
+            request = _with_repair(request, reply.text, prompts.repair(error, self.library))
+        raise AssertionError("unreachable: the last turn returns")
+
+    def _call(self, spec: Spec, turn: int, request: Request) -> Reply:
+        """One LLM call, reported as an `llm_call` event whether it answered or not."""
+        try:
+            reply = self.client.complete(request)
+        except BudgetExceeded:
+            raise  # nothing was sent: no call to report
+        except LLMError as exc:
+            self.events.emit("llm_call", id=spec.id, turn=turn, ok=False, tokens=0,
+                             input_tokens=0, output_tokens=0, cost=0.0, seconds=exc.seconds,
+                             attempts=exc.attempts, error=f"{exc.kind}: {exc.message}")
+            raise
+        used = reply.usage
+        self.events.emit("llm_call", id=spec.id, turn=turn, ok=True, tokens=used.total_tokens,
+                         input_tokens=used.input_tokens, output_tokens=used.output_tokens,
+                         cost=used.cost, seconds=reply.seconds, attempts=reply.attempts,
+                         error=None)
+        return reply
+
+    def _attempt(self, store: Store, spec: Spec, generation: int, parents: list[str],
+                 prompt: prompts.Prompt, answer: str,
+                 turn: int) -> tuple[str | None, str | None]:
+        """(commit, None) when the answer applies and validates; else (commit or None, error)."""
+        path, name = spec.block.split("::", 1)
+        source = store.read_file(parents[0], path) or ""
+        try:
+            found = responses.extract(answer, path=path, block_name=name, source=source)
+            proposal = operators.Proposal(found.diff, found.summary or f"{spec.operator} "
+                                          f"of {name}", found.rationale,
+                                          prompt=_prompt_name(prompt), model=self.client.model,
+                                          temperature=spec.temperature)
+            commit = operators.build_child(store, self.config, self.run, generation, spec,
+                                           parents, proposal)
+        except PatchError as exc:
+            return None, f"{exc.reason}: {exc}"
+        failed = self._validate(store, spec, commit, turn)
+        return commit, (None if failed is None else failed.error or failed.status)
+
+    def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
+        """The cheap checks (parse, import, the target's check command) on the new tree.
+
+        They run in the child's evaluation tree (Store.worktree): one that passes, and
+        that the checks left as exported, is the tree the evaluation runs in."""
+        started = time.monotonic()
+        tree = store.worktree(self.run, spec.id)
+        store.remove_dir(tree)  # an earlier turn's tree
+        store.export_tree(commit, tree)
+        proven = operators.imports_like_parent(store, self.config.genes.files, self.run, commit)
+        job = replace(make_job(self.config, spec.id, tree), import_proven=proven)
+        with self._scratch(store, spec, job) as scratch:
+            failed, changed = checked(job, scratch)
+        if failed is not None or changed:
+            store.remove_dir(tree)  # its evaluation exports the commit afresh
+        self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
+                         seconds=round(time.monotonic() - started, 3))
+        return failed
+
+    @contextlib.contextmanager
+    def _scratch(self, store: Store, spec: Spec, job: Job) -> Iterator[Path]:
+        """A temp folder for the check commands, made only when one will run."""
+        if not runs_commands(job):
+            yield job.workdir  # parsing and compiling write nothing
+            return
+        # the checks' own files go under .git too: the sandbox hides the rest of .git
+        # from what it finds there, and recovery clears what a crash leaves
+        home = store.state_dir / "proposals" / self.run
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=home) as scratch:
+            yield Path(scratch)
+
+    # ---- prompts -----------------------------------------------------------------------------
+
+    def _prompt(self, store: Store, spec: Spec, parents: list[str],
+                members: dict[str, Member]) -> prompts.Prompt:
+        path, name = spec.block.split("::", 1)
+        source = store.read_file(parents[0], path) or ""
+        seed_source = store.read_file(self.seed, path) or source
+        block_text = genome.get_block(source, name, path).text
+        common = {"path": path, "seed_source": seed_source, "block_name": name}
+        if spec.operator == CROSSOVER:
+            other = genome.get_block(store.read_file(parents[1], path) or "", name, path).text
+            a, b = (members[p] for p in spec.parents)
+            return prompts.crossover(self.library, **common, text_a=block_text, text_b=other,
+                                     fitness_a=a.objectives, fitness_b=b.objectives,
+                                     ids=(a.id, b.id))
+        if spec.operator == EOT:
+            return prompts.eot(self.library, **common, block_text=block_text,
+                               lesson=self._lesson(store, spec, members), persona=spec.persona)
+        direction = spec.template.split("/", 1)[1]
+        return prompts.mutation(self.library, **common, block_text=block_text,
+                                direction=direction, persona=spec.persona)
+
+    def _lesson(self, store: Store, spec: Spec, members: dict[str, Member]) -> prompts.Lesson:
+        """What changed from the seed to the elite in one block, and what it was worth."""
+        elite = members[spec.elite]
+        path, name = spec.lesson.split("::", 1)
+        seed_text = genome.get_block(store.read_file(self.seed, path) or "", name, path).text
+        elite_text = genome.get_block(store.read_file(elite.commit, path) or "", name,
+                                      path).text
+        rationales = [_body(store.message(c)) for c in store.commits_between(self.seed,
+                                                                              elite.commit)]
+        return prompts.Lesson(block=spec.lesson, seed_text=seed_text, elite_text=elite_text,
+                              seed_objectives=self.seed_objectives,
+                              elite_objectives=elite.objectives,
+                              senses={o.name: o.sense for o in self.config.objectives},
+                              rationales=[r for r in rationales if r], elite_id=elite.id)
+
+
+def _with_repair(request: Request, answer: str, repair: str) -> Request:
+    """The same conversation, one answer and one "this failed, because ..." longer."""
+    messages = [*request.messages, Message("assistant", answer or "(empty answer)"),
+                Message("user", repair)]
+    return Request(request.system, messages, request.temperature, request.max_tokens,
+                   request.stable_prefix)
+
+
+def _prompt_name(prompt: prompts.Prompt) -> str:
+    return prompt.template if prompt.persona in ("", "none") else \
+        f"{prompt.template}+{prompt.persona}"
+
+
+def _body(message: str) -> str:
+    """A commit message without its subject and trailers: the rationale it recorded."""
+    lines = message.strip().splitlines()[1:]
+    kept = [line for line in lines if not _TRAILER.match(line)]
+    return "\n".join(kept).strip()

@@ -1,0 +1,317 @@
+"""Prompts for the LLM-guided operators, built from the plain-text templates in prompts/.
+
+Every prompt has three parts. The system prompt and the `stable` part (the rules and
+the seed version of the gene file) are the same for every call of a run, so they come
+first and a provider can cache them; the `variable` part (persona, goal, the current
+text of the block, EoT or crossover material) is this call's own. A persona therefore
+goes into the variable part: in the system prompt it would break the cached prefix.
+
+Templates use `{placeholder}` fields (str.format_map). Each template may use only the
+fields listed for it in FIELDS; a file that names another field, a required template
+that is missing, or an unknown file among the overrides is a ValueError that names
+the file. A repository overrides any template, or adds directions and personas, with
+a file at the same relative path under `.gitevo/prompts/`.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitevo.core import resources
+
+OVERRIDE_DIR = Path(".gitevo") / "prompts"
+NO_PERSONA = "none"
+DIRECTIONS, PERSONAS = "mutation", "personas"
+
+_BLOCK = {"path", "block_name", "block_text"}
+# The fields each template may use; a name ending in "/" covers the files of that folder.
+FIELDS: dict[str, frozenset[str]] = {
+    "system": frozenset(),
+    "rules": frozenset({"path"}),
+    "stable": frozenset({"path", "seed_source", "rules"}),
+    "mutation": frozenset(_BLOCK | {"direction"}),
+    "eot": frozenset(_BLOCK | {"lesson_block", "elite_id", "seed_block_text",
+                               "elite_block_text", "objective_changes", "rationales"}),
+    "crossover": frozenset({"path", "block_name", "id_a", "id_b", "text_a", "text_b",
+                            "fitness_a", "fitness_b"}),
+    "repair": frozenset({"error"}),
+    f"{DIRECTIONS}/": frozenset({"path", "block_name"}),
+    f"{PERSONAS}/": frozenset(),
+}
+REQUIRED = ("system", "rules", "stable", "mutation", "eot", "crossover", "repair")
+
+
+@dataclass
+class Prompt:
+    """One call's prompt; `template` and `persona` are recorded in the commit trailers."""
+
+    system: str
+    stable: str  # identical across a run's calls: send it first, mark it cacheable
+    variable: str  # this call's part
+    template: str  # e.g. "mutation/reduce_params", "eot", "crossover"
+    persona: str  # a persona name, or "none"
+
+    @property
+    def user(self) -> str:
+        """The first user message: the stable part, then this call's part."""
+        return f"{self.stable}\n\n{self.variable}"
+
+    @property
+    def text(self) -> str:
+        """The whole prompt as plain text, system prompt first."""
+        return f"{self.system}\n\n{self.user}"
+
+
+@dataclass
+class Lesson:
+    """What Evolution of Thought shows: how one block of an elite moved away from the seed."""
+
+    block: str  # the elite's changed block: "Name" or "path::Name"
+    seed_text: str
+    elite_text: str
+    seed_objectives: dict[str, float]
+    elite_objectives: dict[str, float]
+    senses: dict[str, str]  # objective -> "max" | "min"
+    rationales: list[str]  # commit-message bodies along `git log seed..elite`, oldest first
+    elite_id: str
+
+
+class _Fields(dict):
+    """format_map values that turn an unknown placeholder into a clear error."""
+
+    def __init__(self, origin: str, values: Mapping[str, str]):
+        super().__init__(values)
+        self.origin = origin
+
+    def __missing__(self, key: str) -> str:
+        known = ", ".join(f"{{{k}}}" for k in sorted(self)) or "none"
+        raise ValueError(f"{self.origin}: unknown placeholder {{{key}}} (known here: {known})")
+
+
+def _allowed(name: str) -> frozenset[str] | None:
+    """The fields template `name` may use, or None when gitevo has no such template."""
+    if name in FIELDS:
+        return FIELDS[name]
+    folder, _, leaf = name.rpartition("/")
+    return FIELDS.get(f"{folder}/") if leaf and "/" not in folder else None
+
+
+def _placeholders(text: str, origin: str) -> set[str]:
+    """The field names a template uses; malformed braces are a ValueError naming the file."""
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ValueError(f"{origin}: {exc} (write {{{{ and }}}} for literal braces)") from exc
+    names = set()
+    for _literal, field, _spec, _conversion in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"{origin}: placeholder {{{field}}} must be a plain name")
+        names.add(field)
+    return names
+
+
+def _read_tree(root: Path) -> dict[str, Path]:
+    """Template name (relative path without .txt) -> file, for every .txt under root."""
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).with_suffix("").as_posix(): p
+            for p in sorted(root.rglob("*.txt")) if p.is_file()}
+
+
+@dataclass(frozen=True)
+class PromptLibrary:
+    """The prompt templates in force for one repository: gitevo's, with its overrides."""
+
+    texts: dict[str, str]  # template name -> text
+    origins: dict[str, Path]  # template name -> the file it was read from
+
+    @classmethod
+    def load(cls, repo_root: Path | None = None) -> PromptLibrary:
+        files = _read_tree(resources.prompts_dir())
+        if repo_root is not None:
+            overrides = _read_tree(Path(repo_root) / OVERRIDE_DIR)
+            for name, path in overrides.items():
+                if _allowed(name) is None:
+                    raise ValueError(f"{path}: not a gitevo prompt template (known: "
+                                     f"{', '.join(REQUIRED)}, {DIRECTIONS}/*, {PERSONAS}/*)")
+            files.update(overrides)
+        texts = {}
+        for name, path in files.items():
+            if _allowed(name) is None:
+                continue  # a stray file in the shipped folder is not a template
+            text = path.read_text(encoding="utf-8").strip()
+            unknown = _placeholders(text, str(path)) - _allowed(name)
+            if unknown:
+                raise ValueError(f"{path}: unknown placeholder "
+                                 f"{', '.join(f'{{{u}}}' for u in sorted(unknown))} (allowed: "
+                                 f"{', '.join(f'{{{a}}}' for a in sorted(_allowed(name)))})")
+            texts[name] = text
+        library = cls(texts, {n: files[n] for n in texts})
+        library._check_complete()
+        return library
+
+    def _check_complete(self) -> None:
+        root = resources.prompts_dir()
+        for name in REQUIRED:
+            if name not in self.texts:
+                raise ValueError(f"{root / (name + '.txt')}: required prompt template is missing")
+        if not self.directions:
+            raise ValueError(f"{root / DIRECTIONS}: no mutation direction templates (*.txt)")
+
+    @property
+    def directions(self) -> list[str]:
+        """Mutation direction names, e.g. "reduce_params" (template "mutation/reduce_params")."""
+        return self._folder(DIRECTIONS)
+
+    @property
+    def personas(self) -> list[str]:
+        """Persona names; "none" (no persona) is always possible as well."""
+        return self._folder(PERSONAS)
+
+    def _folder(self, folder: str) -> list[str]:
+        prefix = f"{folder}/"
+        return sorted(n[len(prefix):] for n in self.texts if n.startswith(prefix))
+
+    def origin(self, name: str) -> str:
+        return str(self.origins.get(name, resources.prompts_dir() / f"{name}.txt"))
+
+    def render(self, name: str, **values: Any) -> str:
+        """Template `name` filled in; a missing template or placeholder is a ValueError."""
+        if name not in self.texts:
+            raise ValueError(f"{self.origin(name)}: no such prompt template {name!r}")
+        fields = _Fields(self.origin(name), {k: str(v) for k, v in values.items()})
+        return self.texts[name].format_map(fields)
+
+    def persona_text(self, persona: str | None) -> tuple[str, str]:
+        """(name, text) of a persona; no persona gives ("none", "")."""
+        if persona in (None, "", NO_PERSONA):
+            return NO_PERSONA, ""
+        name = f"{PERSONAS}/{persona}"
+        if name not in self.texts:
+            raise ValueError(f"{self.origin(name)}: unknown persona {persona!r} "
+                             f"(known: {', '.join(self.personas) or 'none'})")
+        return persona, self.render(name)
+
+
+# ------------------------------------------------------------------------ formatting
+
+
+def _display(code: str) -> str:
+    """Source as shown in a prompt: "\\n" line ends, no trailing blank lines."""
+    return code.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1000):
+        return f"{int(value):,}"
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:,.4f}".rstrip("0").rstrip(".")
+
+
+def format_fitness(fitness: Mapping[str, Any]) -> str:
+    """"accuracy 0.9252, params 518,230"; "not measured" for an empty mapping."""
+    return ", ".join(f"{k} {_number(v)}" for k, v in fitness.items()) or "not measured"
+
+
+def _change(name: str, old: Any, new: Any, sense: str | None) -> str:
+    line = f"- {name}: {_number(old)} -> {_number(new)}"
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+    if not numeric or not all(math.isfinite(v) for v in (old, new)):
+        return line
+    delta = new - old
+    parts = [("+" if delta >= 0 else "-") + _number(abs(delta))]
+    if old:
+        parts.append(f"{100 * delta / abs(old):+.1f}%")
+    if sense in ("max", "min") and delta:
+        better = (delta > 0) == (sense == "max")
+        parts.append(f"{'better' if better else 'worse'}, {sense}imised")
+    elif sense in ("max", "min"):
+        parts.append(f"unchanged, {sense}imised")
+    return f"{line} ({', '.join(parts)})"
+
+
+def objective_changes(lesson: Lesson) -> str:
+    """One line per objective: seed value -> elite value, with the change and its direction."""
+    names = list(dict.fromkeys([*lesson.seed_objectives, *lesson.elite_objectives]))
+    lines = [_change(n, lesson.seed_objectives.get(n, "?"), lesson.elite_objectives.get(n, "?"),
+                     lesson.senses.get(n)) for n in names]
+    return "\n".join(lines) or "- (no objective values were recorded)"
+
+
+def _rationales(items: list[str]) -> str:
+    """The elite's recorded reasons as a numbered list, continuation lines indented."""
+    kept = [r.strip() for r in items if r and r.strip()]
+    if not kept:
+        return "(none were recorded)"
+    out = []
+    for i, text in enumerate(kept, 1):
+        first, *rest = text.splitlines()
+        out.append(f"{i}. {first}" + "".join("\n" + f"   {line}".rstrip() for line in rest))
+    return "\n".join(out)
+
+
+# -------------------------------------------------------------------------- builders
+
+
+def _stable(lib: PromptLibrary, path: str, seed_source: str) -> str:
+    return lib.render("stable", path=path, seed_source=_display(seed_source),
+                      rules=lib.render("rules", path=path))
+
+
+def _with_persona(persona_text: str, body: str) -> str:
+    return f"{persona_text}\n\n{body}" if persona_text else body
+
+
+def mutation(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str,
+             block_text: str, direction: str, persona: str | None) -> Prompt:
+    """A mutation prompt: one direction (e.g. "reduce_params"), optionally in a persona."""
+    template = f"{DIRECTIONS}/{direction}"
+    if template not in lib.texts:
+        raise ValueError(f"{lib.origin(template)}: unknown mutation direction {direction!r} "
+                         f"(known: {', '.join(lib.directions)})")
+    goal = lib.render(template, path=path, block_name=block_name)
+    body = lib.render("mutation", path=path, block_name=block_name,
+                      block_text=_display(block_text), direction=goal)
+    name, persona_text = lib.persona_text(persona)
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source),
+                  _with_persona(persona_text, body), template, name)
+
+
+def eot(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str, block_text: str,
+        lesson: Lesson, persona: str | None) -> Prompt:
+    """Evolution of Thought: explain why an elite's change helped, then reuse the idea."""
+    body = lib.render("eot", path=path, block_name=block_name, block_text=_display(block_text),
+                      lesson_block=lesson.block.rpartition("::")[2],  # "path::Name" ok
+                      elite_id=lesson.elite_id,
+                      seed_block_text=_display(lesson.seed_text),
+                      elite_block_text=_display(lesson.elite_text),
+                      objective_changes=objective_changes(lesson),
+                      rationales=_rationales(lesson.rationales))
+    name, persona_text = lib.persona_text(persona)
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source),
+                  _with_persona(persona_text, body), "eot", name)
+
+
+def crossover(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str,
+              text_a: str, text_b: str, fitness_a: Mapping[str, Any],
+              fitness_b: Mapping[str, Any], ids: tuple[str, str]) -> Prompt:
+    """Merge two parents' versions of one block; the diff goes against parent A's file."""
+    body = lib.render("crossover", path=path, block_name=block_name, id_a=ids[0], id_b=ids[1],
+                      text_a=_display(text_a), text_b=_display(text_b),
+                      fitness_a=format_fitness(fitness_a), fitness_b=format_fitness(fitness_b))
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source), body, "crossover",
+                  NO_PERSONA)
+
+
+def repair(error: str, lib: PromptLibrary | None = None) -> str:
+    """The follow-up user message after a failed apply or validation, quoting the error."""
+    lib = lib or PromptLibrary.load(None)
+    return lib.render("repair", error=error.strip() or "(no error message)")
