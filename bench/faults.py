@@ -203,6 +203,12 @@ def check(repo: Path, ref: Path, rerun: bool = True) -> list[str]:
     return problems
 
 
+def _lock_holder_alive(lock: Path) -> bool:
+    """Whether the pid written in gitevo's lock file runs (an unreadable lock counts)."""
+    fields = lock.read_text().split()
+    return not fields or not fields[0].isdigit() or process_alive(int(fields[0]))
+
+
 def ledger_length(repo: Path) -> int:
     count = git(repo, "rev-list", "--count", "gitevo/main/ledger", check=False).strip()
     return int(count) if count.isdigit() else 0
@@ -290,9 +296,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _lock_holder_alive(lock: Path) -> bool:
-    """Whether the pid written in gitevo's lock file runs (an unreadable lock counts)."""
-    fields = lock.read_text().split()
-    return not fields or not fields[0].isdigit() or process_alive(int(fields[0]))

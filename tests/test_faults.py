@@ -3,13 +3,19 @@ runs a few, spread over a whole generation, offline and with the scripted LLM)."
 
 from __future__ import annotations
 
+import ast
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, load_bench
 
 faults = load_bench("faults")
+BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.mark.slow
@@ -36,3 +42,36 @@ def test_the_checks_see_what_a_crash_could_break(tmp_path):
     assert any("exported trees left" in p for p in problems), problems
     assert any(p.startswith("branches ") for p in problems), problems
     shutil.rmtree(broken)
+
+
+def test_a_lock_left_after_the_ledger_commit_is_a_problem_only_while_its_holder_lives(tmp_path):
+    template = faults.make_template(tmp_path, "offline")
+    ref, _ = faults.reference(template, tmp_path)
+    lock = ref / ".git" / "gitevo" / "lock"
+    child = subprocess.Popen(["true"])
+    child.wait()
+    lock.write_text(f"{child.pid} somewhere\n")
+    assert faults.check(ref, ref, rerun=False) == []  # a dead holder's lock is stale
+    assert faults.check(ref, ref) == ["the lock is still there"]  # after a rerun, any lock is
+    lock.write_text(f"{os.getpid()} here\n")
+    assert faults.check(ref, ref, rerun=False) == ["the lock is still there"]
+
+
+@pytest.mark.slow
+def test_the_bench_runs_as_a_script(tmp_path):
+    # the README's figure comes from this command line, not from the functions imported
+    out = subprocess.run([sys.executable, str(BENCH / "faults.py"), "--trials", "2"],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 trials, 0 with a broken invariant" in out.stdout
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+def test_a_bench_script_defines_everything_before_its_main_guard_runs(script):
+    # run as a script, a module stops at its main guard's call: a function defined below
+    # the guard does not exist yet when the bench calls it (a NameError, late in a run)
+    body = ast.parse((BENCH / script).read_text()).body
+    guards = [i for i, node in enumerate(body) if isinstance(node, ast.If)
+              and "__main__" in ast.unparse(node.test)]
+    assert guards and guards[-1] == len(body) - 1, f"bench/{script}: code after the main guard"
