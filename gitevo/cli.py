@@ -116,11 +116,16 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
         store, seed = initialize.init_existing(root, list(files), fitness,
                                                _pairs(objectives, "--objective", ":"),
                                                check=check, fidelity=fidelity or "default",
-                                               variables=variables, llm=llm)
+                                               variables=variables, llm=llm,
+                                               run=ctx.obj["run"])
+    branch = initialize.record_seed(store, ctx.obj["run"], seed)
     for warning in initialize.install(store, ctx.obj["run"]):
         click.echo(f"gitevo: warning: {warning}", err=True)
-    click.echo(f"seed {seed[:10]} recorded in {store.root}")
-    if not no_eval:
+    click.echo(f"seed {seed[:10]} recorded as {branch} in {store.root}")
+    if no_eval:
+        click.echo("not evaluated yet: `gitevo seed` evaluates it (`gitevo generation` and "
+                   "`gitevo run` do too, before their first generation)")
+    else:
         ctx.obj["dir"] = store.root
         with _progress() as events:
             _evolution(ctx, events).seed(seed)

@@ -180,3 +180,50 @@ def test_a_failing_seed_is_recorded_and_can_be_replaced(plain_repo):
         "objectives"] == {"score": 10.0}
     out = _run_cli(["-C", str(plain_repo), "seed"])
     assert out.returncode == 2 and "already has a seed and a ledger" in out.stderr
+
+
+def test_no_eval_records_the_seed_branch_and_the_first_generation_evaluates_it(tmp_path):
+    repo = tmp_path / "t"
+    out = cli("init", str(repo), "--template", "toy", "--no-eval")
+    store = Store(repo)
+    seed = store.head_commit()
+    assert f"seed {seed[:10]} recorded as gitevo/main/g000-000" in out
+    assert "not evaluated yet: `gitevo seed` evaluates it" in out
+    # git shows the run from the start: the seed's branch, no note, no ledger yet
+    assert store.resolve("refs/heads/gitevo/main/g000-000") == seed
+    assert not git(repo, "notes", "--ref", "gitevo/main", "list").strip()
+    assert "refs/heads/gitevo/main/ledger" not in _refs(repo)
+    status = cli("-C", str(repo), "status")
+    assert f"seed g000-000 ({seed[:10]}) is recorded but not evaluated yet" in status
+    assert "`gitevo seed` evaluates it" in status
+    out = cli("-C", str(repo), "run", "--generations", "2", "--n", "2")
+    assert f"seed g000-000 ({seed[:10]}) is recorded but not evaluated yet: evaluating it " \
+           "first" in out
+    note = json.loads(git(repo, "notes", "--ref", "gitevo/main", "show", seed))
+    assert note["status"] == "ok"
+    assert json.loads(git(repo, "show", "gitevo/main/ledger:stats.json"))["generation"] == 2
+    assert "generation 2" in cli("-C", str(repo), "status")
+
+
+def test_a_run_without_a_seed_names_the_command_that_records_one(tmp_path):
+    repo = tmp_path / "t"
+    cli("init", str(repo), "--template", "toy", "--no-eval")
+    before = _refs(repo)
+    for args in (("run", "--generations", "1"), ("generation",), ("status",)):
+        out = _run_cli(["-C", str(repo), "--run", "other", *args])
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1, out.stderr
+        assert lines[0] == (f"gitevo: error: {repo}: run 'other' has no seed yet (`gitevo "
+                            "seed` records HEAD as its seed and evaluates it)")
+    assert _refs(repo) == before
+
+
+def test_init_refuses_a_second_seed_for_the_same_run(tmp_path, plain_repo):
+    git(plain_repo, "branch", "gitevo/main/g000-000")  # a run's seed already here
+    git(plain_repo, "commit", "-q", "--allow-empty", "-m", "later")
+    out = _run_cli(["init", str(plain_repo), "--files", "model.py", "--fitness",
+                    "python score.py {metrics}", "--objective", "score:max", "--no-eval"])
+    assert out.returncode == 2 and "run 'main' already has a seed" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert git(plain_repo, "log", "-1", "--format=%s").strip() == "later"  # nothing committed
+    assert not (plain_repo / "gitevo.toml").exists()

@@ -24,7 +24,7 @@ from gitevo.llm import Usage
 from gitevo.pipeline import selection
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.notewriter import NoteWriter
-from gitevo.pipeline.plan import Plan, check_genes, individual_id, make_plan
+from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan
 from gitevo.pipeline.prepare import prepare_seed
 from gitevo.pipeline.producer import (
     Child,
@@ -45,8 +45,6 @@ from gitevo.variation.operators import imports_like_parent
 from gitevo.variation.patch import PatchError
 from gitevo.variation.prompts import PromptLibrary
 from gitevo.variation.spec import Spec
-
-SEED_ID = individual_id(0, 0)
 
 
 class Evolution:
@@ -134,13 +132,18 @@ class Evolution:
     def _ensure_seed(self, commit: str | None) -> Generation:
         seed = self.commit_of(SEED_ID)
         if seed is None and commit is None:
-            raise GitError(f"{self.store.root}: no gitevo run {self.run!r} here "
-                           "(run `gitevo init` first)")
+            # gitevo.toml is here (the config loaded), so init ran, for this run or another
+            raise GitError(f"{self.store.root}: run {self.run!r} has no seed yet (`gitevo "
+                           "seed` records HEAD as its seed and evaluates it)")
         # a typo in [genes] stops every entry point here, before any evaluation or plan
         check_genes(self.store, self.config, commit or seed)
         current = self.current()
         if current is not None:
             return current
+        if commit is None:  # `generation` or `run` after `init --no-eval`
+            self.events.emit("notice", message=f"seed {SEED_ID} ({seed[:10]}) is recorded but "
+                             "not evaluated yet: evaluating it first (`gitevo seed` evaluates "
+                             "it alone)")
         self.timeline.restart()
         if commit is not None and commit != seed:
             # before generation 0 is recorded the seed may still be replaced (a fixed seed)

@@ -50,6 +50,8 @@ def individual_id(generation: int, index: int) -> str:
     return f"g{generation:03d}-{index:03d}"
 
 
+SEED_ID = individual_id(0, 0)
+
 
 def make_plan(store: Store, config: Config, generation: int, population: list[Member],
               n: int, seed_commit: str, library: PromptLibrary | None = None) -> Plan:

@@ -29,7 +29,7 @@ from gitevo.core.events import Events
 from gitevo.llm import LLMSettings, Usage
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.notewriter import PACE
-from gitevo.pipeline.plan import Plan
+from gitevo.pipeline.plan import SEED_ID, Plan
 from gitevo.pipeline.proposer import FATAL, Settled, Setup
 from gitevo.store.gitstore import Store, individual_ref, llm_notes_ref
 from gitevo.store.ledger import Generation
@@ -143,7 +143,7 @@ class Proposals:
             self.finished_at = time.monotonic()
             self._queue.put(_DONE)
             return
-        seed = self.evo.commit_of("g000-000")
+        seed = self.evo.commit_of(SEED_ID)
         self.proposer.send(Setup(
             root=self.evo.store.root, config=self.evo.config, run=self.evo.run,
             library=self.evo.library, seed=seed,

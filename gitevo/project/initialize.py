@@ -12,7 +12,14 @@ import pygit2
 
 from gitevo import config as cfg
 from gitevo.core import resources
-from gitevo.store.gitstore import GitError, Store, init_repository, notes_ref
+from gitevo.pipeline.plan import SEED_ID
+from gitevo.store.gitstore import (
+    GitError,
+    Store,
+    individual_ref,
+    init_repository,
+    notes_ref,
+)
 
 HOOKS = ("pre-commit",)
 HOOK_MARK = "gitevo-hook"
@@ -21,9 +28,10 @@ HOOK_MARK = "gitevo-hook"
 def init_existing(root: Path, files: list[str], fitness: str, objectives: list[tuple[str, str]],
                   *, check: str | None = None, fidelity: str = "default",
                   variables: dict[str, str] | None = None,
-                  llm: dict[str, str] | None = None) -> tuple[Store, str]:
+                  llm: dict[str, str] | None = None, run: str = "main") -> tuple[Store, str]:
     """Write and commit gitevo.toml in a repository that already has commits."""
     store = _clean_store(root)
+    _refuse_second_seed(store, run, None)
     head = store.head_commit()
     for name in files:
         if store.read_file(head, name) is None:
@@ -60,6 +68,25 @@ def init_template(dest: Path, template: str, *, fidelity: str | None = None,
     store = init_repository(dest)
     commit = _commit_all(store, [], f"seed: the {template} template\n\nWritten by gitevo init.")
     return store, commit
+
+
+def record_seed(store: Store, run: str, commit: str) -> str:
+    """Point the run's seed branch at `commit`, so that git shows the run from the start;
+    the first `seed`, `generation` or `run` evaluates it. Returns the branch's name."""
+    ref = individual_ref(run, SEED_ID)
+    if _refuse_second_seed(store, run, commit) is None:
+        store.update_refs([(ref, commit, None)], "gitevo: record seed")
+    return ref.removeprefix("refs/heads/")
+
+
+def _refuse_second_seed(store: Store, run: str, commit: str | None) -> str | None:
+    """The run's seed commit, when it is `commit`; a GitError when it is another one."""
+    ref = individual_ref(run, SEED_ID)
+    held = store.resolve_ref(ref)
+    if held is not None and held != commit:
+        raise GitError(f"{store.root}: run {run!r} already has a seed ({ref} at "
+                       f"{held[:10]}); name another run with `gitevo --run NAME init`")
+    return held
 
 
 def _clean_store(root: Path) -> Store:

@@ -10,8 +10,16 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gitevo.config import Config
+from gitevo.pipeline.plan import SEED_ID
 from gitevo.store import ledger
-from gitevo.store.gitstore import GitError, Store, best_ref, llm_notes_ref, notes_ref
+from gitevo.store.gitstore import (
+    GitError,
+    Store,
+    best_ref,
+    individual_ref,
+    llm_notes_ref,
+    notes_ref,
+)
 from gitevo.store.individuals import Individual, by_commit, load_all
 
 
@@ -20,8 +28,8 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
     console = console or _console()
     current = ledger.read(store, run)
     if current is None:
-        raise GitError(f"{store.root}: run {run!r} has no finished generation yet "
-                       "(run `gitevo init` or `gitevo generation`)")
+        console.print(_no_generation_yet(store, run), markup=False)
+        return
     everyone = load_all(store, run)
     console.print(_headline(run, current, len(everyone)))
     view = _View(config)
@@ -35,6 +43,17 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
     champion = by_commit(everyone).get(store.resolve_ref(best_ref(run)) or "")
     if champion:
         console.print(f"best: {champion.id} {_objectives(champion, config)}")
+
+
+def _no_generation_yet(store: Store, run: str) -> str:
+    """What a run without generation 0 has: a seed waiting for its evaluation, or nothing."""
+    seed = store.resolve_ref(individual_ref(run, SEED_ID))
+    if seed is None:
+        raise GitError(f"{store.root}: run {run!r} has no seed yet (`gitevo seed` records "
+                       "HEAD as its seed and evaluates it)")
+    return (f"run {run}: seed {SEED_ID} ({seed[:10]}) is recorded but not evaluated yet; "
+            "`gitevo seed` evaluates it (`gitevo generation` and `gitevo run` do too, "
+            "before their first generation)")
 
 
 def _console() -> Console:
