@@ -1,8 +1,9 @@
 """The `[llm]` table of gitevo.toml, validated into LLMSettings.
 
 Errors are one line, `FILE: llm.KEY: problem`, raised as ConfigError (gitevo.core.errors)
-like every other configuration error. Environment variables are only consulted where the config leaves
-a choice to them (OPENAI_BASE_URL); API keys are looked up when a client is made.
+like every other configuration error. Environment variables are only consulted where the
+config leaves a choice to them (OPENAI_BASE_URL); API keys are looked up when a client is
+made.
 """
 
 from __future__ import annotations
