@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from gitevo import config as cfg
 from gitevo.cli import main as gitevo_cli
 from gitevo.execution import evaluate
+from gitevo.execution.job import make_job
 from gitevo.store.gitstore import Store
 from gitevo.variation import genome, operators, responses
 from gitevo.variation.patch import PatchError
@@ -142,7 +143,7 @@ def validate(store: Store, config: cfg.Config, result: Result, scratch: Path) ->
     work = scratch / result.commit[:12]
     store.export_tree(result.commit, work / "tree")
     (work / "tmp").mkdir()
-    job = evaluate.make_job(config, result.case.path.stem, work / "tree")
+    job = make_job(config, result.case.path.stem, work / "tree")
     failed = evaluate.validate(job, work / "tmp")
     if failed is None:
         result.stage = "validated"

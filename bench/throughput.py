@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gitevo import config
-from gitevo.execution.evaluate import Job, make_job
 from gitevo.execution.executors import make_executor
+from gitevo.execution.job import Job, make_job
 from gitevo.store.gitstore import Store, individual_ref
 
 BURN = ("python -c 'import sys, time; t = time.process_time()\n"

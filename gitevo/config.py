@@ -28,6 +28,7 @@ _GPU_ID = re.compile(r"^[\w-]+$")  # an index or a UUID such as GPU-5fd4...
 # sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S
 _SLURM_TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
 PLACEHOLDERS = ("metrics", "workdir", "fidelity")
+ARTIFACTS = "artifacts"  # the trainer's results, for [fitness] score; only where it is set
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
 PLACEHOLDER = re.compile(r"(?<![{$])\{([A-Za-z_]\w*)\}(?!\})")
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*(-?[\d.eE+-]+)\s*$")
@@ -74,6 +75,10 @@ class Fitness:
     # run on the run's seed commit, with the network, before a process's first evaluation
     # (init, generation, verify): fetch data into a cache so evaluations need no network
     prepare: str | None = None
+    # the trusted scorer: run after the fitness command (the trainer) has ended, on a copy
+    # of the tree as it was before training and of the files the trainer left in
+    # {artifacts}; only its metrics decide selection, and only it sees the held-out data
+    score: str | None = None
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,8 @@ def _genes(r: _Reader) -> Genes:
 
 
 def _fitness(r: _Reader) -> Fitness:
-    r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare"})
+    r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare",
+                      "score"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -266,17 +272,36 @@ def _fitness(r: _Reader) -> Fitness:
             raise r.fail(f"vars.{key}", f"'{key}' is a built-in placeholder")
     check = r.get("check", str, None)
     prepare = r.get("prepare", str, None)
+    score = r.get("score", str, None)
     known = set(PLACEHOLDERS) | set(variables)
-    _check_placeholders(r, "command", command, known)
-    for key, template in (("check", check), ("prepare", prepare)):
+    if ARTIFACTS in variables:
+        raise r.fail(f"vars.{ARTIFACTS}", f"'{ARTIFACTS}' is a built-in placeholder")
+    if score is None and "{" + ARTIFACTS + "}" in command:
+        raise r.fail("command", f"{{{ARTIFACTS}}} is only for a trainer whose results "
+                     "[fitness] score reads; set fitness.score too")
+    _check_placeholders(r, "command", command, known | ({ARTIFACTS} if score else set()))
+    for key, template in (("check", check), ("prepare", prepare), ("score", score)):
         if template:
-            _check_placeholders(r, key, template, known)
+            _check_placeholders(r, key, template, known | ({ARTIFACTS} if key == "score"
+                                                           else set()))
+    if score is not None:
+        _check_scorer(r, command, score)
     env = r.get("env", list, [])
     if not all(isinstance(e, str) for e in env):
         raise r.fail("env", "must be a list of environment variable names")
     return Fitness(command=command, timeout=r.number("timeout", Fitness.timeout, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
-                   env=tuple(env), prepare=prepare or None)
+                   env=tuple(env), prepare=prepare or None, score=score)
+
+
+def _check_scorer(r: _Reader, command: str, score: str) -> None:
+    """A scorer needs the trainer's artifacts, and must not be the trainer itself."""
+    if not score.strip():
+        raise r.fail("score", "must not be empty (leave it out to score in the fitness command)")
+    for key, template in (("command", command), ("score", score)):
+        if ARTIFACTS not in PLACEHOLDER.findall(template):
+            raise r.fail(key, f"must name {{{ARTIFACTS}}}: the trainer leaves its results "
+                         "there and the scorer reads a copy of them")
 
 
 def _check_placeholders(r: _Reader, key: str, template: str, known: set[str]) -> None:

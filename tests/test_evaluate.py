@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from gitevo.config import Sandbox
-from gitevo.execution.evaluate import Job, evaluate, expand, run_sandboxed
+from gitevo.execution.evaluate import evaluate
+from gitevo.execution.job import Job, expand, run_sandboxed
 from gitevo.execution.sandbox import kill_orphans
 from tests.conftest import heartbeat, stopped
 

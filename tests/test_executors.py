@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from gitevo import config
-from gitevo.execution.evaluate import Job
 from gitevo.execution.executors import make_executor
 from gitevo.execution.executors.gpus import resolve_gpus
 from gitevo.execution.executors.local import LocalExecutor
 from gitevo.execution.executors.optional import MissingEngine, need
+from gitevo.execution.job import Job
 from gitevo.store.gitstore import Store
 from tests.conftest import cli, git
 from tests.test_config import MINIMAL

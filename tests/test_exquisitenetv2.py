@@ -458,7 +458,8 @@ def test_the_configured_check_runs_at_the_fidelitys_input_size(repo, tmp_path):
     """A model that only works at 32x32 passes a demo check but not a smoke one (16x16),
     so it is refused before training instead of crashing in it."""
     from gitevo import config as cfg
-    from gitevo.execution.evaluate import make_job, validate
+    from gitevo.execution.evaluate import validate
+    from gitevo.execution.job import make_job
 
     source = (repo / "model.py").read_text()
     old = "        pooled = self.features(x).mean(dim=(2, 3))"

@@ -13,7 +13,8 @@ import sys
 import pytest
 
 from gitevo import config as cfg
-from gitevo.execution.evaluate import evaluate, make_job
+from gitevo.execution.evaluate import evaluate
+from gitevo.execution.job import make_job
 from gitevo.store import ledger
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store

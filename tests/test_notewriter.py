@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from gitevo.execution.evaluate import Job
+from gitevo.execution.job import Job
 from gitevo.pipeline.notewriter import NoteWriter
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store

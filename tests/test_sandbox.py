@@ -18,7 +18,8 @@ import pytest
 
 from gitevo.config import ConfigError, Sandbox, parse
 from gitevo.execution import cgroups, sandbox
-from gitevo.execution.evaluate import Job, evaluate
+from gitevo.execution.evaluate import evaluate
+from gitevo.execution.job import Job
 from tests.conftest import cli, git, stopped
 
 
@@ -314,7 +315,7 @@ def test_doctor_reports_every_protection(toy):
     for name in ("environment allowlist", "private temp dir", "process-group kill",
                  "address space", "CPU time", "file size", "process bound",
                  "network isolation", "read-only repository", "hidden .git, credentials",
-                 "PID namespace"):
+                 "PID namespace", "held-out data hidden"):
         line = next(line for line in out.splitlines() if line.strip().startswith(name))
         assert " active " in line or " INACTIVE " in line, line
     assert "bwrap" in out and "kernel" in out
@@ -323,6 +324,8 @@ def test_doctor_reports_every_protection(toy):
         assert " active " in network, network
     hidden = next(line for line in out.splitlines() if "hidden .git" in line)
     assert (" active " in hidden) == sandbox.bwrap().works, hidden
+    heldout = next(line for line in out.splitlines() if "held-out data hidden" in line)
+    assert (" active " in heldout) == sandbox.bwrap().works, heldout
 
 
 def test_doctor_exits_2_on_a_broken_sandbox_section(toy):

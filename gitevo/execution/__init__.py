@@ -2,7 +2,9 @@
 environment allowlist, limits, bubblewrap or unshare, the process group), the pids
 cgroups that bound it (cgroups), the fork server that starts those commands cheaply
 (launcher, forkserver), which protections hold on this machine (doctor), an
-individual's checks and fitness command made into an Evaluation (evaluate), and where
+one evaluation as plain data and one of its commands run (job), an individual's checks
+and fitness command made into an Evaluation (evaluate), a trusted scorer apart from the
+untrusted trainer (scoring) and what may cross between them (handover), and where
 evaluations run: locally, on Ray or on SLURM (executors/). It may import core,
 config and store (the executors read the trees they ship from git).
 """

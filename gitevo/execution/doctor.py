@@ -28,6 +28,8 @@ echo "pidns=$(readlink /proc/self/ns/pid)"; echo "tmp=$TMPDIR"
 if touch "$GITEVO_PUBLIC_REPO/probe" 2>/dev/null; then echo repo=writable
 else echo repo=readonly; fi
 if grep -qs token "$GITEVO_PUBLIC_REPO/.git/config"; then echo git=visible; else echo git=hidden; fi
+if [ -e "$GITEVO_CACHE_DIR/heldout/labels" ]; then echo heldout=visible
+else echo heldout=hidden; fi
 """
 WORKTREE = "repo/.git/gitevo/worktrees/main/probe"
 
@@ -62,16 +64,23 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
             Row("hidden .git, credentials", seen.get("git") == "hidden",
                 "the repository's .git and ~/.ssh, ~/.aws, ~/.netrc ... read as empty" if
                 seen.get("git") == "hidden" else f"needs bubblewrap ({why})"),
-            _pidns_row(seen, why)]
+            _pidns_row(seen, why),
+            Row("held-out data hidden", seen.get("heldout") == "hidden",
+                "<cache>/heldout reads as empty; only prepare and [fitness] score see it" if
+                seen.get("heldout") == "hidden" else f"needs bubblewrap ({why}): a trainer "
+                "could read what a [fitness] score scores with, so those scores are not "
+                "protected")]
 
 
 def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="gitevo-doctor-") as scratch:
         root = Path(scratch)
-        for part in (WORKTREE, "tmp"):
+        for part in (WORKTREE, "tmp", "cache/heldout"):
             (root / part).mkdir(parents=True)
         (root / "repo/.git/config").write_text("[remote]\n  url = https://x:token@example\n")
-        env = sandbox.sandbox_env(root / "tmp") | {"GITEVO_PUBLIC_REPO": str(root / "repo")}
+        (root / "cache/heldout/labels").write_text("the answers\n")
+        env = sandbox.sandbox_env(root / "tmp") | {"GITEVO_PUBLIC_REPO": str(root / "repo"),
+                                                   "GITEVO_CACHE_DIR": str(root / "cache")}
         # the configured timeout, because the CPU limit is derived from it
         outcome = sandbox.run_confined(PROBE, workdir=root / WORKTREE, tmp=root / "tmp",
                                        timeout=timeout, env=env, settings=settings)

@@ -107,6 +107,9 @@ def sandbox_env(tmp: Path, extra: tuple[str, ...] = (),
     return env
 
 
+HELDOUT = "heldout"
+
+
 def cache_dirs(env: dict[str, str]) -> list[Path]:
     """Where a harness keeps decoded datasets between evaluations (the templates' rule):
     these stay writable under bubblewrap so the first evaluation can fill the cache, unless
@@ -117,6 +120,13 @@ def cache_dirs(env: dict[str, str]) -> list[Path]:
     elif env.get("HOME"):
         dirs.append(Path(env["HOME"]) / ".cache" / "gitevo")
     return dirs
+
+
+def heldout_dirs(env: dict[str, str]) -> list[Path]:
+    """<cache>/heldout of every cache dir: the data that decides scores (held-out images and
+    their labels). Only the trusted commands, prepare and score, see it; under bubblewrap
+    every other command finds it empty."""
+    return [directory / HELDOUT for directory in cache_dirs(env)]
 
 
 # ---- resource limits ------------------------------------------------------------------------
@@ -256,7 +266,8 @@ def _hidden(workdir: Path, home: str | None) -> tuple[list[str], list[str]]:
 
 
 def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
-                hidden: tuple[list[str], list[str]] = ([], [])) -> list[str]:
+                hidden: tuple[list[str], list[str]] = ([], []),
+                masked: list[Path] = ()) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     if not network:
         argv.append("--unshare-net")
@@ -272,11 +283,14 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
     argv += mounts
     for path in writable:
         argv += ["--bind", str(path), str(path)]
+    for path in masked:  # after the binds, or a writable cache would cover the mask again
+        argv += ["--tmpfs", str(path)]
+        remounts = [*remounts, "--remount-ro", str(path)]
     return argv + remounts + ["--chdir", str(workdir)]
 
 
 def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
-               cache_writable: bool = True) -> list[str]:
+               cache_writable: bool = True, heldout_visible: bool = False) -> list[str]:
     kind, _ = mode(settings)
     network = settings.network == "allow"
     if kind == "bwrap":
@@ -285,21 +299,47 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
             with contextlib.suppress(OSError):
                 directory.mkdir(parents=True, exist_ok=True)
                 writable.append(directory)
-        return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")))
+        # masked even where nothing is held out yet: with a writable cache, a candidate
+        # could otherwise plant the "held-out" data that a later scorer trusts
+        masked = [] if heldout_visible else _existing(heldout_dirs(env))
+        return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")),
+                           masked)
     if kind == "unshare" and not network:
         return ["unshare", "-rn"]
     return []
+
+
+def _existing(paths: list[Path]) -> list[Path]:
+    """`paths` made where they are missing (bwrap can only mask a path that exists in the
+    read-only root), leaving out those that cannot be."""
+    made = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.mkdir(parents=True, exist_ok=True)
+            made.append(path)
+    return made
+
+
+def heldout_hidden(settings: Sandbox) -> bool:
+    """Whether the candidates' commands find the held-out cache empty on this machine."""
+    try:
+        return mode(settings)[0] == "bwrap"
+    except SandboxUnavailable:
+        return False
 
 
 # ---- the run --------------------------------------------------------------------------------
 
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
-                 name: str = "run", cache_writable: bool = True) -> Outcome:
+                 name: str = "run", cache_writable: bool = True,
+                 heldout_visible: bool = False) -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
     after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die.
-    With `cache_writable` false, the dataset cache is read-only under bubblewrap."""
-    argv = _isolation(settings, workdir, tmp, env, cache_writable) + ["bash", "-c", command]
+    With `cache_writable` false, the dataset cache is read-only under bubblewrap; the
+    held-out cache is empty for it unless `heldout_visible` (the trusted commands)."""
+    argv = _isolation(settings, workdir, tmp, env, cache_writable, heldout_visible)
+    argv += ["bash", "-c", command]
     return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from gitevo.config import Config
 from gitevo.core.events import Events, summary
-from gitevo.execution.evaluate import Job, make_job
 from gitevo.execution.executors import make_executor
+from gitevo.execution.job import Job, make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.llm import Usage
 from gitevo.pipeline import selection

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gitevo.execution.evaluate import Job
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from gitevo.config import Config
-from gitevo.execution.evaluate import expand, make_job, run_sandboxed
+from gitevo.execution.job import expand, make_job, run_sandboxed
 from gitevo.pipeline.plan import individual_id
 from gitevo.store.gitstore import Store, individual_ref, process_alive
 
@@ -56,7 +56,7 @@ def prepare(store: Store, config: Config, commit: str) -> None:
         job = dataclasses.replace(job, cache_writable=True, sandbox=dataclasses.replace(
             job.sandbox, network="allow"))
         outcome = run_sandboxed(expand(command, job, scratch / "prepare-metrics.json"), job,
-                                scratch, job.timeout)
+                                scratch, job.timeout, trusted=True)
     finally:
         store.remove_dir(work)
     if outcome.timed_out:

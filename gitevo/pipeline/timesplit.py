@@ -35,7 +35,8 @@ class Timeline:
             self.spans.append(("validate", event.t - event["seconds"], event.t))
         elif event.kind == "evaluation_finished":
             # an evaluation validates, then trains; the event comes as it ends
-            fitness = event["timings"].get("fitness", 0.0)
+            # a scorer apart runs right after the trainer: both measure the fitness
+            fitness = event["timings"].get("fitness", 0.0) + event["timings"].get("score", 0.0)
             validate = event["timings"].get("validate", 0.0)
             self.spans.append(("fitness", event.t - fitness, event.t))
             self.spans.append(("validate", event.t - fitness - validate, event.t - fitness))

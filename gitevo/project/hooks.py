@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 
 from gitevo.config import Config
-from gitevo.execution.evaluate import make_job, validate
+from gitevo.execution.evaluate import validate
+from gitevo.execution.job import make_job
 from gitevo.store.gitstore import Store
 
 

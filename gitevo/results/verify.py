@@ -1,7 +1,7 @@
 """`gitevo verify`: measure an individual's fitness again and hold it to its note.
 
 The fresh measurement runs on a clean export of the individual's commit through the
-same sandboxed path as a generation's (evaluate.make_job + evaluate.evaluate), and is
+same sandboxed path as a generation's (job.make_job + evaluate.evaluate), and is
 kept in the note's `verifications` list whatever it shows. The note's top level, the
 evaluation that selection used, is never changed, and keys this version does not
 know are kept as they are.
@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from gitevo.config import Config
-from gitevo.execution.evaluate import evaluate, make_job
+from gitevo.execution.evaluate import evaluate
 from gitevo.execution.executors.local import thread_share
+from gitevo.execution.job import make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.pipeline.prepare import prepare_seed
 from gitevo.store.fitness import Evaluation

@@ -24,7 +24,8 @@ from typing import Any
 
 from gitevo.config import Config
 from gitevo.core.events import Events
-from gitevo.execution.evaluate import Job, checked, make_job, runs_commands
+from gitevo.execution.evaluate import checked, runs_commands
+from gitevo.execution.job import Job, make_job
 from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request, Usage
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from gitevo.config import Config
-from gitevo.execution.evaluate import Job
 from gitevo.execution.executors.gpus import resolve_gpus
 from gitevo.execution.executors.local import LocalExecutor
 from gitevo.execution.executors.remote_job import tree_archive
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store
 

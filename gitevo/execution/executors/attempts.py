@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gitevo.execution.evaluate import Job
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 
 ERROR_CHARS = 1500

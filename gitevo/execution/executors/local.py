@@ -10,9 +10,10 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from gitevo.execution.evaluate import Job, evaluate
+from gitevo.execution.evaluate import evaluate
 from gitevo.execution.executors.gpus import GpuPool
 from gitevo.execution.executors.pool import run_pool
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from gitevo.execution.evaluate import Job
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 
 RunOne = Callable[[Job], Evaluation]

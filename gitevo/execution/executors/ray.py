@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gitevo.config import RayOptions
-from gitevo.execution.evaluate import Job
 from gitevo.execution.executors.attempts import WorkerLost, with_retries
 from gitevo.execution.executors.optional import need
 from gitevo.execution.executors.pool import run_pool
 from gitevo.execution.executors.remote_job import evaluate_archive
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 
 Archiver = Callable[[Job], bytes]

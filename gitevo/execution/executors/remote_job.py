@@ -13,7 +13,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from gitevo.execution.evaluate import Job, evaluate
+from gitevo.execution.evaluate import evaluate
+from gitevo.execution.job import Job
 from gitevo.store.fitness import Evaluation
 
 
