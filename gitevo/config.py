@@ -138,6 +138,9 @@ class Sandbox:
     memory: float | None = None  # GB of address space per process; 0: none; None: auto
     processes: int = 1024  # tasks (threads count) in one evaluation
     file_size: float = 16.0  # GB, largest file one process may write; 0: no limit
+    # paths (placeholders of [fitness.vars] filled) that read as empty for every command
+    # but prepare and score: a dataset's held-out part, wherever it lives
+    hide: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -237,10 +240,11 @@ def parse(text: str, path: Path | str = CONFIG_NAME) -> Config:
                         "sandbox"})
     objectives = _objectives(top)
     evolution = _evolution(top.sub("evolution"), {o.name for o in objectives})
-    return Config(path=path, genes=_genes(top.sub("genes")), fitness=_fitness(top.sub("fitness")),
+    fitness = _fitness(top.sub("fitness"))
+    return Config(path=path, genes=_genes(top.sub("genes")), fitness=fitness,
                   objectives=objectives, evolution=evolution, llm=_llm(top.sub("llm")),
                   executor=_executor(top.sub("executor")), raw=raw,
-                  sandbox=_sandbox(top.sub("sandbox")))
+                  sandbox=_sandbox(top.sub("sandbox"), set(fitness.vars)))
 
 
 def _genes(r: _Reader) -> Genes:
@@ -307,7 +311,8 @@ def _check_scorer(r: _Reader, command: str, score: str) -> None:
 def _check_placeholders(r: _Reader, key: str, template: str, known: set[str]) -> None:
     for name in PLACEHOLDER.findall(template):
         if name not in known:
-            raise r.fail(key, f"unknown placeholder {{{name}}} (known: {', '.join(sorted(known))})")
+            listed = ", ".join(sorted(known)) or "none; add it to [fitness.vars]"
+            raise r.fail(key, f"unknown placeholder {{{name}}} (known: {listed})")
 
 
 def _objectives(top: _Reader) -> tuple[Objective, ...]:
@@ -433,8 +438,8 @@ def _minutes(r: _Reader, key: str, default: int) -> int:
     return max(1, total)
 
 
-def _sandbox(r: _Reader) -> Sandbox:
-    r.reject_unknown({"network", "isolation", "memory", "processes", "file_size"})
+def _sandbox(r: _Reader, variables: set[str]) -> Sandbox:
+    r.reject_unknown({"network", "isolation", "memory", "processes", "file_size", "hide"})
     network = r.get("network", str, "deny")
     if network not in ("deny", "allow"):
         raise r.fail("network", f'must be "deny" or "allow", got {network!r}')
@@ -444,10 +449,15 @@ def _sandbox(r: _Reader) -> Sandbox:
     memory = r.get("memory", (str, int, float), "auto")
     if memory != "auto" and (isinstance(memory, str) or not 0 <= memory < math.inf):
         raise r.fail("memory", f'must be "auto" or GB >= 0 (0: no limit), got {memory!r}')
+    hide = r.get("hide", list, [])
+    for entry in hide:
+        if not isinstance(entry, str) or not entry.strip():
+            raise r.fail("hide", f"must be a list of paths, got {entry!r}")
+        _check_placeholders(r, "hide", entry, variables)
     return Sandbox(network=network, isolation=isolation,
                    memory=None if memory == "auto" else float(memory),
                    processes=r.integer("processes", 1024, 8),
-                   file_size=r.number("file_size", 16.0, 0.0))
+                   file_size=r.number("file_size", 16.0, 0.0), hide=tuple(hide))
 
 
 def render(files: list[str], command: str, objectives: list[tuple[str, str]], *,

@@ -167,6 +167,36 @@ except OSError:
     assert json.loads(stored.read_text()) == data
 
 
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_paths_in_sandbox_hide_read_as_empty_for_the_trainer_only(task, tmp_path, kind):
+    if not sandbox.bwrap().works:
+        pytest.skip(sandbox.bwrap().detail)
+    repo, data = task
+    raw = tmp_path / "raw"  # a dataset outside the cache, with its labels
+    raw.mkdir()
+    (raw / "labels.json").write_text(json.dumps(data))
+    target = raw if kind == "folder" else raw / "labels.json"
+    # the scorer reads the labels from the hidden path instead of the cache
+    (repo / "score.py").write_text(SCORE.replace(
+        'os.path.join(os.environ["GITEVO_CACHE_DIR"], "heldout", "data.json")',
+        f'{str(raw / "labels.json")!r}'))
+    peek = acting(f"""try:
+    found = json.load(open({str(raw / "labels.json")!r}))
+except (OSError, ValueError):
+    found = None
+open("peeked.txt", "w").write(repr(found is not None))""")
+    (repo / "model.py").write_text(peek)
+    toml = TOML.replace("ISOLATION", "bwrap").replace(
+        'env = ["GITEVO_CACHE_DIR"]', f'env = ["GITEVO_CACHE_DIR"]\n[fitness.vars]\n'
+        f'data = {json.dumps(str(target))}')
+    toml += 'hide = ["{data}"]\n'
+    config = cfg.parse(toml, repo / "gitevo.toml")
+    result = evaluate(make_job(config, "g001-000", repo))
+    assert result.status == "ok", result.error
+    assert result.objectives == {"accuracy": honest(data)}
+    assert (repo / "peeked.txt").read_text() == "False"
+
+
 def test_without_bubblewrap_the_note_says_the_score_is_not_protected(task):
     repo, _ = task
     result = run(repo, PEEK, "none")
@@ -271,6 +301,9 @@ def test_a_generation_with_a_scorer_notes_what_it_scored(task, tmp_path):
      "fitness.score: must not be empty (leave it out to score in the fitness command)"),
     ('command = "t"\n[fitness.vars]\nartifacts = "x"',
      "fitness.vars.artifacts: 'artifacts' is a built-in placeholder"),
+    ('command = "t"\n[sandbox]\nhide = ["{data}"]',
+     "sandbox.hide: unknown placeholder {data} (known: none; add it to [fitness.vars])"),
+    ('command = "t"\n[sandbox]\nhide = [3]', "sandbox.hide: must be a list of paths, got 3"),
 ])
 def test_scorer_settings_are_checked(fitness, problem):
     text = f'[genes]\nfiles = ["m.py"]\n[objectives]\nacc = "max"\n[fitness]\n{fitness}\n'

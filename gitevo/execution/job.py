@@ -124,10 +124,23 @@ def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float,
     env = sandbox_env(tmp, job.env_extra, job.threads)
     if job.devices is not None:  # the executor's GPU pick for this job
         env["CUDA_VISIBLE_DEVICES"] = job.devices
+    hide = () if trusted else hidden_paths(job)
     if isinstance(command, list):
         return import_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout,
                                env=env, settings=job.sandbox, pid_dir=job.pid_dir,
-                               name=job.ident, cache_writable=job.cache_writable)
+                               name=job.ident, cache_writable=job.cache_writable, hide=hide)
     return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
                         settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident,
-                        cache_writable=job.cache_writable, heldout_visible=trusted)
+                        cache_writable=job.cache_writable, heldout_visible=trusted, hide=hide)
+
+
+def hidden_paths(job: Job) -> tuple[Path, ...]:
+    """[sandbox] hide with [fitness.vars] filled in; what is not an absolute path (a
+    dataset name such as "cifar10") names nothing on disk to hide."""
+    paths = []
+    for entry in job.sandbox.hide:
+        text = PLACEHOLDER.sub(lambda m: job.variables.get(m.group(1), m.group(0)), entry)
+        path = Path(text).expanduser()
+        if path.is_absolute():
+            paths.append(path.resolve())
+    return tuple(paths)

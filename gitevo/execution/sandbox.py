@@ -268,6 +268,8 @@ def _hidden(workdir: Path, home: str | None) -> tuple[list[str], list[str]]:
 def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
                 hidden: tuple[list[str], list[str]] = ([], []),
                 masked: list[Path] = ()) -> list[str]:
+    """bwrap's options; `masked` folders become empty and read-only, masked files read as
+    empty (after the writable binds, or a writable cache would cover them again)."""
     argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
     if not network:
         argv.append("--unshare-net")
@@ -283,14 +285,18 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
     argv += mounts
     for path in writable:
         argv += ["--bind", str(path), str(path)]
-    for path in masked:  # after the binds, or a writable cache would cover the mask again
-        argv += ["--tmpfs", str(path)]
-        remounts = [*remounts, "--remount-ro", str(path)]
+    for path in masked:
+        if path.is_dir():
+            argv += ["--tmpfs", str(path)]
+            remounts = [*remounts, "--remount-ro", str(path)]
+        else:
+            argv += ["--ro-bind", "/dev/null", str(path)]
     return argv + remounts + ["--chdir", str(workdir)]
 
 
 def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
-               cache_writable: bool = True, heldout_visible: bool = False) -> list[str]:
+               cache_writable: bool = True, heldout_visible: bool = False,
+               hide: tuple[Path, ...] = ()) -> list[str]:
     kind, _ = mode(settings)
     network = settings.network == "allow"
     if kind == "bwrap":
@@ -301,7 +307,8 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
                 writable.append(directory)
         # masked even where nothing is held out yet: with a writable cache, a candidate
         # could otherwise plant the "held-out" data that a later scorer trusts
-        masked = [] if heldout_visible else _existing(heldout_dirs(env))
+        masked = [] if heldout_visible else [*_existing(heldout_dirs(env)),
+                                             *(p for p in hide if os.path.lexists(p))]
         return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")),
                            masked)
     if kind == "unshare" and not network:
@@ -333,12 +340,13 @@ def heldout_hidden(settings: Sandbox) -> bool:
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run", cache_writable: bool = True,
-                 heldout_visible: bool = False) -> Outcome:
+                 heldout_visible: bool = False, hide: tuple[Path, ...] = ()) -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
     after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die.
     With `cache_writable` false, the dataset cache is read-only under bubblewrap; the
-    held-out cache is empty for it unless `heldout_visible` (the trusted commands)."""
-    argv = _isolation(settings, workdir, tmp, env, cache_writable, heldout_visible)
+    held-out cache and the `hide` paths are empty for it unless `heldout_visible` (the
+    trusted commands)."""
+    argv = _isolation(settings, workdir, tmp, env, cache_writable, heldout_visible, hide)
     argv += ["bash", "-c", command]
     return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
 
@@ -346,10 +354,10 @@ def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env:
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
                     env: dict[str, str], settings: Sandbox = DEFAULT,
                     pid_dir: Path | None = None, name: str = "run",
-                    cache_writable: bool = True) -> Outcome:
+                    cache_writable: bool = True, hide: tuple[Path, ...] = ()) -> Outcome:
     """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
     without namespaces a fork of the launcher does it, else a new Python inside them."""
-    prefix = _isolation(settings, workdir, tmp, env, cache_writable)
+    prefix = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
     if prefix:
         argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
