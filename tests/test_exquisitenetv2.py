@@ -212,7 +212,9 @@ def test_image_folder_loads_with_labels_and_reuses_the_cache(tmp_path, harness_r
     pngs = [x for x in s.train_x if x[0, 0, 2] == 7]
     assert [tuple(x[0, 0, :2]) for x in pngs][:4] == [(0, 0), (0, 1), (0, 2), (0, 3)]
 
-    (cached,) = cache_dir.glob("*.npz")
+    # the whole decoded set holds the validation and test labels: it is held out
+    (cached,) = (cache_dir / "heldout").glob("*.npz")
+    assert not list(cache_dir.glob("*.npz"))
     stamp = cached.stat().st_mtime_ns
     second = data.load(str(root), cache_dir)
     assert second.from_cache and cached.stat().st_mtime_ns == stamp
@@ -223,7 +225,7 @@ def test_image_folder_loads_with_labels_and_reuses_the_cache(tmp_path, harness_r
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "train" / "cat" / "9999.png")
     third = data.load(str(root), cache_dir)
     assert not third.from_cache and third.splits.train_x.shape[0] == 16
-    assert len(list(cache_dir.glob("*.npz"))) == 2
+    assert len(list((cache_dir / "heldout").glob("*.npz"))) == 2
 
 
 def test_python_batches_load_planar_rows_as_hwc_images(tmp_path, harness_root):
@@ -246,9 +248,9 @@ def test_cifar10_source_uses_an_earlier_download_without_network(tmp_path, harne
     from harness import data
 
     cache_dir = tmp_path / "cache"
-    write_batches(cache_dir / "torchvision" / "cifar-10-batches-py")
+    write_batches(cache_dir / "heldout" / "torchvision" / "cifar-10-batches-py")
     loaded = data.load("cifar10", cache_dir)
-    assert loaded.origin == str(cache_dir / "torchvision" / "cifar-10-batches-py")
+    assert loaded.origin == str(cache_dir / "heldout" / "torchvision" / "cifar-10-batches-py")
     assert loaded.splits.train_x.shape == (30, 32, 32, 3)
 
 
@@ -397,8 +399,9 @@ def test_verify_compares_with_the_note(tmp_path, harness_root):
 # ---- the template's files --------------------------------------------------------------------
 
 def test_template_files_and_config():
-    for name in ("model.py", "train.py", "requirements.txt", "gitevo.toml", "README.md",
-                 ".gitignore", ".github/workflows/verify-best.yml", "harness/__init__.py"):
+    for name in ("model.py", "train.py", "score.py", "requirements.txt", "gitevo.toml",
+                 "README.md", ".gitignore", ".github/workflows/verify-best.yml",
+                 "harness/__init__.py"):
         assert (TEMPLATE / name).is_file(), name
     requirements = (TEMPLATE / "requirements.txt").read_text().split()
     assert {"torch==2.14.1", "torchvision==0.29.1", "numpy", "pillow"} <= set(requirements)
@@ -410,6 +413,9 @@ def test_template_files_and_config():
     assert config.fitness.fidelity == "demo" and config.fitness.vars == {"data": "cifar10"}
     assert [(o.name, o.sense) for o in config.objectives] == [("accuracy", "max"),
                                                               ("params", "min")]
+    # scored apart: the trainer exports, the scorer measures, the raw data is hidden
+    assert "--artifacts {artifacts}" in config.fitness.command
+    assert config.fitness.score.startswith("python score.py") and "{data}" in config.sandbox.hide
 
 
 def test_workflow_passes_actionlint():
@@ -575,7 +581,35 @@ def test_demo_pipeline_on_a_tiny_image_folder(repo, tmp_path):
     assert metrics["data"] == str(data_dir)
     assert (metrics["train_images"], metrics["val_images"], metrics["test_images"]) == (15, 3, 9)
     assert metrics["image_size"] == 32 and metrics["params"] == 518_230 - 384 * 7 - 7
-    assert list((repo.parent / "cache").glob("*.npz"))
+    assert list((repo.parent / "cache" / "heldout").glob("*.npz"))
+
+
+@pytest.mark.slow
+def test_the_scorer_apart_gives_the_figures_of_the_in_process_measurement(repo, tmp_path):
+    data_dir = write_image_folder(tmp_path / "tiny", train_per_class=6, test_per_class=3)
+    common = ("--fidelity", "demo", "--data", str(data_dir))
+    recipe = (*common, "--epochs", "1", "--batch-size", "4")
+    assert train(repo, *recipe, "--metrics", "inline.json").returncode == 0
+    inline = read_metrics(repo / "inline.json")
+    # gitevo's route: prepare (trusted), train (untrusted, public part only), score (apart)
+    assert train(repo, "--prepare", *common, "--metrics", "p.json").returncode == 0
+    public = list((repo.parent / "cache").glob("exquisitenetv2-train-*.npz"))
+    assert len(public) == 1
+    with np.load(public[0]) as stored:  # the validation images were carved out of it
+        assert stored["train_x"].shape[0] == 15 and stored["counts"].tolist() == [5, 5, 5]
+    trained = train(repo, *recipe, "--artifacts", "art", "--metrics", "t.json")
+    assert trained.returncode == 0, trained.stderr
+    report = read_metrics(repo / "t.json")
+    assert "accuracy" not in report and report["epochs"] == 1
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+           "GITEVO_CACHE_DIR": str(repo.parent / "cache")}
+    scored = subprocess.run([sys.executable, "score.py", *common, "--artifacts", "art",
+                             "--metrics", "s.json"], cwd=repo, env=env, text=True,
+                            capture_output=True, timeout=180)
+    assert scored.returncode == 0, scored.stderr
+    score = read_metrics(repo / "s.json")
+    for key in ("accuracy", "test_accuracy", "params", "val_images", "test_images"):
+        assert score[key] == inline[key], key
 
 
 def test_missing_data_is_one_clear_line(repo):
@@ -618,4 +652,4 @@ def test_a_cache_is_found_where_it_is_even_if_another_dir_is_writable(tmp_path, 
     assert not data.load(str(root)).from_cache  # built under xdg/gitevo
     monkeypatch.setenv("GITEVO_CACHE_DIR", str(tmp_path / "empty"))  # now first, writable
     again = data.load(str(root))
-    assert again.from_cache and not list((tmp_path / "empty").glob("*.npz"))
+    assert again.from_cache and not list((tmp_path / "empty").rglob("*.npz"))

@@ -51,8 +51,10 @@ def test_children_are_really_trained_and_scored(evolved):
     assert len(scored) >= 8
     for ind in scored:
         metrics = json.loads(store.read_note("refs/notes/gitevo/main", ind.commit))["metrics"]
-        assert metrics["fidelity"] == "smoke" and metrics["epochs"] == 3
+        assert metrics["fidelity"] == "smoke" and metrics["trainer"]["epochs"] == 3
         assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["params"] > 1000
+        # scored apart, from the exported graph: the trainer's report is not the score
+        assert metrics["scorer"]["apart"] is True and "accuracy" not in metrics["trainer"]
     assert len({json.dumps(store.read_note("refs/notes/gitevo/main", i.commit))
                 for i in scored}) > 1  # offspring differ from each other, not copies
 

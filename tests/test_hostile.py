@@ -159,7 +159,8 @@ ATTACKS = {
         ("the checks changed numpy.py",)),
     "leaves a process running": (
         "import subprocess\nsubprocess.Popen(['sleep', '30'])", ("running",)),
-    "exits early with success": ("raise SystemExit(0)", ("wrote no metrics file",)),
+    # the trainer leaves no exported model, and the scorer apart says so
+    "exits early with success": ("raise SystemExit(0)", ("no manifest.json in the artifacts",)),
 }
 
 

@@ -76,12 +76,16 @@ def _load(path: Path) -> Splits | None:
 
 
 def _store(path: Path, splits: Splits) -> None:
+    store_arrays(path, train_x=splits.train_x, train_y=splits.train_y, test_x=splits.test_x,
+                 test_y=splits.test_y, classes=np.asarray(splits.classes, dtype=np.str_))
+
+
+def store_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write `arrays` as one .npz at `path`, atomically."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, train_x=splits.train_x, train_y=splits.train_y,
-                     test_x=splits.test_x, test_y=splits.test_y,
-                     classes=np.asarray(splits.classes, dtype=np.str_))
+            np.savez(handle, **arrays)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is meant to be shared
         os.replace(tmp, path)
     except BaseException:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -26,12 +28,14 @@ from harness import (  # noqa: F401
     data,
     device,
     engine,
+    export,
     fidelity,
     formats,
     gene,
     guard,
     measure,
     metrics,
+    public,
     reasons,
     schedule,
     split,
@@ -42,7 +46,8 @@ from harness.reasons import ModelError, describe
 
 HARNESS_VERSION = "1"
 CHECK_CLASSES, CHECK_CHANNELS, CHECK_BATCH = 10, 3, 2
-_EXPECTED = (formats.DataError, fidelity.FidelityError, device.DeviceError, ModelError)
+_EXPECTED = (formats.DataError, fidelity.FidelityError, device.DeviceError, ModelError,
+             export.ScoreError)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -58,6 +63,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="'cifar10' (download once) or a directory with python batches or "
                         "train/ and test/ image folders")
     p.add_argument("--metrics", default="metrics.json", help="where to write the JSON")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="train only, and export the trained model here for score.py (gitevo's "
+                        "route: the scorer, apart, decides the fitness)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -125,6 +133,9 @@ def prepare(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> d
     if recipe.synthetic:
         return {"prepare": "ok", "data": "synthetic", "fidelity": recipe.name}
     loaded = data.load(args.data, args.cache_dir)
+    if not loaded.from_cache or public.find(args.data, args.cache_dir) is None:
+        # the trainer's share, validation carved out: beside <cache>/heldout, not in it
+        public.write(data.cache_root(args.cache_dir), args.data, loaded.splits, loaded.origin)
     return {"prepare": "ok", "data": loaded.origin, "from_cache": loaded.from_cache,
             "fidelity": recipe.name, "harness": HARNESS_VERSION}
 
@@ -157,24 +168,64 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
         raise
     except Exception as exc:
         raise ModelError(describe(exc, "forward pass on a dummy batch")) from exc
+    tampered += snapshot.restore()
+    _exportable(model, size)
     return {"params": measure.count_parameters(model), "check": "ok", "device": runtime.label,
             "fidelity": recipe.name, "image_size": size, "harness": HARNESS_VERSION,
             "tampered": ",".join(tampered)}
 
 
+def _exportable(model: torch.nn.Module, size: int) -> None:
+    """The scorer's checks, on the freshly built model: a model it would refuse is
+    invalid now, with the reason, not after a whole training run."""
+    with tempfile.TemporaryDirectory(prefix="export-check-") as folder:
+        export.save(model, CHECK_CHANNELS, size, CHECK_CLASSES, Path(folder))
+        try:
+            export.load(Path(folder), CHECK_CHANNELS, size, CHECK_CLASSES)
+        except export.ScoreError as exc:
+            raise ModelError(str(exc)) from exc
+
+
 def evaluate(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dict:
-    """Train at the fidelity and measure validation and test accuracy."""
+    """Train at the fidelity. With --artifacts (gitevo's route), export the trained model
+    there for score.py and report only how training went; without, measure validation
+    and test accuracy here too (for benches and direct runs: not protected)."""
     recipe = _recipe(args)
+    if args.artifacts is None or recipe.synthetic:
+        prepared = data.prepare(recipe, args.data, args.cache_dir)
+        images, labels, names = prepared.train_x, prepared.train_y, prepared.classes
+    else:
+        prepared = None
+        images, labels, names, _ = public.load(recipe, args.data, args.cache_dir)
+    trained = _train(args, root, snapshot, recipe, images, labels, len(names))
+    if args.artifacts is None:
+        return _measured(args, recipe, trained, prepared)
+    size = recipe.image_size or images.shape[1]
+    export.save(trained.model, images.shape[-1], size, len(names), args.artifacts)
+    trained.tampered += snapshot.restore()
+    return _report(args, recipe, trained, len(labels), size)
+
+
+@dataclass
+class _Trained:
+    model: torch.nn.Module
+    feeder: Feeder
+    runtime: device.Runtime
+    fit: engine.FitReport
+    params: int
+    tampered: list[str]
+
+
+def _train(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot,
+           recipe: fidelity.Fidelity, images, labels, classes: int) -> _Trained:
     runtime = device.select(args.device, args.deterministic)
-    prepared = data.prepare(recipe, args.data, args.cache_dir)
-    classes, channels = len(prepared.classes), prepared.train_x.shape[-1]
-    feeder = Feeder(runtime, recipe.image_size, *channel_stats(prepared.train_x))
-    x, y = feeder.upload(prepared.train_x), feeder.upload(prepared.train_y)
+    feeder = Feeder(runtime, recipe.image_size, *channel_stats(images))
+    x, y = feeder.upload(images), feeder.upload(labels)
     gen = device.generator(runtime, args.seed)
     device.seed_everything(args.seed)
 
     module = gene.load(args.model or root / "model.py")
-    model = gene.build(module, classes, channels).to(runtime.device)
+    model = gene.build(module, classes, images.shape[-1]).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = gene.optimizer(module, model, recipe.lr, recipe.weight_decay)
@@ -182,27 +233,41 @@ def evaluate(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> 
     measure.check_optimizer(opt, model)
     params = measure.count_parameters(model)
     report = engine.fit(model, opt, feeder, x, y, recipe, runtime, gen)
-
     tampered += snapshot.restore()
     # lazily created parameters exist only after a forward pass: count again, keep the most
     params = max(params, measure.count_parameters(model))
+    return _Trained(model, feeder, runtime, report, params, tampered)
+
+
+def _report(args: argparse.Namespace, recipe: fidelity.Fidelity, trained: _Trained,
+            images: int, size: int) -> dict:
+    """How training went: the trainer's own account, which the scorer does not use."""
+    fit = trained.fit
+    print(f"trained {fit.epochs} epochs in {fit.seconds:.1f}s on {trained.runtime.label}; "
+          "exported for the scorer", flush=True)
+    return {"train_seconds": round(fit.seconds, 3), "epochs": fit.epochs,
+            "fidelity": recipe.name, "device": trained.runtime.label, "seed": args.seed,
+            "train_loss": fit.train_loss, "diverged": fit.diverged,
+            "images_per_second": round(fit.images / max(fit.seconds, 1e-9), 1),
+            "train_images": images, "image_size": size, "batch_size": recipe.batch_size,
+            "params_counted_in_training": trained.params, "harness": HARNESS_VERSION,
+            "tampered": ",".join(sorted(set(trained.tampered)))[:1000]}
+
+
+def _measured(args: argparse.Namespace, recipe: fidelity.Fidelity, trained: _Trained,
+              prepared: data.Prepared) -> dict:
+    model, feeder, runtime = trained.model, trained.feeder, trained.runtime
+    classes = len(prepared.classes)
     val = _score(model, feeder, prepared.val_x, prepared.val_y, recipe, runtime, classes)
     test = _score(model, feeder, prepared.test_x, prepared.test_y, recipe, runtime, classes)
-    tampered += snapshot.restore()
     size = recipe.image_size or prepared.train_x.shape[1]
-    summary = {
-        "accuracy": val, "test_accuracy": test, "params": params,
-        "train_seconds": round(report.seconds, 3), "epochs": report.epochs,
-        "fidelity": recipe.name, "device": runtime.label, "seed": args.seed,
-        "train_loss": report.train_loss, "diverged": report.diverged,
-        "images_per_second": round(report.images / max(report.seconds, 1e-9), 1),
-        "train_images": len(prepared.train_y), "val_images": len(prepared.val_y),
-        "test_images": len(prepared.test_y), "image_size": size,
-        "batch_size": recipe.batch_size, "data": prepared.origin,
-        "tampered": ",".join(sorted(set(tampered)))[:1000], "harness": HARNESS_VERSION,
-    }
-    print(f"accuracy {val:.4f} (validation)  test {test:.4f}  params {params}  "
-          f"{report.epochs} epochs in {report.seconds:.1f}s on {runtime.label}", flush=True)
+    summary = _report(args, recipe, trained, len(prepared.train_y), size)
+    del summary["params_counted_in_training"]
+    summary.update(accuracy=val, test_accuracy=test, params=trained.params,
+                   val_images=len(prepared.val_y), test_images=len(prepared.test_y),
+                   data=prepared.origin)
+    print(f"accuracy {val:.4f} (validation)  test {test:.4f}  params {trained.params}",
+          flush=True)
     return summary
 
 

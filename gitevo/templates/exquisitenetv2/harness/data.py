@@ -4,6 +4,10 @@
 directory (once); `--data PATH` reads python batches or image folders from PATH. Either
 way the decoded arrays are cached, so images are decoded once per dataset, not once
 per evaluation and never once per epoch.
+
+The whole decoded dataset (and a download) holds the labels that scores are decided
+with, so it lives in <cache>/heldout/, which gitevo hides from the trainer; the trainer
+reads only the public training part (harness.public) that the prepare step writes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from harness import cache, formats, split, synthetic
 from harness.fidelity import Fidelity
 from harness.formats import DataError, Splits
 
+HELDOUT = "heldout"  # gitevo shows <cache>/heldout to its prepare and score commands only
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download counts as failed
 
 
@@ -47,8 +52,9 @@ def load(source: str, cache_dir: Path | None = None) -> Loaded:
     root = _download_cifar10(cache_dir) if source == "cifar10" else Path(source).expanduser()
     layout = formats.detect(root)
     name = f"exquisitenetv2-{layout.kind}-{formats.fingerprint(layout)}-v{cache.CACHE_VERSION}"
-    found = _existing(cache_dir, layout.root, f"{name}.npz")
-    directory = found.parent if found else _cache_dir(cache_dir, layout.root)
+    found = _existing(cache_dir, layout.root, f"{HELDOUT}/{name}.npz")
+    directory = found.parent if found else _cache_dir(cache_dir, layout.root) / HELDOUT
+    directory.mkdir(parents=True, exist_ok=True)
     splits, hit = cache.load_or_build(directory / f"{name}.npz", lambda: formats.read(layout))
     return Loaded(splits, str(layout.root), hit)
 
@@ -68,6 +74,11 @@ def prepare(fidelity: Fidelity, source: str, cache_dir: Path | None = None) -> P
                     splits.test_x, splits.test_y, splits.classes, origin)
 
 
+def cache_root(explicit: Path | None = None) -> Path:
+    """The cache directory that prepare writes into: the first writable one."""
+    return _cache_dir(explicit, None)
+
+
 def _cache_dir(explicit: Path | None, data_root: Path | None) -> Path:
     dirs = [explicit] if explicit is not None else cache.candidate_dirs(data_root)
     try:
@@ -84,10 +95,10 @@ def _existing(explicit: Path | None, data_root: Path | None, relative: str) -> P
 
 
 def _download_cifar10(cache_dir: Path | None) -> Path:
-    found = _existing(cache_dir, None, "torchvision/cifar-10-batches-py/test_batch")
+    found = _existing(cache_dir, None, f"{HELDOUT}/torchvision/cifar-10-batches-py/test_batch")
     if found is not None and (found.parent / "data_batch_1").is_file():
         return found.parent  # downloaded before: no network needed
-    root = _cache_dir(cache_dir, None) / "torchvision"  # one of the dirs searched above
+    root = _cache_dir(cache_dir, None) / HELDOUT / "torchvision"  # searched above
     batches = root / "cifar-10-batches-py"
     root.mkdir(parents=True, exist_ok=True)
     # evaluations that start together must not download and unpack over each other

@@ -60,6 +60,7 @@ MAIN_THREAD = threading.main_thread()
 _THIRD_PARTY = (builtins, json, json.encoder, os, os.path, time, np, torch, F, torch.optim,
                 nn.init)
 _CLASSES = (torch.Tensor, nn.Module, nn.Parameter, torch.optim.Optimizer)
+_CACHES = frozenset({"__slotnames__"})
 
 
 class Snapshot:
@@ -105,7 +106,10 @@ def _restore_class(cls: type, saved: dict) -> list[str]:
             setattr(cls, name, value)
             touched.append(name)
     for name in current:
-        # an added attribute that hides an inherited one (Tensor.argmax lives on TensorBase)
+        # an added attribute that hides an inherited one (Tensor.argmax lives on TensorBase);
+        # copyreg's cache of slot names is written by copying and exporting, not by a cheat
+        if name in _CACHES:
+            continue
         if name not in saved and any(name in vars(base) for base in cls.__mro__[1:]):
             delattr(cls, name)
             touched.append(name)
