@@ -71,7 +71,7 @@ def score(args: argparse.Namespace) -> dict:
     return {"accuracy": val, "test_accuracy": test, "params": params,
             "val_images": len(prepared.val_y), "test_images": len(prepared.test_y),
             "fidelity": recipe.name, "device": runtime.label, "image_size": size,
-            "data": prepared.origin, "scorer": HARNESS_VERSION}
+            "data": prepared.origin, "harness": HARNESS_VERSION}
 
 
 def _accuracy(model: torch.nn.Module, feeder: Feeder, images, labels,
