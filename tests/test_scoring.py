@@ -315,3 +315,22 @@ def test_scorer_settings_are_checked(fitness, problem):
 def test_doctor_probe_and_evaluations_agree_on_the_heldout_mask():
     assert sandbox.heldout_hidden(Sandbox()) == sandbox.bwrap().works
     assert sandbox.heldout_hidden(Sandbox(isolation="none")) is False
+
+
+def test_the_trainers_report_is_read_only_as_a_small_plain_json_object(tmp_path):
+    from gitevo.execution.scoring import MAX_REPORT_BYTES, trainer_report
+
+    plain = tmp_path / "report.json"
+    plain.write_text('{"steps": 3}')
+    assert trainer_report(plain) == {"steps": 3}
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as handle:  # sparse: its size is what matters, not its bytes
+        handle.truncate(MAX_REPORT_BYTES + 1)
+    link = tmp_path / "link.json"
+    link.symlink_to(plain)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it to read would block for ever
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    for path in (huge, link, fifo, listed, tmp_path / "missing.json"):
+        assert trainer_report(path) is None, path

@@ -120,14 +120,16 @@ def _walk(root: Path):
                     stack.append((path, depth + 1))
 
 
-def read_plain(path: Path) -> bytes | None:
-    """A regular file's bytes, opened without following a link at its last step."""
+def read_plain(path: Path, limit: int | None = None) -> bytes | None:
+    """A regular file's bytes, opened without following a link at its last step; None
+    for anything else, or for a file larger than `limit` bytes."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or (limit is not None and info.st_size > limit):
             return None
         return handle.read()
 

@@ -52,10 +52,10 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluati
             copy_tree(job.workdir, before, tree)
             copy_artifacts(artifacts, copied)
         except HandoverError as exc:
-            return Evaluation("invalid", error=str(exc), metrics=_with(trainer, job))
+            return Evaluation("invalid", error=str(exc), metrics=_record(trainer, job))
         with timed(timings, "score"):
             result = _score(job, tree, copied, scratch)
-    result.metrics = {**result.metrics, **_with(trainer, job)}
+    result.metrics = {**result.metrics, **_record(trainer, job)}
     return result
 
 
@@ -75,8 +75,8 @@ def _score(job: Job, tree: Path, artifacts: Path, scratch: Path) -> Evaluation:
 def trainer_report(path: Path) -> dict[str, Any] | None:
     """What the trainer wrote to its {metrics}, when it is a JSON object of sane size;
     kept for people to read, never used for selection."""
-    data = read_plain(path)
-    if data is None or len(data) > MAX_REPORT_BYTES:
+    data = read_plain(path, MAX_REPORT_BYTES)  # never a whole 16 GB file into memory
+    if data is None:
         return None
     try:
         report = json.loads(data)
@@ -85,7 +85,7 @@ def trainer_report(path: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def _with(trainer: dict[str, Any] | None, job: Job) -> dict[str, Any]:
+def _record(trainer: dict[str, Any] | None, job: Job) -> dict[str, Any]:
     """The note's account of how it was scored: apart, and whether the trainer could
     read the held-out data (only bubblewrap hides it; elsewhere the scores are not
     protected from a trainer that reads it)."""
