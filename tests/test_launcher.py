@@ -168,3 +168,19 @@ def test_a_launcher_killed_mid_command_ends_it_with_a_reason(dirs, tmp_path):
     assert result and not result[0].timed_out
     assert "launcher was killed" in result[0].reason()
     assert stopped(beat), "the command outlived its launcher"
+
+
+def test_a_closed_launcher_is_not_handed_out_again(dirs):
+    # close() returns once the server has exited, maybe before the reader thread has seen
+    # its output end: the launcher must count as gone already, or shared() reuses it and
+    # the next command meets "write to closed file"
+    def make() -> dict[str, str]:
+        return sandbox.sandbox_env(dirs[1])
+
+    for _ in range(20):
+        first = launcher.shared(make)
+        first.close()
+        assert not first.alive
+        assert launcher.shared(make) is not first
+    (dirs[0] / "ok.py").write_text("VALUE = 1\n")
+    assert _import(dirs, ["ok.py"]).returncode == 0

@@ -92,6 +92,9 @@ class Launcher:
 
     def close(self) -> None:
         with self._lock:
+            # at once, not when the reader meets the end of the output: `shared` must not
+            # hand out a launcher whose input is closed
+            self._alive = False
             if self._proc.stdin and not self._proc.stdin.closed:
                 self._proc.stdin.close()  # the server kills what is left, and exits
         self._proc.wait()
