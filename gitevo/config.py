@@ -272,24 +272,23 @@ def _fitness(r: _Reader) -> Fitness:
     for key, value in variables.items():
         if not isinstance(value, str):
             raise r.fail(f"vars.{key}", f"expected a string, got {value!r}")
-        if key in PLACEHOLDERS:
+        if key in (*PLACEHOLDERS, ARTIFACTS):
             raise r.fail(f"vars.{key}", f"'{key}' is a built-in placeholder")
     check = r.get("check", str, None)
     prepare = r.get("prepare", str, None)
     score = r.get("score", str, None)
     known = set(PLACEHOLDERS) | set(variables)
-    if ARTIFACTS in variables:
-        raise r.fail(f"vars.{ARTIFACTS}", f"'{ARTIFACTS}' is a built-in placeholder")
-    if score is None and "{" + ARTIFACTS + "}" in command:
-        raise r.fail("command", f"{{{ARTIFACTS}}} is only for a trainer whose results "
-                     "[fitness] score reads; set fitness.score too")
-    _check_placeholders(r, "command", command, known | ({ARTIFACTS} if score else set()))
-    for key, template in (("check", check), ("prepare", prepare), ("score", score)):
-        if template:
-            _check_placeholders(r, key, template, known | ({ARTIFACTS} if key == "score"
-                                                           else set()))
     if score is not None:
         _check_scorer(r, command, score)
+    elif ARTIFACTS in PLACEHOLDER.findall(command):
+        raise r.fail("command", f"{{{ARTIFACTS}}} is only for a trainer whose results "
+                     "[fitness] score reads; set fitness.score too")
+    # the trainer and the scorer share {artifacts}; the checks and prepare run without one
+    shared = known | ({ARTIFACTS} if score is not None else set())
+    for key, template, names in (("command", command, shared), ("check", check, known),
+                                 ("prepare", prepare, known), ("score", score, shared)):
+        if template:
+            _check_placeholders(r, key, template, names)
     env = r.get("env", list, [])
     if not all(isinstance(e, str) for e in env):
         raise r.fail("env", "must be a list of environment variable names")
