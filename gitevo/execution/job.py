@@ -124,14 +124,14 @@ def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float,
     env = sandbox_env(tmp, job.env_extra, job.threads)
     if job.devices is not None:  # the executor's GPU pick for this job
         env["CUDA_VISIBLE_DEVICES"] = job.devices
-    hide = () if trusted else hidden_paths(job)
+    hide = hidden_paths(job)  # the sandbox leaves them visible to a trusted command
     if isinstance(command, list):
         return import_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout,
                                env=env, settings=job.sandbox, pid_dir=job.pid_dir,
                                name=job.ident, cache_writable=job.cache_writable, hide=hide)
     return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
                         settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident,
-                        cache_writable=job.cache_writable, heldout_visible=trusted, hide=hide)
+                        cache_writable=job.cache_writable, trusted=trusted, hide=hide)
 
 
 def hidden_paths(job: Job) -> tuple[Path, ...]:

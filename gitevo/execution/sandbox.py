@@ -295,7 +295,7 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
 
 
 def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
-               cache_writable: bool = True, heldout_visible: bool = False,
+               cache_writable: bool = True, trusted: bool = False,
                hide: tuple[Path, ...] = ()) -> list[str]:
     kind, _ = mode(settings)
     network = settings.network == "allow"
@@ -307,8 +307,8 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
                 writable.append(directory)
         # masked even where nothing is held out yet: with a writable cache, a candidate
         # could otherwise plant the "held-out" data that a later scorer trusts
-        masked = [] if heldout_visible else [*_existing(heldout_dirs(env)),
-                                             *(p for p in hide if os.path.lexists(p))]
+        masked = [] if trusted else [*_existing(heldout_dirs(env)),
+                                     *(p for p in hide if os.path.lexists(p))]
         return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")),
                            masked)
     if kind == "unshare" and not network:
@@ -340,13 +340,13 @@ def heldout_hidden(settings: Sandbox) -> bool:
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run", cache_writable: bool = True,
-                 heldout_visible: bool = False, hide: tuple[Path, ...] = ()) -> Outcome:
+                 trusted: bool = False, hide: tuple[Path, ...] = ()) -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
     after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die.
     With `cache_writable` false, the dataset cache is read-only under bubblewrap; the
-    held-out cache and the `hide` paths are empty for it unless `heldout_visible` (the
-    trusted commands)."""
-    argv = _isolation(settings, workdir, tmp, env, cache_writable, heldout_visible, hide)
+    held-out cache and the `hide` paths are empty for it unless it is `trusted` (prepare
+    and score)."""
+    argv = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
     argv += ["bash", "-c", command]
     return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
 
