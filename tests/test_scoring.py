@@ -246,6 +246,13 @@ def test_artifacts_the_scorer_cannot_use_make_the_child_invalid_with_its_reason(
                                    "trainer must leave its model there")
 
 
+def test_a_scorer_that_writes_no_metrics_is_named_as_the_writer(task):
+    repo, _ = task
+    (repo / "score.py").write_text("print('scored, but wrote nothing')\n")
+    result = run(repo, MODEL, "none")
+    assert result.status == "invalid" and result.error == "scorer wrote no metrics file"
+
+
 def test_nothing_the_trainer_started_outlives_it(task):
     if not sandbox.bwrap().works:
         pytest.skip(sandbox.bwrap().detail)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from gitevo.execution import scoring
-from gitevo.execution.handover import changes, fingerprint
+from gitevo.execution.handover import Tree, changes, fingerprint
 from gitevo.execution.job import Job, expand, failure, read_metrics, run_sandboxed, timed
 from gitevo.store.fitness import Evaluation
 
@@ -55,11 +55,18 @@ def runs_commands(job: Job) -> bool:
 
 def checked(job: Job, tmp: Path) -> tuple[Evaluation | None, list[str]]:
     """`validate`, and the files its commands changed in the tree (none ran: none)."""
+    failed, changed, _ = _checked(job, tmp)
+    return failed, changed
+
+
+def _checked(job: Job, tmp: Path) -> tuple[Evaluation | None, list[str], Tree | None]:
+    """`checked`, and the tree's fingerprint after the checks when it was taken."""
     before = fingerprint(job.workdir) if runs_commands(job) else None
     failed = validate(job, tmp)
     if failed is not None or before is None:
-        return failed, []
-    return None, changes(before, fingerprint(job.workdir))
+        return failed, [], None
+    after = fingerprint(job.workdir)
+    return None, changes(before, after), after
 
 
 def _imported(job: Job) -> list[str]:
@@ -68,9 +75,10 @@ def _imported(job: Job) -> list[str]:
 
 
 def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
+    tree = None  # the tree's fingerprint once the checks ran: a scorer starts from it
     if not job.validated:
         with timed(timings, "validate"):
-            failed, changed = checked(job, tmp)
+            failed, changed, tree = _checked(job, tmp)
         if failed is not None:
             return failed
         if changed:
@@ -80,12 +88,12 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
                               " in the tree; a candidate may not change what it is "
                               "evaluated with")
     if job.score:
-        return scoring.train_then_score(job, tmp, timings)
+        return scoring.train_then_score(job, tmp, timings, tree)
     metrics_path = tmp / "metrics.json"
     with timed(timings, "fitness"):
         outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
-    return failure(outcome, "fitness command", job.timeout) or read_metrics(metrics_path,
-                                                                             job.objectives)
+    return failure(outcome, "fitness command", job.timeout) or read_metrics(
+        metrics_path, job.objectives, "fitness command")
 
 
 def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:

@@ -21,11 +21,14 @@ MAX_ARTIFACT_FILES = 1000
 MAX_DEPTH = 8
 
 
+Tree = dict[str, str]  # relative path -> digest of its content and exec bit, or link text
+
+
 class HandoverError(ValueError):
     """The trainer's tree or artifacts cannot go to the scorer; the message says why."""
 
 
-def fingerprint(root: Path) -> dict[str, str]:
+def fingerprint(root: Path) -> Tree:
     """Every file and link under `root` (an exported tree), with a digest of its content
     (and of its exec bit). Taken twice per checked child, so plain strings, not Paths."""
     seen: dict[str, str] = {}
@@ -54,7 +57,7 @@ def changes(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
-def copy_tree(source: Path, before: dict[str, str], dest: Path) -> None:
+def copy_tree(source: Path, before: Tree, dest: Path) -> None:
     """Copy the files `before` lists from `source` to `dest`, each as it was then."""
     changed = []
     for name, digest in sorted(before.items()):
@@ -77,12 +80,11 @@ def copy_tree(source: Path, before: dict[str, str], dest: Path) -> None:
                             "runs only from the tree as it was before training")
 
 
-def copy_artifacts(source: Path, dest: Path) -> list[str]:
-    """Copy the plain files under `source` to `dest`; return their names. Anything else
-    (a link, a device, a pipe, too deep, too many, too big) is refused, not followed."""
+def copy_artifacts(source: Path, dest: Path) -> None:
+    """Copy the plain files under `source` to `dest`. Anything else (a link, a device, a
+    pipe, too deep, too many, too big) is refused, not followed."""
     dest.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
-    total = 0
+    files = total = 0
     for path, depth in _walk(source):
         name = str(path.relative_to(source))
         info = os.lstat(path)
@@ -95,15 +97,14 @@ def copy_artifacts(source: Path, dest: Path) -> list[str]:
             raise HandoverError(f"artifacts: {name} is not a plain file (a link or a device); "
                                 "the scorer reads plain files only")
         total += info.st_size
-        if len(names) >= MAX_ARTIFACT_FILES or total > MAX_ARTIFACT_BYTES:
+        files += 1
+        if files > MAX_ARTIFACT_FILES or total > MAX_ARTIFACT_BYTES:
             raise HandoverError(f"artifacts: more than {MAX_ARTIFACT_FILES} files or "
                                 f"{MAX_ARTIFACT_BYTES // 1024 ** 3} GB")
         data = read_plain(path)
         if data is None:
             raise HandoverError(f"artifacts: {name} could not be read as a plain file")
         (dest / name).write_bytes(data)
-        names.append(name)
-    return names
 
 
 def _walk(root: Path):

@@ -91,12 +91,13 @@ def expand(template: str, job: Job, metrics: Path, artifacts: Path | None = None
                             if m.group(1) in values else m.group(0), template)
 
 
-def read_metrics(path: Path, objectives: tuple[str, ...]) -> Evaluation:
-    """Parse the harness's metrics JSON; every objective must be a finite number."""
+def read_metrics(path: Path, objectives: tuple[str, ...], writer: str) -> Evaluation:
+    """Parse the metrics JSON that `writer` (the fitness command, the scorer) wrote;
+    every objective must be a finite number."""
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return Evaluation("invalid", error="fitness command wrote no metrics file")
+        return Evaluation("invalid", error=f"{writer} wrote no metrics file")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return Evaluation("invalid", error=f"metrics file is not valid JSON: {exc}")
     if not isinstance(metrics, dict):

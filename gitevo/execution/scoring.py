@@ -20,6 +20,7 @@ from typing import Any
 
 from gitevo.execution.handover import (
     HandoverError,
+    Tree,
     copy_artifacts,
     copy_tree,
     fingerprint,
@@ -32,9 +33,12 @@ from gitevo.store.fitness import Evaluation
 MAX_REPORT_BYTES = 256 * 1024
 
 
-def train_then_score(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
-    """Run the trainer in `job.workdir`, then the scorer on what it left; the Evaluation."""
-    before = fingerprint(job.workdir)
+def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
+                     before: Tree | None = None) -> Evaluation:
+    """Run the trainer in `job.workdir`, then the scorer on what it left; the Evaluation.
+    `before` is the tree's fingerprint if the checks just took it (else it is taken)."""
+    if before is None:
+        before = fingerprint(job.workdir)
     artifacts, report = tmp / "artifacts", tmp / "trainer-metrics.json"
     artifacts.mkdir()
     with timed(timings, "fitness"):
@@ -64,12 +68,14 @@ def _score(job: Job, tree: Path, artifacts: Path, scratch: Path) -> Evaluation:
     metrics = scratch / "metrics.json"
     outcome = run_sandboxed(expand(job.score or "", scorer, metrics, artifacts), scorer,
                             scratch, job.timeout, trusted=True)
-    if outcome.returncode != 0 and not outcome.timed_out:
+    if outcome.timed_out:
+        return failure(outcome, "scorer", job.timeout)
+    if outcome.returncode != 0:
         # the scorer refusing the trainer's results is the candidate's fault: data, with
         # the scorer's reason first, for the LLM to act on
         return Evaluation("invalid", error=f"scorer refused it: {outcome.last_line}\n"
                           + outcome.tail)
-    return failure(outcome, "scorer", job.timeout) or read_metrics(metrics, job.objectives)
+    return read_metrics(metrics, job.objectives, "scorer")
 
 
 def trainer_report(path: Path) -> dict[str, Any] | None:
