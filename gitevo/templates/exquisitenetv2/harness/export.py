@@ -89,9 +89,9 @@ def load(folder: Path, channels: int, size: int, classes: int) -> torch.export.E
                          f"{exc})") from exc
     named = dict(zip(manifest["tensors"], (torch.from_numpy(a) for a in arrays), strict=True))
     signature = serialized.graph_module.signature
-    params = _parameter_names(signature)
+    params, buffers = _parameter_names(signature), _buffer_names(signature)
     state = {k: nn.Parameter(v, requires_grad=False) if k in params else v
-             for k, v in named.items() if k in params or k in _buffer_names(signature)}
+             for k, v in named.items() if k in params | buffers}
     constants = {k: v for k, v in named.items() if k not in state}
     example = ((torch.zeros(2, channels, size, size),), {})
     try:
