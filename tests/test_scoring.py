@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gitevo import config as cfg
-from gitevo.config import ConfigError, Sandbox
+from gitevo.config import ConfigError
 from gitevo.execution import sandbox
 from gitevo.execution.evaluate import evaluate
 from gitevo.execution.job import make_job
@@ -278,8 +278,6 @@ def test_a_generation_with_a_scorer_notes_what_it_scored(task, tmp_path):
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "a threshold task with a scorer apart")
-    cli("init", str(repo), "--files", "model.py", "--fitness", "unused", "--objective",
-        "accuracy:max", expect=2)  # already initialised: gitevo.toml is committed
     cli("-C", str(repo), "seed")
     cli("-C", str(repo), "generation", "--n", "4")
     notes = [json.loads(git(repo, "notes", "--ref", "gitevo/main", "show", line.split()[1]))
@@ -318,10 +316,6 @@ def test_scorer_settings_are_checked(fitness, problem):
         cfg.parse(text, Path("gitevo.toml"))
     assert str(error.value) == f"gitevo.toml: {problem}"
 
-
-def test_doctor_probe_and_evaluations_agree_on_the_heldout_mask():
-    assert sandbox.heldout_hidden(Sandbox()) == sandbox.bwrap().works
-    assert sandbox.heldout_hidden(Sandbox(isolation="none")) is False
 
 
 def test_the_trainers_report_is_read_only_as_a_small_plain_json_object(tmp_path):

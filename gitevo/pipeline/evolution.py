@@ -24,7 +24,7 @@ from gitevo.llm import Usage
 from gitevo.pipeline import selection
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.notewriter import NoteWriter
-from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan
+from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed
 from gitevo.pipeline.prepare import prepare_seed
 from gitevo.pipeline.producer import (
     Child,
@@ -38,7 +38,7 @@ from gitevo.pipeline.producer import (
 from gitevo.pipeline.timesplit import Timeline
 from gitevo.store import ledger
 from gitevo.store.fitness import Evaluation
-from gitevo.store.gitstore import GitError, Store, individual_ref, notes_ref
+from gitevo.store.gitstore import Store, individual_ref, notes_ref
 from gitevo.store.ledger import Generation, Member
 from gitevo.variation import operators
 from gitevo.variation.operators import imports_like_parent
@@ -133,8 +133,7 @@ class Evolution:
         seed = self.commit_of(SEED_ID)
         if seed is None and commit is None:
             # gitevo.toml is here (the config loaded), so init ran, for this run or another
-            raise GitError(f"{self.store.root}: run {self.run!r} has no seed yet (`gitevo "
-                           "seed` records HEAD as its seed and evaluates it)")
+            raise no_seed(self.store.root, self.run)
         # a typo in [genes] stops every entry point here, before any evaluation or plan
         check_genes(self.store, self.config, commit or seed)
         current = self.current()

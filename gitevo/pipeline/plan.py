@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gitevo.config import Config, ConfigError
 from gitevo.pipeline import selection
-from gitevo.store.gitstore import Store
+from gitevo.store.gitstore import GitError, Store
 from gitevo.store.ledger import Member
 from gitevo.variation import genome, offline
 from gitevo.variation.prompts import PromptLibrary
@@ -51,6 +51,12 @@ def individual_id(generation: int, index: int) -> str:
 
 
 SEED_ID = individual_id(0, 0)
+
+
+def no_seed(root: Path, run: str) -> GitError:
+    """The error of a run that has no seed branch, naming the command that records one."""
+    return GitError(f"{root}: run {run!r} has no seed yet (`gitevo seed` records HEAD as its "
+                    "seed and evaluates it)")
 
 
 def make_plan(store: Store, config: Config, generation: int, population: list[Member],

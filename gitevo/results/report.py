@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gitevo.config import Config
-from gitevo.pipeline.plan import SEED_ID
+from gitevo.pipeline.plan import SEED_ID, no_seed
 from gitevo.store import ledger
 from gitevo.store.gitstore import (
     GitError,
@@ -49,8 +49,7 @@ def _no_generation_yet(store: Store, run: str) -> str:
     """What a run without generation 0 has: a seed waiting for its evaluation, or nothing."""
     seed = store.resolve_ref(individual_ref(run, SEED_ID))
     if seed is None:
-        raise GitError(f"{store.root}: run {run!r} has no seed yet (`gitevo seed` records "
-                       "HEAD as its seed and evaluates it)")
+        raise no_seed(store.root, run)
     return (f"run {run}: seed {SEED_ID} ({seed[:10]}) is recorded but not evaluated yet; "
             "`gitevo seed` evaluates it (`gitevo generation` and `gitevo run` do too, "
             "before their first generation)")
