@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 # imported for the snapshot as much as for use: every module must be loaded before model.py
 from harness import (  # noqa: F401
+    audit,
     augment,
     batches,
     cache,
@@ -88,16 +89,17 @@ def run(args: argparse.Namespace, root: Path) -> int:
     snapshot = guard.Snapshot(guard.harness_modules())  # before model.py exists in-process
     write, out = metrics.write, Path(args.metrics).resolve()
     metrics.discard(out)
+    step = prepare if args.prepare else check if args.check else evaluate
+    hook = None if args.prepare else _audit(args, root)
     try:
-        step = prepare if args.prepare else check if args.check else evaluate
         values = step(args, root, snapshot)
     except _EXPECTED as exc:
-        print(" ".join(str(exc).split()), file=sys.stderr, flush=True)
-        return 1
+        return _failed(hook, " ".join(str(exc).split()))
     except Exception as exc:  # the candidate's code failed somewhere in training
         traceback.print_exc()
-        print(describe(exc, "training failed"), file=sys.stderr, flush=True)
-        return 1
+        return _failed(hook, describe(exc, "training failed"))
+    if hook is not None and hook.refusals:
+        return _failed(hook, "")  # it caught the refusal and went on: still a cheat
     tampered = sorted(set(values.pop("tampered", "").split(",") + snapshot.restore()) - {""})
     if tampered:
         # the numbers above are honest (everything was put back before measuring), but code
@@ -118,6 +120,29 @@ def run(args: argparse.Namespace, root: Path) -> int:
         return 1
     write(out, values)
     return 0
+
+
+def _audit(args: argparse.Namespace, root: Path) -> audit.Audit:
+    """The hook, before model.py is imported. The trainer's route (and --check, which
+    gitevo runs as untrusted too) may read only the public training part; held-out data
+    is refused to everyone in the process. Direct runs measure in-process, so they read
+    the held-out part themselves, before the candidate's code exists."""
+    readable = [p for p in [public.find(args.data, args.cache_dir)] if p is not None]
+    hidden: list[Path] = []
+    if args.artifacts is not None or args.check:
+        dirs = [args.cache_dir] if args.cache_dir else cache.candidate_dirs(None)
+        hidden = [d / data.HELDOUT for d in dirs]
+        if Path(args.data).exists():
+            hidden.append(Path(args.data))  # the raw set holds the held-out labels
+    return audit.install(root, readable, hidden)
+
+
+def _failed(hook: audit.Audit | None, reason: str) -> int:
+    """A refusal is the reason whatever the candidate did next: it names the attempt."""
+    if hook is not None and hook.refusals:
+        reason = hook.refusals[0]
+    print(reason, file=sys.stderr, flush=True)
+    return 1
 
 
 def _recipe(args: argparse.Namespace) -> fidelity.Fidelity:
@@ -249,7 +274,7 @@ def _report(args: argparse.Namespace, recipe: fidelity.Fidelity, trained: _Train
           "exported for the scorer", flush=True)
     return {"train_seconds": round(fit.seconds, 3), "epochs": fit.epochs,
             "fidelity": recipe.name, "device": trained.runtime.label, "seed": args.seed,
-            "train_loss": fit.train_loss, "diverged": fit.diverged,
+            "train_loss": fit.train_loss, "diverged": fit.diverged, "optimizer_steps": fit.steps,
             "images_per_second": round(fit.images / max(fit.seconds, 1e-9), 1),
             "train_images": images, "image_size": size, "batch_size": recipe.batch_size,
             "harness": HARNESS_VERSION,

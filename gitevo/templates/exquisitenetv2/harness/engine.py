@@ -25,6 +25,7 @@ class FitReport:
     seconds: float
     images: int  # training images processed, for throughput
     diverged: bool
+    steps: int = 0  # optimizer steps the harness ran: more training is bought only here
 
 
 def fit(model: nn.Module, opt: torch.optim.Optimizer, feeder: Feeder, x: torch.Tensor,
@@ -61,7 +62,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, feeder: Feeder, x: torch.T
             break
         if not schedule.end_epoch(loss_mean):
             break
-    return FitReport(epoch, loss_mean, clock() - start, images, diverged)
+    return FitReport(epoch, loss_mean, clock() - start, images, diverged, step)
 
 
 def _stdout(line: str) -> None:
