@@ -65,6 +65,17 @@ class Genes:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """When a child's training is suspect: its fitness command (the trainer, timed by
+    gitevo) ran over `ratio` times its parent's at the same fidelity, plus `grace`
+    seconds, more than a model bigger by the `size` metric would explain."""
+
+    ratio: float = 2.0
+    grace: float = 30.0
+    size: str = "params"  # "" when no metric measures the model's size
+
+
+@dataclass(frozen=True)
 class Fitness:
     command: str
     timeout: float = 600.0
@@ -79,6 +90,7 @@ class Fitness:
     # of the tree as it was before training and of the files the trainer left in
     # {artifacts}; only its metrics decide selection, and only it sees the held-out data
     score: str | None = None
+    budget: Budget = field(default_factory=Budget)
 
 
 @dataclass(frozen=True)
@@ -264,7 +276,7 @@ def _genes(r: _Reader) -> Genes:
 
 def _fitness(r: _Reader) -> Fitness:
     r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare",
-                      "score"})
+                      "score", "budget"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -294,7 +306,14 @@ def _fitness(r: _Reader) -> Fitness:
         raise r.fail("env", "must be a list of environment variable names")
     return Fitness(command=command, timeout=r.number("timeout", Fitness.timeout, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
-                   env=tuple(env), prepare=prepare or None, score=score)
+                   env=tuple(env), prepare=prepare or None, score=score,
+                   budget=_budget(r.sub("budget")))
+
+
+def _budget(r: _Reader) -> Budget:
+    r.reject_unknown({"ratio", "grace", "size"})
+    return Budget(ratio=r.number("ratio", Budget.ratio, 1.0),
+                  grace=r.number("grace", Budget.grace, 0.0), size=r.get("size", str, Budget.size))
 
 
 def _check_scorer(r: _Reader, command: str, score: str) -> None:

@@ -24,6 +24,7 @@ from gitevo.llm import Usage
 from gitevo.pipeline import selection
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.notewriter import NoteWriter
+from gitevo.pipeline.overrun import marked
 from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed
 from gitevo.pipeline.prepare import prepare_seed
 from gitevo.pipeline.producer import (
@@ -261,9 +262,17 @@ class Evolution:
         notes = NoteWriter(self.store.root, notes_ref(self.run), self._finished)
         try:
             for job, result in executor.run(jobs, on_start=self._started):
-                notes.put(job, result)
+                notes.put(job, self._budgeted(job, result))
         finally:
             notes.close()  # what is queued still gets written, even on the way out
+
+    def _budgeted(self, job: Job, result: Evaluation) -> Evaluation:
+        """The result, suspect if it trained far longer than its parents did."""
+        if not result.ok or job.commit is None:
+            return result
+        parents = [self.evaluation(c) for c in self.store.parents(job.commit)]
+        return marked(result, [p for p in parents if p is not None],
+                      self.config.fitness.budget)
 
     def _finished(self, job: Job, result: Evaluation) -> None:
         """Called once the note is written: only then is the evaluation done."""

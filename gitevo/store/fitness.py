@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-STATUSES = ("ok", "invalid", "timeout", "crashed")
+# suspect: scored, but trained far past its parent's time (pipeline/overrun): not selected
+STATUSES = ("ok", "invalid", "timeout", "crashed", "suspect")
 
 
 @dataclass
