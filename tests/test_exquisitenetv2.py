@@ -653,3 +653,66 @@ def test_a_cache_is_found_where_it_is_even_if_another_dir_is_writable(tmp_path, 
     monkeypatch.setenv("GITEVO_CACHE_DIR", str(tmp_path / "empty"))  # now first, writable
     again = data.load(str(root))
     assert again.from_cache and not list((tmp_path / "empty").rglob("*.npz"))
+
+
+# ---- the scorer's view of an exported model ---------------------------------------------------
+
+class _Wrapped(torch.nn.Module):
+    """The seed plus an extra term in forward, as an evolved model might add one."""
+
+    def __init__(self, seed_model, extra):
+        super().__init__()
+        self.base, self.extra = seed_model.ExquisiteNetV2(10, 3), extra
+
+    def forward(self, x):
+        return self.extra(self, self.base(x), x)
+
+
+def _regrown(self, out, x):  # weights computed from a formula: no parameter holds them
+    w = torch.sin(torch.arange(3 * 32 * 32 * 10, dtype=torch.float32) * 1.7)
+    return out + x.flatten(1) @ w.reshape(3 * 32 * 32, 10)
+
+
+def _literals(self, out, x):  # weights written as numbers into the graph's arguments
+    for i in range(2100):
+        out = out + 0.001 * i
+    return out
+
+
+def _random(self, out, x):
+    return out + torch.rand_like(out)
+
+
+def _counts_its_calls(self, out, x):
+    self.base.features[0].bn.num_batches_tracked.add_(1)
+    return out
+
+
+def _exported(harness_root, seed_model, extra=None):
+    from harness import export
+
+    model = seed_model.ExquisiteNetV2(10, 3) if extra is None else _Wrapped(seed_model, extra)
+    folder = harness_root.parent / f"export-{time.monotonic_ns()}"
+    export.save(model, 3, 32, 10, folder)
+    return export.load(folder, 3, 32, 10)
+
+
+def test_the_scorer_counts_every_weight_the_graph_uses(harness_root, seed_model):
+    from harness import export
+
+    assert export.count(_exported(harness_root, seed_model)) == SEED_PARAMS
+    # tensors the graph makes for itself at a fixed shape hold weights too
+    grown = _exported(harness_root, seed_model, _regrown)
+    assert export.count(grown) == SEED_PARAMS + 3 * 32 * 32 * 10
+
+
+@pytest.mark.parametrize("extra, reason", [
+    (_literals, "writes 2291 numbers into its operators' arguments"),
+    (_random, "a random operator"),
+    (_counts_its_calls, "changes its inputs in place"),
+])
+def test_the_scorer_refuses_graphs_that_hide_or_vary(harness_root, seed_model, extra, reason):
+    from harness import export
+
+    with pytest.raises(export.ScoreError, match=re.escape(reason)):
+        _exported(harness_root, seed_model, extra)

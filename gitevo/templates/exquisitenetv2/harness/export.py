@@ -11,6 +11,7 @@ the graph really uses, and runs the graph itself: no candidate Python runs there
 from __future__ import annotations
 
 import json
+import math
 import operator
 from pathlib import Path
 
@@ -29,6 +30,13 @@ RANDOM = ("rand", "normal", "bernoulli", "uniform", "multinomial", "poisson", "e
 # operators with a training flag, and where it sits: it must be False in a scored graph
 TRAINING_FLAG = {"batch_norm": 5, "dropout": 2, "feature_dropout": 2, "alpha_dropout": 2,
                  "feature_alpha_dropout": 2, "instance_norm": 5}
+# operators that make a tensor from nothing: one of fixed shape may hold weights the
+# graph computes for itself (a formula of arange, say), so its elements are counted
+FACTORIES = ("full", "zeros", "ones", "empty", "arange", "linspace", "logspace", "eye",
+             "scalar_tensor", "lift_fresh_copy")
+# numbers written into operator arguments: the seed's graph holds about 190 (strides,
+# epsilons); thousands would be weights kept out of the tensors the count sees
+MAX_LITERALS = 2000
 # batch-norm running statistics (input, weight, bias, mean, var, ...) are not parameters
 STATISTICS = {"batch_norm": (3, 4), "_native_batch_norm_legit_no_training": (3, 4)}
 EXPORT_HINT = ("the scorer runs the trained model as a torch.export graph, so forward must "
@@ -143,6 +151,7 @@ def check(program: torch.export.ExportedProgram) -> None:
     if len(signature.user_inputs) != 1 or len(signature.user_outputs) != 1:
         raise ScoreError("the exported model must take one image batch and return one "
                          "tensor of logits")
+    literals = 0
     for node in program.graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
@@ -150,6 +159,23 @@ def check(program: torch.export.ExportedProgram) -> None:
             raise ScoreError(f"the exported graph holds a {node.op} node ({node.target}); "
                              f"only operator calls are scored")
         _check_call(node)
+        literals += _literals((node.args, node.kwargs))
+    if literals > MAX_LITERALS:
+        raise ScoreError(f"the exported graph writes {literals} numbers into its operators' "
+                         f"arguments (at most {MAX_LITERALS}); weights belong in parameters, "
+                         "where the parameter count sees them")
+
+
+def _literals(value: object) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int | float):
+        return 1
+    if isinstance(value, list | tuple):
+        return sum(_literals(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_literals(v) for v in value.values())
+    return 0
 
 
 def _check_call(node: torch.fx.Node) -> None:
@@ -190,7 +216,23 @@ def count(program: torch.export.ExportedProgram) -> int:
             continue
         if uses:
             counted += int(values[lifted[node.name]].numel())
-    return counted
+    return counted + _made(program)
+
+
+def _made(program: torch.export.ExportedProgram) -> int:
+    """Elements of the fixed-shape tensors the graph makes for itself."""
+    made = 0
+    for node in program.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if target._schema.name.split("::")[-1] not in FACTORIES:
+            continue
+        value = node.meta.get("val")
+        shape = getattr(value, "shape", None)
+        if shape is not None and all(isinstance(d, int) for d in shape):
+            made += math.prod(shape)
+    return made
 
 
 def _is_statistic(user: torch.fx.Node, position: int) -> bool:
