@@ -1,13 +1,14 @@
-"""What scoring apart costs: the ExquisiteNetV2 seed measured in one process (train.py
-alone, as before) and in gitevo's route (train.py --artifacts exporting the trained
-model, then score.py measuring it), in interleaved rounds at one fidelity.
+"""What scoring apart costs: the ExquisiteNetV2 seed measured by the harness as it was
+before (--before, a git revision: training and measuring in one process, no audit hook)
+and by gitevo's route now (train.py --artifacts under its audit hook, exporting the
+trained model, then score.py measuring it), in interleaved rounds at one fidelity.
 
     tar xzf /work/shared/datasets/cifar10-jpeg.tar.gz -C /tmp
     python bench/scorer_cost.py --data /tmp/cifar10-jpeg --rounds 3
 
-Each round times both ways back to back, in a copy of the template and on a prepared
-cache, and prints their wall times and ratio; then the median ratio. It also checks that
-both ways give the same accuracy, test accuracy and parameter count.
+Each round times both ways back to back, each in its own copy of the template on a
+prepared cache, and prints their wall times and ratio; then the median ratio. It also
+checks that both ways give the same accuracy, test accuracy and parameter count.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "gitevo" / "templates" / "exquisitenetv2"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "gitevo" / "templates" / "exquisitenetv2"
+BEFORE = "6be7c2a^"  # the commit before [fitness] score and the template's split
 SAME = ("accuracy", "test_accuracy", "params")
 
 
@@ -35,17 +38,29 @@ def timed(repo: Path, env: dict[str, str], *commands: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def one_round(repo: Path, env: dict[str, str], common: list[str]) -> tuple[float, float]:
-    inline = timed(repo, env, ["train.py", *common, "--metrics", "inline.json"])
-    shutil.rmtree(repo / "art", ignore_errors=True)
-    apart = timed(repo, env, ["train.py", *common, "--artifacts", "art", "--metrics", "t.json"],
+def one_round(old: Path, new: Path, env: dict[str, dict[str, str]],
+              common: list[str]) -> tuple[float, float]:
+    inline = timed(old, env["old"], ["train.py", *common, "--metrics", "inline.json"])
+    shutil.rmtree(new / "art", ignore_errors=True)
+    apart = timed(new, env["new"],
+                  ["train.py", *common, "--artifacts", "art", "--metrics", "t.json"],
                   ["score.py", *common, "--artifacts", "art", "--metrics", "s.json"])
-    one = json.loads((repo / "inline.json").read_text())
-    two = json.loads((repo / "s.json").read_text())
+    one = json.loads((old / "inline.json").read_text())
+    two = json.loads((new / "s.json").read_text())
     differ = [k for k in SAME if one[k] != two[k]]
     if differ:
         sys.exit(f"the two ways disagree on {differ}: {one} vs {two}")
     return inline, apart
+
+
+def checkout(revision: str, dest: Path) -> None:
+    """The template's files as they were at `revision`."""
+    dest.mkdir(parents=True)
+    prefix = TEMPLATE.relative_to(ROOT).as_posix()
+    archive = subprocess.run(["git", "archive", revision, prefix], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "x", "--strip-components", str(prefix.count("/") + 1), "-C",
+                    str(dest)], input=archive, check=True)
 
 
 def main() -> None:
@@ -53,22 +68,29 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--fidelity", default="demo")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", default=BEFORE, help="git revision of the harness "
+                        f"measured in one process (default {BEFORE})")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitevo-scorer-cost-") as tmp:
-        repo = Path(tmp) / "enet"
-        shutil.copytree(TEMPLATE, repo, ignore=shutil.ignore_patterns("__pycache__"))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
-               "GITEVO_CACHE_DIR": str(Path(tmp) / "cache")}
+        old, new = Path(tmp) / "before", Path(tmp) / "now"
+        checkout(args.before, old)
+        shutil.copytree(TEMPLATE, new, ignore=shutil.ignore_patterns("__pycache__"))
+        env = {side: {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
+                      "GITEVO_CACHE_DIR": str(Path(tmp) / f"cache-{side}")}
+               for side in ("old", "new")}
         common = ["--fidelity", args.fidelity, "--data", args.data]
-        timed(repo, env, ["train.py", "--prepare", *common, "--metrics", "p.json"])
+        # the old harness decodes on first use: a round of its own keeps that out of the timing
+        timed(old, env["old"], ["train.py", *common, "--epochs", "1", "--metrics", "w.json"])
+        timed(new, env["new"], ["train.py", "--prepare", *common, "--metrics", "p.json"])
         ratios = []
         for number in range(1, args.rounds + 1):
-            inline, apart = one_round(repo, env, common)
+            inline, apart = one_round(old, new, env, common)
             ratios.append(apart / inline)
-            print(f"round {number}: one process {inline:.1f} s, trainer + scorer {apart:.1f} s,"
-                  f" ratio {apart / inline:.3f}", flush=True)
-    print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.3f} "
-          f"(same accuracy, test accuracy and params both ways)")
+            print(f"round {number}: before (one process) {inline:.1f} s, now (trainer + "
+                  f"scorer) {apart:.1f} s, ratio {apart / inline:.3f}", flush=True)
+    print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.3f}, "
+          f"mean {statistics.mean(ratios):.3f} (same accuracy, test accuracy and params "
+          "both ways)")
 
 
 if __name__ == "__main__":
