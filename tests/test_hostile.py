@@ -123,26 +123,31 @@ def test_refused_at_the_door(enet, kind):
 
 # ---- applied, then stopped by the sandbox or the harness -------------------------------
 
+# the trainer's audit hook (harness/audit.py) often names the attempt before the sandbox
+# has to stop it; either layer's reason will do (tests/test_sandbox.py tests the sandbox
+# alone)
+OPENING, STARTING = "model.py tried opening", "model.py tried starting a process"
+
 ATTACKS = {
     "reads an API key from the environment": (
         "import os\nos.environ['ANTHROPIC_API_KEY']", ("ANTHROPIC_API_KEY",)),
     "reads credentials from files": (
         "import os\nif 'hunter2' not in open(os.path.expanduser('~/.netrc')).read():\n"
-        "    raise RuntimeError('no credentials found')", ("no credentials found",)),
+        "    raise RuntimeError('no credentials found')", ("no credentials found", OPENING)),
     "opens a network socket": (
         "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=3).close()",
         ("Connection refused", "unreachable", "Network")),
     "forks without bound": (  # never reaped, every child stays a task
         "import os\nwhile True:\n    if os.fork() == 0:\n        os._exit(0)",
-        ("Resource temporarily unavailable", "process limit")),
+        ("Resource temporarily unavailable", "process limit", STARTING)),
     "allocates without bound": ("hoard = bytearray(1 << 42)", ("MemoryError",)),
     "loops forever": ("while True:\n    pass", ("exceeded",)),
     "writes outside its worktree": (
         "open(REPO + '/gitevo.toml', 'a').write('\\n[fitness]\\ncommand = \"true\"\\n')",
-        ("Read-only file system",)),
+        ("Read-only file system", OPENING)),
     "writes into .git": (
         "open(REPO + '/.git/refs/heads/evil', 'w').write('0' * 40)",
-        ("No such file or directory", "Read-only file system")),
+        ("No such file or directory", "Read-only file system", OPENING)),
     "lowers its parameter count": (
         "import harness.measure\nharness.measure.count_parameters = lambda model: 1",
         ("replaced", "harness.measure.count_parameters")),
@@ -152,14 +157,15 @@ ATTACKS = {
     "prints and writes fake metrics": (
         "import sys\nprint('{\"accuracy\": 1.0, \"params\": 1}')\n"
         "out = sys.argv[sys.argv.index('--metrics') + 1]\n"
-        "open(out, 'w').write('{\"accuracy\": 1.0, \"params\": 1}')", ("forges its metrics",)),
+        "open(out, 'w').write('{\"accuracy\": 1.0, \"params\": 1}')",
+        ("forges its metrics", OPENING)),
     "rewrites the harness for the next run": (
         "open('train.py', 'a').write('\\nprint(\"owned\")\\n')", ("the checks changed train.py",)),
     "plants a module the harness imports": (
         "open('numpy.py', 'w').write('raise SystemExit(0)\\n')",
         ("the checks changed numpy.py",)),
     "leaves a process running": (
-        "import subprocess\nsubprocess.Popen(['sleep', '30'])", ("running",)),
+        "import subprocess\nsubprocess.Popen(['sleep', '30'])", ("running", STARTING)),
     # the trainer leaves no exported model, and the scorer apart says so
     "exits early with success": ("raise SystemExit(0)", ("no manifest.json in the artifacts",)),
 }

@@ -6,7 +6,8 @@ and the scorer, apart, decides every number. This hook is the second layer. Inst
 before model.py is imported, it refuses, when the code asking is the candidate's (a
 file in the worktree other than the harness), frame introspection, trace and profile
 hooks, ctypes, walking the garbage collector, starting processes, building code under
-another file's name, and opening files outside the worktree and the training data.
+another file's name, and opening files outside the worktree and the training data
+(reading Python's own installation aside: imports the model triggers read there).
 Torch and the standard library asking for themselves are let through: torch reads
 frames and opens files as it traces and exports.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import site
 import sys
 import sysconfig
 import threading
@@ -59,6 +61,9 @@ class Audit:
         self.hidden = [_real(str(p)) for p in hidden]
         self.refusals: list[str] = []
         self._stdlib = _stdlib_dirs()
+        # Python itself: an import the model triggers (a codec, a lazy stdlib module)
+        # reads there; reading it tells a model nothing about the held-out data
+        self.library = [_real(d) for d in _library_dirs()]
         self._busy = threading.local()
 
     def __call__(self, event: str, args: tuple) -> None:
@@ -93,6 +98,8 @@ class Audit:
         if event == "compile":
             return None if _under(path, self.root) else f"compiling code as {path}"
         if _under(path, self.root) or any(_under(path, p) for p in self.readable):
+            return None
+        if not _writes(args[2]) and any(_under(path, d) for d in self.library):
             return None
         return f"opening {path}"
 
@@ -154,6 +161,18 @@ def _stdlib_dirs() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {paths["stdlib"], paths["platstdlib"], os.path.dirname(os.__file__)}
     return tuple(os.path.join(os.path.realpath(d), "") for d in dirs)
+
+
+def _library_dirs() -> set[str]:
+    dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    dirs.update(p for p in sys.path if p and os.path.isdir(p))
+    return dirs
+
+
+def _writes(flags: object) -> bool:
+    """Whether open's flags (the event's third argument) ask to change the file."""
+    changing = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+    return not isinstance(flags, int) or bool(flags & changing)
 
 
 def _path(raw: object) -> Path | None:
