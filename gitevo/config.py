@@ -76,6 +76,17 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Rung:
+    """A screening evaluation before the full one: the fitness command at a cheaper
+    fidelity (or [fitness.vars] overrides), and the share of the children that reach it
+    that go on to the next rung (by non-dominated rank, then crowding)."""
+
+    fidelity: str | None = None  # None: [fitness] fidelity
+    vars: dict[str, str] = field(default_factory=dict)  # over [fitness.vars]
+    promote: float = 0.5
+
+
+@dataclass(frozen=True)
 class Fitness:
     command: str
     timeout: float = 600.0
@@ -91,6 +102,10 @@ class Fitness:
     # {artifacts}; only its metrics decide selection, and only it sees the held-out data
     score: str | None = None
     budget: Budget = field(default_factory=Budget)
+    # [fitness.cascade] rungs: screening evaluations in order, before the full one (the
+    # [fitness] settings themselves, always the last rung); empty: every child is
+    # evaluated in full
+    rungs: tuple[Rung, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -276,7 +291,7 @@ def _genes(r: _Reader) -> Genes:
 
 def _fitness(r: _Reader) -> Fitness:
     r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare",
-                      "score", "budget"})
+                      "score", "budget", "cascade"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -307,7 +322,34 @@ def _fitness(r: _Reader) -> Fitness:
     return Fitness(command=command, timeout=r.number("timeout", Fitness.timeout, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
                    env=tuple(env), prepare=prepare or None, score=score,
-                   budget=_budget(r.sub("budget")))
+                   budget=_budget(r.sub("budget")),
+                   rungs=_rungs(r.sub("cascade"), set(variables)))
+
+
+def _rungs(r: _Reader, variables: set[str]) -> tuple[Rung, ...]:
+    r.reject_unknown({"rungs"})
+    rungs = []
+    for i, table in enumerate(r.get("rungs", list, [])):
+        if not isinstance(table, dict):
+            raise r.fail(f"rungs[{i}]", f"expected a table, got {table!r}")
+        sub = _Reader(r.path, table, f"{r.prefix}.rungs[{i}]")
+        sub.reject_unknown({"fidelity", "vars", "promote"})
+        overrides = sub.get("vars", dict, {})
+        for key, value in overrides.items():
+            if key not in variables:
+                raise sub.fail(f"vars.{key}", "not a key of [fitness.vars], so no command "
+                               "reads it")
+            if not isinstance(value, str):
+                raise sub.fail(f"vars.{key}", f"expected a string, got {value!r}")
+        fidelity = sub.get("fidelity", str, None)
+        if fidelity is None and not overrides:
+            raise sub.fail("fidelity", "a rung needs a fidelity or vars that make it cheaper")
+        promote = sub.number("promote", Rung.promote, 0.0, 1.0)
+        if promote == 0.0:
+            raise sub.fail("promote", "must be above 0: a rung that promotes nobody ends "
+                           "every generation with no child measured in full")
+        rungs.append(Rung(fidelity=fidelity, vars=dict(overrides), promote=promote))
+    return tuple(rungs)
 
 
 def _budget(r: _Reader) -> Budget:

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from gitevo.pipeline.selection import (
+    best_by_rank,
     default_reference,
     environmental_selection,
     hall_of_fame,
@@ -312,3 +313,25 @@ def test_import_does_not_load_numpy_or_pymoo():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# ---- best_by_rank: a cascade rung's promotion -------------------------------------------------
+
+def test_best_by_rank_takes_the_front_then_the_next_rank():
+    values = [[0.9, 5], [0.8, 1], [0.5, 9], [0.7, 2], [0.6, 3]]  # front: 0, 1; then 3
+    assert best_by_rank(values, ["max", "min"], [0] * 5, 2, 0) == [0, 1]
+    assert best_by_rank(values, ["max", "min"], [0] * 5, 3, 0) == [0, 1, 3]
+    assert best_by_rank(values, ["max", "min"], [0] * 5, 9, 0) == [0, 1, 2, 3, 4]
+    assert best_by_rank(values, ["max", "min"], [0] * 5, 0, 0) == []
+
+
+def test_best_by_rank_puts_feasible_ones_first():
+    values = [[0.9, 5], [0.8, 1], [0.5, 9], [0.7, 2], [0.6, 3]]
+    assert best_by_rank(values, ["max", "min"], [0, 3, 0, 0, 0], 2, 0) == [0, 3]
+
+
+def test_best_by_rank_keeps_the_extremes_of_a_crowded_front():
+    front = [[i / 10, i / 10] for i in range(11)]  # all non-dominated (max, max trade-off)
+    front = [[x, 1 - y] for x, y in front]
+    chosen = best_by_rank(front, ["max", "max"], [0] * 11, 3, 0)
+    assert 0 in chosen and 10 in chosen and len(chosen) == 3

@@ -32,7 +32,8 @@ KINDS: dict[str, tuple[str, ...]] = {
     "budget_spent": ("message",),
     "summary": ("generation", "best", "best_delta", "hypervolume", "hypervolume_delta",
                 "offspring", "valid", "valid_rate", "statuses", "rejected", "llm", "time",
-                "busy"),
+                "busy", "cascade"),
+    "screened": ("id", "status", "rung"),
 }
 
 
@@ -98,10 +99,12 @@ def summary(generation: int, stats: dict[str, Any]) -> dict[str, Any]:
     return {"generation": generation, "best": stats["best"],
             "best_delta": stats.get("best_delta", {}), "hypervolume": stats["hypervolume"],
             "hypervolume_delta": stats.get("hypervolume_delta"),
-            "offspring": stats.get("offspring", 0), "valid": statuses.get("ok", 0),
+            "offspring": stats.get("offspring", 0),
+            "valid": stats.get("valid", statuses.get("ok", 0)),
             "valid_rate": stats.get("valid_rate", 1.0), "statuses": statuses,
             "rejected": stats.get("rejected", {}),
             "llm": {"calls": calls.get("ok", 0) + calls.get("failed", 0),
                     "failed": calls.get("failed", 0), "tokens": stats.get("tokens", 0),
                     "cost": stats.get("cost", 0.0)},
-            "time": stats.get("time", {}), "busy": stats.get("busy", {})}
+            "time": stats.get("time", {}), "busy": stats.get("busy", {}),
+            "cascade": stats.get("cascade", [])}

@@ -21,9 +21,10 @@ from gitevo.execution.executors import make_executor
 from gitevo.execution.job import Job, make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.llm import Usage
-from gitevo.pipeline import selection
+from gitevo.pipeline import cascade, selection
+from gitevo.pipeline.cascade import Stage
 from gitevo.pipeline.errors import EvolutionError
-from gitevo.pipeline.notewriter import NoteWriter
+from gitevo.pipeline.notewriter import NoteWriter, note_text
 from gitevo.pipeline.overrun import marked
 from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed
 from gitevo.pipeline.prepare import prepare_seed
@@ -38,7 +39,7 @@ from gitevo.pipeline.producer import (
 )
 from gitevo.pipeline.timesplit import Timeline
 from gitevo.store import ledger
-from gitevo.store.fitness import Evaluation
+from gitevo.store.fitness import VALID, Evaluation
 from gitevo.store.gitstore import Store, individual_ref, notes_ref
 from gitevo.store.ledger import Generation, Member
 from gitevo.variation import operators
@@ -62,6 +63,8 @@ class Evolution:
         self.library = PromptLibrary.load(store.root) if guided else None
         self.budget_exhausted = False
         self._prepared = False  # [fitness] prepare ran in this process
+        self.stages = cascade.stages(config, run)  # screening rungs, then the full evaluation
+        self._cascade_stats: list[dict] = []
 
     # ---- reading state from refs and notes ---------------------------------------------------
 
@@ -100,7 +103,9 @@ class Evolution:
                 else:
                     self._produce(plan, current)
                     produced = time.monotonic()
-                    self._evaluate_all([s.id for s in plan.specs if not s.rejected])
+                    self._evaluate_all([s.id for s in plan.specs if not s.rejected],
+                                       self.stages[0])
+                self._cascade(plan)
             finally:
                 if proposer is not None:  # whatever stopped the generation
                     proposer.close()
@@ -151,7 +156,7 @@ class Evolution:
                                    "gitevo: record seed")
             seed = commit
         self._prepare()
-        self._evaluate_all([SEED_ID])
+        self._evaluate_all([SEED_ID], self.stages[-1])  # the seed is measured in full only
         result = self.evaluation(seed)
         if not result.ok:
             raise EvolutionError(f"seed {SEED_ID} ({seed[:10]}) is {result.status}: "
@@ -198,12 +203,14 @@ class Evolution:
         flight; returns when (time.monotonic()) the last proposal settled."""
         proposals = Proposals(self, plan, current, proposer)
         # children an interrupted process committed but did not evaluate go first
+        first = self.stages[0]
         ready = [(ident, validated_when_proposed(self.store, self.run, self.commit_of(ident)))
-                 for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected])]
+                 for ident in self._unevaluated([s.id for s in plan.specs if not s.rejected],
+                                                first)]
         proposals.start()
         try:
             self._evaluate(itertools.chain(ready, proposals.settled()),
-                           len(ready) + len(proposals.pending))
+                           len(ready) + len(proposals.pending), first)
         except BaseException:
             proposals.stop()  # start no more; the ones in flight are kept
             proposals.wait()
@@ -241,38 +248,94 @@ class Evolution:
 
     # ---- step 4: evaluate ----------------------------------------------------------------------
 
-    def _unevaluated(self, idents: list[str]) -> list[str]:
-        """The ones committed and without a fitness note."""
+    def _unevaluated(self, idents: list[str], stage: Stage) -> list[str]:
+        """The ones committed and without a note at `stage`, nor a fitness note."""
         return [ident for ident in idents
-                if (commit := self.commit_of(ident)) and self.evaluation(commit) is None]
+                if (commit := self.commit_of(ident)) and self.evaluation(commit) is None
+                and self._note(stage, commit) is None]
 
-    def _evaluate_all(self, idents: list[str]) -> None:
-        """Evaluate each individual that has no note yet (the seed, offline children)."""
-        todo = [(ident, False) for ident in self._unevaluated(idents)]
+    def _note(self, stage: Stage, commit: str) -> Evaluation | None:
+        text = self.store.read_note(stage.ref, commit)
+        return Evaluation.from_dict(json.loads(text)) if text else None
+
+    def _evaluate_all(self, idents: list[str], stage: Stage) -> None:
+        """Evaluate at `stage` each individual that has no note there yet."""
+        todo = [(ident, False) for ident in self._unevaluated(idents, stage)]
         if todo:
-            self._evaluate(todo, len(todo))
+            self._evaluate(todo, len(todo), stage)
 
-    def _evaluate(self, children: Iterable[Child], count: int) -> None:
-        """Evaluate children as they come: (id, validated) where validated means it passed
-        the parse/import/check steps when proposed (same commit, same tree), or (id, None)
-        for a refused proposal, which leaves one evaluation fewer to wait for."""
+    def _evaluate(self, children: Iterable[Child], count: int, stage: Stage) -> None:
+        """Evaluate children at `stage` as they come: (id, validated) where validated
+        means it passed the parse/import/check steps when proposed (same commit, same
+        tree), or (id, None) for a refused proposal, which leaves one evaluation fewer
+        to wait for."""
         executor = make_executor(self.config, self.store)
         self.events.emit("evaluating", count=count, workers=executor.workers)
-        jobs = self._jobs(children, count, executor.workers)
-        notes = NoteWriter(self.store.root, notes_ref(self.run), self._finished)
+        jobs = self._jobs(children, count, executor.workers, stage)
+        notes = NoteWriter(self.store.root, stage.ref, self._finished)
         try:
             for job, result in executor.run(jobs, on_start=self._started):
-                notes.put(job, self._budgeted(job, result))
+                notes.put(job, self._final(job, result) if stage.final else result)
         finally:
             notes.close()  # what is queued still gets written, even on the way out
 
-    def _budgeted(self, job: Job, result: Evaluation) -> Evaluation:
-        """The result, suspect if it trained far longer than its parents did."""
-        if not result.ok or job.commit is None:
+    def _final(self, job: Job, result: Evaluation) -> Evaluation:
+        """The full evaluation's note: the rungs it passed, and suspect if it trained far
+        longer than its parents did."""
+        history = [cascade.summary(stage, note) for stage in self.stages[:-1]
+                   if (note := self._note(stage, job.commit)) is not None]
+        result = dataclasses.replace(result, rungs=history)
+        if not result.ok:
             return result
         parents = [self.evaluation(c) for c in self.store.parents(job.commit)]
         return marked(result, [p for p in parents if p is not None],
                       self.config.fitness.budget)
+
+    # ---- the cascade: promote from each screening rung to the next -------------------------------
+
+    def _cascade(self, plan: Plan) -> None:
+        """Run every screening rung's decision and the evaluations it asks for; children
+        that stop get their fitness note here. Idempotent: a rerun reads the same notes."""
+        reached = [s.id for s in plan.specs if not s.rejected and self.commit_of(s.id)]
+        self._cascade_stats = []
+        for stage, after in zip(self.stages, self.stages[1:], strict=False):
+            results = {i: r for i in reached
+                       if (r := self._note(stage, self.commit_of(i))) is not None}
+            seed = self.config.evolution.seed * 100_003 + plan.generation * 101 + stage.number
+            chosen = cascade.promote(results, stage.rung, self.config, seed)
+            self._stop_at(stage, results, chosen)
+            self._evaluate_all(chosen, after)
+            self._cascade_stats.append(self._rung_stats(stage, after, results, chosen))
+            reached = chosen
+
+    def _stop_at(self, stage: Stage, results: dict[str, Evaluation], chosen: list[str]) -> None:
+        scored = sum(r.ok for r in results.values())
+        notes = {}
+        for ident, result in results.items():
+            commit = self.commit_of(ident)
+            if ident in chosen or self.evaluation(commit) is not None:
+                continue
+            history = [cascade.summary(s, n) for s in self.stages[:stage.number]
+                       if (n := self._note(s, commit)) is not None]
+            final = cascade.stopped(stage, history, result, len(chosen), scored)
+            notes[commit] = note_text(final)
+            self.events.emit("screened", id=ident, status=final.status, rung=stage.number)
+        if notes:
+            self.store.write_notes(notes_ref(self.run), notes,
+                                   f"gitevo: rung {stage.number} screening")
+
+    def _rung_stats(self, stage: Stage, after: Stage, results: dict[str, Evaluation],
+                    chosen: list[str]) -> dict:
+        first = self.config.objective_names[0]
+        pairs = [(results[i].objectives[first], n.objectives[first]) for i in chosen
+                 if (n := self._note(after, self.commit_of(i))) is not None and n.ok
+                 and results[i].ok]
+        return {"rung": stage.number, "fidelity": stage.fidelity, "vars": stage.rung.vars,
+                "evaluated": len(results), "scored": sum(r.ok for r in results.values()),
+                "promoted": len(chosen), "screened": len(results) - len(chosen),
+                "training_seconds": round(sum(cascade.training_seconds(r)
+                                              for r in results.values()), 3),
+                "spearman_next": cascade.spearman([a for a, _ in pairs], [b for _, b in pairs])}
 
     def _finished(self, job: Job, result: Evaluation) -> None:
         """Called once the note is written: only then is the evaluation done."""
@@ -280,7 +343,8 @@ class Evolution:
                          objectives=result.objectives, seconds=result.seconds,
                          timings=result.timings, error=_first_line(result.error) or None)
 
-    def _jobs(self, children: Iterable[Child], count: int, workers: int) -> Iterator[Job]:
+    def _jobs(self, children: Iterable[Child], count: int, workers: int,
+              stage: Stage) -> Iterator[Job]:
         """Each child's job (its commit on it), its tree exported, as the child comes. The
         executor may pull this from another thread, hence its own Store."""
         store = Store(self.store.root)
@@ -290,7 +354,7 @@ class Evolution:
                 self.events.emit("evaluating", count=count, workers=workers)
                 continue
             commit = store.resolve_ref(individual_ref(self.run, ident))
-            if commit is None or store.read_note(notes_ref(self.run), commit) is not None:
+            if commit is None or store.read_note(stage.ref, commit) is not None:
                 continue
             workdir = store.worktree(self.run, ident)
             # a child validated in this process left its checked tree there; one resumed
@@ -300,17 +364,17 @@ class Evolution:
                 store.export_tree(commit, workdir)
             proven = not validated and imports_like_parent(store, self.config.genes.files,
                                                            self.run, commit)
-            yield dataclasses.replace(self._job(ident, workdir), validated=validated,
+            yield dataclasses.replace(self._job(ident, workdir, stage), validated=validated,
                                       commit=commit, import_proven=proven)
 
     def _started(self, job: Job) -> None:
         self.events.emit("evaluation_started", id=job.ident)
 
-    def _job(self, ident: str, workdir: Path) -> Job:
-        job = make_job(self.config, ident, workdir, pid_dir=self.pid_dir)
+    def _job(self, ident: str, workdir: Path, stage: Stage) -> Job:
+        job = make_job(self.config, ident, workdir, stage.fidelity, pid_dir=self.pid_dir)
         needed = tuple(dict.fromkeys(job.objectives + tuple(
             c.metric for c in self.config.evolution.constraints)))
-        return Job(**{**job.__dict__, "objectives": needed})
+        return Job(**{**job.__dict__, "objectives": needed, "variables": stage.variables})
 
     # ---- steps 5-6: select and record ----------------------------------------------------------
 
@@ -333,6 +397,8 @@ class Evolution:
         usage, calls = ((generation_usage(self, plan), generation_calls(self, plan))
                         if self.library else (Usage(), None))
         stats = self._stats(survivors, current, rows, current.reference, seconds, usage, calls)
+        if self._cascade_stats:
+            stats["cascade"] = self._cascade_stats
         gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
                          self._config_text())
         ledger.record(self.store, self.run, gen, self._champion(hall).commit,
@@ -391,7 +457,8 @@ class Evolution:
                                       if "hypervolume" in before else None),
                 "llm_calls": calls or {"ok": 0, "failed": 0}, **self.timeline.split(),
                 "offspring": len(rows), "statuses": dict(statuses),
-                "valid_rate": statuses["ok"] / len(rows) if rows else 1.0,
+                "valid": sum(statuses[s] for s in VALID),
+                "valid_rate": sum(statuses[s] for s in VALID) / len(rows) if rows else 1.0,
                 "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
                                                        seconds.items()},
                 "tokens": usage.total_tokens, "cost": usage.cost, "llm": asdict(usage),
@@ -407,7 +474,7 @@ class Evolution:
         subject = (f"generation {gen.generation}: best " + ", ".join(parts)
                    + f"; hv {gen.stats['hypervolume']:.6g}")
         if gen.generation > 0:
-            subject += f"; {gen.stats['statuses'].get('ok', 0)}/{gen.stats['offspring']} valid"
+            subject += f"; {gen.stats['valid']}/{gen.stats['offspring']} valid"
         return (f"{subject}\n\nGitevo-Run: {self.run}\nGitevo-Generation: {gen.generation}\n")
 
     def _config_text(self) -> str:

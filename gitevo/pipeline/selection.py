@@ -246,6 +246,32 @@ def _tournament(F: np.ndarray, cv: np.ndarray, n: int, seed: int) -> list[int]:
     return [int(i) for i in np.asarray(picks).reshape(-1)]
 
 
+def best_by_rank(
+    values: Values,
+    senses: Sequence[str],
+    violations: Sequence[float],
+    n: int,
+    seed: int,
+) -> list[int]:
+    """The n best indices (ascending) by NSGA-II's order: feasible before infeasible, then
+    non-domination rank, then crowding distance (pymoo's RankAndCrowding survival).
+    Deterministic for a given input and seed."""
+    import numpy as np
+    from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
+
+    if n < 0:
+        raise ValueError(f"n: {n} is negative")
+    F, cv = _arrays(values, senses, violations)
+    if n >= len(F):
+        return list(range(len(F)))
+    if n == 0:
+        return []
+    problem, pop = _population(F, cv)
+    chosen = RankAndCrowding().do(problem, pop, n_survive=n, return_indices=True,
+                                  random_state=np.random.default_rng(seed))
+    return sorted(int(i) for i in chosen)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pareto front and hypervolume
 # ---------------------------------------------------------------------------------------------

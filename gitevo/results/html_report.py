@@ -21,6 +21,7 @@ from gitevo.config import Config, Objective
 from gitevo.results import plots
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
+from gitevo.store.fitness import VALID
 from gitevo.store.gitstore import Store, best_ref, ledger_ref, llm_notes_ref
 from gitevo.store.individuals import Individual, by_commit, load_all
 
@@ -158,7 +159,7 @@ def success_rates(history: list[ledger.Generation]) -> dict[str, list[Rate]]:
                 key = str(row.get(kind) or "-")
                 rate = rates[kind].setdefault(key, Rate(key))
                 rate.offspring += 1
-                rate.valid += row.get("status") == "ok"
+                rate.valid += row.get("status") in VALID
                 rate.survived += row.get("id") in survivors
     return {kind: sorted(found.values(), key=lambda r: (-r.offspring, r.key))
             for kind, found in rates.items()}

@@ -25,6 +25,9 @@ def line(event: Event) -> str | None:
         return f"{f['id']}: committed {f['commit'][:10]} ({f['operator']}, {f['template']}{turns})"
     if event.kind == "rejected":
         return f"{f['id']}: rejected ({f['reason']})"
+    if event.kind == "screened":
+        how = "screened out" if f["status"] == "screened" else f"stopped ({f['status']})"
+        return f"{f['id']}: {how} at rung {f['rung']}"
     if event.kind == "evaluation_finished":
         error = f" ({f['error']})" if f["error"] else ""
         return (f"{f['id']}: {f['status']} {objectives(f['objectives'])}{error} "
@@ -53,7 +56,17 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                    f"{llm['tokens']:,} tokens, ${llm['cost']:.4f}")
     if s["time"]:
         out.append("  time: " + time_split(s["time"]))
+    out += [f"  {rung_line(r)}" for r in s["cascade"]]
     return out
+
+
+def rung_line(r: dict[str, Any]) -> str:
+    """One screening rung of a generation: what it spent and whom it let through."""
+    rho = r.get("spearman_next")
+    rho = "" if rho is None else f", rank correlation with the next rung {rho:+.2f}"
+    return (f"rung {r['rung']} ({r['fidelity']}): {r['scored']}/{r['evaluated']} scored, "
+            f"{r['promoted']} promoted, {r['screened']} screened, "
+            f"{r['training_seconds']:.1f} s training{rho}")
 
 
 def time_split(t: dict[str, float]) -> str:

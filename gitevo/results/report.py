@@ -11,6 +11,7 @@ from rich.tree import Tree
 
 from gitevo.config import Config
 from gitevo.pipeline.plan import SEED_ID, no_seed
+from gitevo.results.lines import rung_line
 from gitevo.store import ledger
 from gitevo.store.gitstore import (
     GitError,
@@ -32,6 +33,8 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
         return
     everyone = load_all(store, run)
     console.print(_headline(run, current, len(everyone)))
+    for rung in current.stats.get("cascade", []):  # where the last generation's training went
+        console.print(f"  {rung_line(rung)}", markup=False)
     view = _View(config)
     console.print(view.table("population", _members(current.population, everyone)))
     console.print(view.table("hall of fame", _members(current.hall_of_fame, everyone),

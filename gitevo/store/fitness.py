@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# suspect: scored, but trained far past its parent's time (pipeline/overrun): not selected
-STATUSES = ("ok", "invalid", "timeout", "crashed", "suspect")
+# suspect: scored, but trained far past its parent's time (pipeline/overrun); screened: a
+# cascade's screening rung did not promote it to the full evaluation (pipeline/cascade).
+# Neither is selected.
+STATUSES = ("ok", "invalid", "timeout", "crashed", "suspect", "screened")
+VALID = ("ok", "suspect", "screened")  # the code ran and was measured: a valid child
 
 
 @dataclass
@@ -23,6 +26,8 @@ class Evaluation:
     seconds: float = 0.0
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds: validate, fitness
+    # with a [fitness.cascade]: each screening rung this individual reached, in order
+    rungs: list[dict[str, Any]] = field(default_factory=list)
     # keys this version does not know (newer gitevo, other tools): kept as they were read
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -32,6 +37,8 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if not data["rungs"]:
+            del data["rungs"]  # notes of runs without a cascade read as they always did
         return {**data.pop("unknown"), **data}
 
     @classmethod

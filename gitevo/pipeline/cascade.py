@@ -1,0 +1,113 @@
+"""A fidelity cascade: screen every child cheaply, train in full only the ones that earn it.
+
+Each screening rung of [fitness.cascade] evaluates the children that reached it at its
+cheaper fidelity and promotes a share of them, by non-dominated rank then crowding, to
+the next; the last rung is the full evaluation ([fitness] as configured), the only one
+selection looks at. A rung's results are notes on a ref of their own, so a rerun after a
+crash runs no rung twice and takes the same decisions from the same notes. A child that
+stops at a screening rung gets its fitness note there: status `screened` (or the failure
+it had), with every rung it reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from gitevo.config import Config, Rung
+from gitevo.pipeline import selection
+from gitevo.store.fitness import Evaluation
+from gitevo.store.gitstore import NOTES_PREFIX, notes_ref
+
+SCREENED = "screened"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Where one round of evaluations runs and where its notes go."""
+
+    number: int  # 1-based; the last stage is the full evaluation
+    ref: str
+    fidelity: str
+    variables: dict[str, str]
+    rung: Rung | None  # None for the full evaluation
+
+    @property
+    def final(self) -> bool:
+        return self.rung is None
+
+
+def stages(config: Config, run: str) -> list[Stage]:
+    """The screening rungs in order, then the full evaluation."""
+    fitness = config.fitness
+    out = [Stage(i, rung_ref(run, i), rung.fidelity or fitness.fidelity,
+                 {**fitness.vars, **rung.vars}, rung)
+           for i, rung in enumerate(fitness.rungs, start=1)]
+    return out + [Stage(len(out) + 1, notes_ref(run), fitness.fidelity, dict(fitness.vars),
+                        None)]
+
+
+def rung_ref(run: str, number: int) -> str:
+    return f"{NOTES_PREFIX}{run}-rung{number}"
+
+
+def promote(results: dict[str, Evaluation], rung: Rung, config: Config,
+            seed: int) -> list[str]:
+    """The ids that go on from this rung: the best `rung.promote` share (rounded up) of
+    the ones it scored, by non-dominated rank then crowding, feasible ones first."""
+    scored = [i for i, r in results.items() if r.ok]
+    if not scored:
+        return []
+    names = config.objective_names
+    values = [[results[i].objectives[n] for n in names] for i in scored]
+    violations = [violation(results[i], config) for i in scored]
+    n = math.ceil(rung.promote * len(scored))
+    chosen = selection.best_by_rank(values, config.senses, violations, n, seed)
+    return [scored[k] for k in chosen]
+
+
+def violation(result: Evaluation, config: Config) -> float:
+    """How far the result breaks the constraints (0: feasible); a missing metric breaks
+    them as far as it can."""
+    total = 0.0
+    for constraint in config.evolution.constraints:
+        value = result.metrics.get(constraint.metric, result.objectives.get(constraint.metric))
+        total += (math.inf if not isinstance(value, int | float)
+                  else constraint.violation(float(value)))
+    return total
+
+
+def summary(stage: Stage, result: Evaluation) -> dict:
+    """One rung as the final note lists it."""
+    return {"rung": stage.number, "fidelity": stage.fidelity, "vars": stage.rung.vars
+            if stage.rung else {}, "status": result.status, "objectives": result.objectives,
+            "seconds": round(result.seconds, 3), "timings": result.timings,
+            **({"error": result.error.splitlines()[0]} if result.error else {})}
+
+
+def stopped(stage: Stage, history: list[dict], result: Evaluation, promoted: int,
+            scored: int) -> Evaluation:
+    """The fitness note of a child whose cascade ends at `stage`: screened when it was
+    scored there but not promoted, its own failure when it failed there."""
+    if result.ok:
+        return Evaluation(SCREENED, fidelity=stage.fidelity, seconds=result.seconds,
+                          error=f"screened out at rung {stage.number} ({stage.fidelity}): "
+                                f"{promoted} of the {scored} children it scored went on",
+                          timings=result.timings, rungs=history)
+    return dataclasses.replace(result, rungs=history)
+
+
+def spearman(first: list[float], second: list[float]) -> float | None:
+    """Rank correlation of two rungs' values over the children that reached both."""
+    if len(first) < 3 or len(set(first)) < 2 or len(set(second)) < 2:
+        return None
+    from scipy.stats import spearmanr
+
+    return round(float(spearmanr(first, second).statistic), 4)
+
+
+def training_seconds(result: Evaluation) -> float:
+    """What the evaluation cost in training: the trainer and the scorer, as gitevo timed
+    them (the checks aside)."""
+    return result.timings.get("fitness", 0.0) + result.timings.get("score", 0.0)

@@ -1,0 +1,182 @@
+"""A fidelity cascade on the toy template, in real repositories: every child is screened
+on a few points of the curve, the best half goes on to the full grid, the rest is kept
+with a `screened` note and never enters the population; a rerun after kill -9 runs no
+rung twice and takes the same decisions."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+
+import pytest
+
+from gitevo import config as cfg
+from gitevo.config import ConfigError, Rung
+from gitevo.pipeline import selection
+from gitevo.pipeline.cascade import rung_ref
+from gitevo.store import ledger
+from gitevo.store.fitness import VALID
+from gitevo.store.gitstore import Store, notes_ref
+from tests.conftest import cli, git, gitevo_process
+
+RUNG = "refs/notes/gitevo/main-rung1"
+CASCADE = '''
+[fitness.vars]
+points = "121"
+[fitness.cascade]
+rungs = [{ vars = { points = "15" }, promote = 0.5 }]
+'''
+
+
+def cascaded(repo, extra: str = "") -> None:
+    toml = repo / "gitevo.toml"
+    text = toml.read_text().replace("python fitness.py --metrics {metrics}",
+                                    "python fitness.py --points {points} --metrics {metrics}")
+    text = text.replace("timeout = 30", "timeout = 30" + extra + CASCADE)
+    toml.write_text(text)
+    git(repo, "commit", "-qam", "screen children on 15 points before the full grid")
+
+
+def notes(store: Store, ref: str) -> dict[str, dict]:
+    return {c: json.loads(t) for c, t in store.read_notes(ref).items()}
+
+
+@pytest.fixture
+def run(toy) -> Store:
+    cascaded(toy)
+    cli("-C", str(toy), "generation", "--n", "8")
+    return Store(toy)
+
+
+def test_rung_ref_sits_beside_the_fitness_notes():
+    assert rung_ref("main", 1) == RUNG and notes_ref("main") == "refs/notes/gitevo/main"
+
+
+def test_children_are_screened_then_the_best_half_trained_in_full(run):
+    generation = ledger.read(run, "main")
+    config = cfg.load(run.root / cfg.CONFIG_NAME)
+    screen = notes(run, RUNG)
+    final = notes(run, notes_ref("main"))
+    rows = [r for r in generation.offspring if r.get("commit")]
+    assert rows and all(r["commit"] in screen for r in rows)  # every child was screened
+    scored = [r for r in rows if screen[r["commit"]]["status"] == "ok"]
+    # the promoted ones are exactly the best half of the screen, by rank and crowding
+    values = [[screen[r["commit"]]["objectives"][n] for n in config.objective_names]
+              for r in scored]
+    violations = [max(0.0, screen[r["commit"]]["metrics"]["l1"] - 10) for r in scored]
+    best = selection.best_by_rank(values, config.senses, violations,
+                                  math.ceil(0.5 * len(scored)), 0 * 100_003 + 1 * 101 + 1)
+    promoted = {scored[i]["id"] for i in best}
+    for row in rows:
+        note, first = final[row["commit"]], screen[row["commit"]]
+        assert note["rungs"][0]["rung"] == 1 and note["rungs"][0]["vars"] == {"points": "15"}
+        assert note["rungs"][0]["objectives"] == first["objectives"]
+        if row["id"] in promoted:
+            assert note["status"] in ("ok", "suspect", "invalid", "crashed"), note
+            assert row["status"] == note["status"]
+        elif first["status"] == "ok":
+            assert note["status"] == row["status"] == "screened", note
+            assert note["objectives"] == {}  # never measured in full
+            assert note["error"].startswith("screened out at rung 1 (default): "
+                                            f"{len(promoted)} of the {len(scored)}")
+        else:  # failed the screen: its own failure, not a screening
+            assert note["status"] == first["status"] != "screened"
+    assert {r["status"] for r in rows} >= {"screened"}
+    # selection saw only children measured in full
+    kept = {m.id for m in generation.population}
+    assert kept <= promoted | {"g000-000"}
+    stats = generation.stats["cascade"]
+    assert len(stats) == 1
+    rung = stats[0]
+    assert (rung["evaluated"], rung["scored"], rung["promoted"]) == (
+        len(rows), len(scored), len(promoted))
+    assert rung["screened"] == len(rows) - len(promoted) and rung["training_seconds"] > 0
+    # a screened child was valid: its code ran and was measured, at the screen
+    assert generation.stats["valid"] == sum(r["status"] in VALID for r in rows)
+
+
+def test_status_shows_where_the_training_went(run):
+    out = cli("-C", str(run.root), "status")
+    assert "rung 1 (default): " in out and " promoted, " in out and " screened, " in out
+
+
+def test_without_a_cascade_notes_and_stats_are_as_before(toy):
+    cli("-C", str(toy), "generation", "--n", "4")
+    store = Store(toy)
+    assert store.resolve_ref(RUNG) is None
+    assert all("rungs" not in n for n in notes(store, notes_ref("main")).values())
+    assert "cascade" not in ledger.read(store, "main").stats
+
+
+@pytest.mark.slow
+def test_a_rerun_after_kill_9_runs_no_rung_twice(toy):
+    """Killed while the promoted children train in full: the rerun finishes the full
+    evaluations, screens the same children and writes no screening note again."""
+    cascaded(toy)
+    toml = toy / "gitevo.toml"
+    # the full evaluation takes seconds, the screen none: the kill lands in the full stage
+    slow = "python -c 'import sys, time; time.sleep(3 * (sys.argv[1] != \\\"15\\\"))' {points} && "
+    toml.write_text(toml.read_text().replace('command = "python fitness.py --points',
+                                             f'command = "{slow}python fitness.py --points'))
+    git(toy, "commit", "-qam", "full evaluations take a while")
+    proc = gitevo_process("generation", "--json", "--n", "8", cwd=toy,
+                          start_new_session=True)
+    stages = 0
+    for line in proc.stdout:
+        event = json.loads(line)
+        stages += event["kind"] == "evaluating"
+        if event["kind"] == "evaluation_started" and stages >= 2:
+            break  # the screen is done, the full stage has begun
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = Store(toy)
+    screened_before = notes(store, RUNG)
+    assert screened_before and ledger.read(store, "main").generation == 0
+    cli("-C", str(toy), "generation")
+    store = Store(toy)
+    assert notes(store, RUNG) == screened_before  # the screen was not run again
+    written = [path for commit in git(toy, "log", "--format=%H", RUNG).split()
+               for path in git(toy, "diff-tree", "--no-commit-id", "-r", "--name-only",
+                               "--root", commit).split()]
+    assert len(written) == len(set(written)) == len(screened_before)  # each note once
+    generation = ledger.read(store, "main")
+    assert generation.generation == 1
+    final = notes(store, notes_ref("main"))
+    rows = [r for r in generation.offspring if r.get("commit")]
+    assert rows and all(r["commit"] in final for r in rows)
+    assert {r["status"] for r in rows} >= {"screened", "ok"}
+
+
+# ---- [fitness.cascade] in gitevo.toml ---------------------------------------------------------
+
+def write(tmp_path, cascade: str):
+    path = tmp_path / cfg.CONFIG_NAME
+    path.write_text('[genes]\nfiles = ["m.py"]\n[fitness]\ncommand = "run {n}"\n'
+                    f'[fitness.vars]\nn = "9"\n[fitness.cascade]\n{cascade}\n'
+                    '[objectives]\nacc = "max"\n')
+    return path
+
+
+def test_rungs_are_read_in_order(tmp_path):
+    got = cfg.load(write(tmp_path, 'rungs = [{ fidelity = "smoke", promote = 0.25 },'
+                                   ' { vars = { n = "3" } }]')).fitness.rungs
+    assert got == (Rung(fidelity="smoke", promote=0.25), Rung(vars={"n": "3"}))
+    assert cfg.load(write(tmp_path, "")).fitness.rungs == ()
+
+
+@pytest.mark.parametrize("cascade, message", [
+    ("rungs = [{ promote = 0.5 }]", "rungs[0].fidelity: a rung needs a fidelity or vars"),
+    ('rungs = [{ fidelity = "x", promote = 0 }]', "rungs[0].promote: must be above 0"),
+    ('rungs = [{ fidelity = "x", promote = 1.5 }]', "rungs[0].promote: must be between 0"),
+    ('rungs = [{ vars = { m = "1" } }]', "rungs[0].vars.m: not a key of [fitness.vars]"),
+    ('rungs = [{ vars = { n = 1 } }]', "rungs[0].vars.n: expected a string"),
+    ('rungs = ["smoke"]', "rungs[0]: expected a table"),
+    ('rungs = [{ fidelity = "x", keep = 1 }]', "rungs[0].keep: unknown key"),
+    ("steps = 2", "fitness.cascade.steps: unknown key"),
+])
+def test_bad_cascades_are_one_line_naming_the_key(tmp_path, cascade, message):
+    with pytest.raises(ConfigError) as info:
+        cfg.load(write(tmp_path, cascade))
+    assert message in str(info.value) and "\n" not in str(info.value)
