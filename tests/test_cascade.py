@@ -102,6 +102,12 @@ def test_status_shows_where_the_training_went(run):
     assert "rung 1 (default): " in out and " promoted, " in out and " screened, " in out
 
 
+def test_the_html_report_shows_each_rung(run, tmp_path):
+    cli("-C", str(run.root), "report", "--html", str(tmp_path / "report"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<th>cascade</th>" in page and "rung 1 (default): " in page
+
+
 def test_without_a_cascade_notes_and_stats_are_as_before(toy):
     cli("-C", str(toy), "generation", "--n", "4")
     store = Store(toy)

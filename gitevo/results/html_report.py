@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gitevo.config import Config, Objective
 from gitevo.results import plots
+from gitevo.results.lines import rung_line
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
 from gitevo.store.fitness import VALID
@@ -48,6 +49,7 @@ class GenerationRow:
     time: dict[str, float]  # seconds per phase; "wall" is the whole generation when present
     tokens: int | None
     cost: float | None
+    cascade: list[dict] = field(default_factory=list)  # per screening rung (stats.cascade)
 
 
 @dataclass
@@ -142,7 +144,7 @@ def generation_rows(history: list[ledger.Generation]) -> list[GenerationRow]:
             best=dict(s.get("best") or {}),
             # "time" (wall, llm, validate, fitness, ...) is the newer, finer split
             time=dict(s.get("time") or s.get("seconds") or {}),
-            tokens=s.get("tokens"), cost=s.get("cost")))
+            tokens=s.get("tokens"), cost=s.get("cost"), cascade=list(s.get("cascade") or [])))
     return rows
 
 
@@ -330,6 +332,8 @@ def _generations(data: ReportData) -> Html:
                              "hypervolume"]
     headers += [f"best {o.name} ({o.sense})" for o in data.objectives] + ["time"]
     headers += ["LLM tokens", "LLM cost"] if llm else []
+    cascaded = any(r.cascade for r in data.generations)
+    headers += ["cascade"] if cascaded else []
     rows = []
     for r in data.generations:
         seed = r.generation == 0
@@ -339,6 +343,7 @@ def _generations(data: ReportData) -> Html:
         row += [_num(r.best.get(o.name)) for o in data.objectives]
         row.append(_time(r.time))
         row += [f"{r.tokens or 0:,}", f"${r.cost or 0:.4f}"] if llm else []
+        row += ["; ".join(rung_line(c) for c in r.cascade) or "-"] if cascaded else []
         rows.append(row)
     return _table(headers, rows, [str(r.generation) for r in data.generations],
                   id="generations-table")
