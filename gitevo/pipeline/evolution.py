@@ -252,7 +252,7 @@ class Evolution:
         """The ones committed and without a note at `stage`, nor a fitness note."""
         return [ident for ident in idents
                 if (commit := self.commit_of(ident)) and self.evaluation(commit) is None
-                and self._note(stage, commit) is None]
+                and (stage.final or self._note(stage, commit) is None)]
 
     def _note(self, stage: Stage, commit: str) -> Evaluation | None:
         text = self.store.read_note(stage.ref, commit)
@@ -282,9 +282,7 @@ class Evolution:
     def _final(self, job: Job, result: Evaluation) -> Evaluation:
         """The full evaluation's note: the rungs it passed, and suspect if it trained far
         longer than its parents did."""
-        history = [cascade.summary(stage, note) for stage in self.stages[:-1]
-                   if (note := self._note(stage, job.commit)) is not None]
-        result = dataclasses.replace(result, rungs=history)
+        result = dataclasses.replace(result, rungs=self._history(job.commit, self.stages[-1]))
         if not result.ok:
             return result
         parents = [self.evaluation(c) for c in self.store.parents(job.commit)]
@@ -315,14 +313,18 @@ class Evolution:
             commit = self.commit_of(ident)
             if ident in chosen or self.evaluation(commit) is not None:
                 continue
-            history = [cascade.summary(s, n) for s in self.stages[:stage.number]
-                       if (n := self._note(s, commit)) is not None]
+            history = self._history(commit, self.stages[stage.number])
             final = cascade.stopped(stage, history, result, len(chosen), scored)
             notes[commit] = note_text(final)
             self.events.emit("screened", id=ident, status=final.status, rung=stage.number)
         if notes:
             self.store.write_notes(notes_ref(self.run), notes,
                                    f"gitevo: rung {stage.number} screening")
+
+    def _history(self, commit: str, before: Stage) -> list[dict]:
+        """The screening rungs `commit` reached before `before`, as its note lists them."""
+        return [cascade.summary(s, n) for s in self.stages[:before.number - 1]
+                if (n := self._note(s, commit)) is not None]
 
     def _rung_stats(self, stage: Stage, after: Stage, results: dict[str, Evaluation],
                     chosen: list[str]) -> dict:
