@@ -1,7 +1,9 @@
 """What scoring apart costs: the ExquisiteNetV2 seed measured by the harness as it was
 before (--before, a git revision: training and measuring in one process, no audit hook)
 and by gitevo's route now (train.py --artifacts under its audit hook, exporting the
-trained model, then score.py measuring it), in interleaved rounds at one fidelity.
+trained model, and score.py measuring it, started alongside as gitevo starts it with
+`[fitness] score_early` under bubblewrap: it loads while the trainer trains, then waits
+for the artifacts), in interleaved rounds at one fidelity.
 
     tar xzf /work/shared/datasets/cifar10-jpeg.tar.gz -C /tmp
     python bench/scorer_cost.py --data /tmp/cifar10-jpeg --rounds 3
@@ -44,14 +46,34 @@ def timed(repo: Path, env: dict[str, str], *commands: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def alongside(repo: Path, env: dict[str, str], common: list[str],
+              training: tuple[str, ...]) -> float:
+    """The trainer and the scorer as gitevo runs them with `score_early` under bubblewrap:
+    both start at once, the scorer loads and waits (--wait) until the trainer has ended
+    and its artifacts are renamed into place."""
+    for name in ("art", "art-incoming"):
+        shutil.rmtree(repo / name, ignore_errors=True)
+    start = time.perf_counter()
+    scorer = subprocess.Popen([sys.executable, "score.py", "--wait", *common, "--artifacts",
+                               "art", "--metrics", "s.json"], cwd=repo, env=env,
+                              stdout=subprocess.DEVNULL)
+    try:
+        subprocess.run([sys.executable, "train.py", *common, *training, "--artifacts",
+                        "art-incoming", "--metrics", "t.json"], cwd=repo, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        os.rename(repo / "art-incoming", repo / "art")
+        if scorer.wait() != 0:
+            sys.exit("score.py failed")
+    finally:
+        scorer.kill()
+    return time.perf_counter() - start
+
+
 def one_round(old: Path, new: Path, env: dict[str, dict[str, str]], common: list[str],
               training: tuple[str, ...] = ()) -> tuple[float, float]:
     inline = timed(old, env["old"], ["train.py", *common, *training, "--metrics",
                                      "inline.json"])
-    shutil.rmtree(new / "art", ignore_errors=True)
-    apart = timed(new, env["new"],
-                  ["train.py", *common, *training, "--artifacts", "art", "--metrics", "t.json"],
-                  ["score.py", *common, "--artifacts", "art", "--metrics", "s.json"])
+    apart = alongside(new, env["new"], common, training)
     one = json.loads((old / "inline.json").read_text())
     two = json.loads((new / "s.json").read_text())
     differ = [k for k in SAME if one[k] != two[k]]

@@ -101,6 +101,10 @@ class Fitness:
     # of the tree as it was before training and of the files the trainer left in
     # {artifacts}; only its metrics decide selection, and only it sees the held-out data
     score: str | None = None
+    # the scorer waits for {artifacts} to appear, so it may start with the trainer and
+    # load itself meanwhile; gitevo does so only where bubblewrap keeps the trainer from
+    # reaching it (elsewhere it starts once the trainer has ended, as without this)
+    score_early: bool = False
     budget: Budget = field(default_factory=Budget)
     # [fitness.cascade] rungs: screening evaluations in order, before the full one (the
     # [fitness] settings themselves, always the last rung); empty: every child is
@@ -291,7 +295,7 @@ def _genes(r: _Reader) -> Genes:
 
 def _fitness(r: _Reader) -> Fitness:
     r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare",
-                      "score", "budget", "cascade"})
+                      "score", "score_early", "budget", "cascade"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -307,7 +311,10 @@ def _fitness(r: _Reader) -> Fitness:
     known = set(PLACEHOLDERS) | set(variables)
     if score is not None:
         _check_scorer(r, command, score)
-    elif ARTIFACTS in PLACEHOLDER.findall(command):
+    early = r.get("score_early", bool, False)
+    if early and score is None:
+        raise r.fail("score_early", "starts the scorer early, but no fitness.score is set")
+    if score is None and ARTIFACTS in PLACEHOLDER.findall(command):
         raise r.fail("command", f"{{{ARTIFACTS}}} is only for a trainer whose results "
                      "[fitness] score reads; set fitness.score too")
     # the trainer and the scorer share {artifacts}; the checks and prepare run without one
@@ -321,7 +328,7 @@ def _fitness(r: _Reader) -> Fitness:
         raise r.fail("env", "must be a list of environment variable names")
     return Fitness(command=command, timeout=r.number("timeout", Fitness.timeout, 1.0), check=check,
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
-                   env=tuple(env), prepare=prepare or None, score=score,
+                   env=tuple(env), prepare=prepare or None, score=score, score_early=early,
                    budget=_budget(r.sub("budget")),
                    rungs=_rungs(r.sub("cascade"), set(variables)))
 

@@ -603,10 +603,16 @@ def test_the_scorer_apart_gives_the_figures_of_the_in_process_measurement(repo, 
     assert "accuracy" not in report and report["epochs"] == 1
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
            "GITEVO_CACHE_DIR": str(repo.parent / "cache")}
-    scored = subprocess.run([sys.executable, "score.py", *common, "--artifacts", "art",
-                             "--metrics", "s.json"], cwd=repo, env=env, text=True,
-                            capture_output=True, timeout=180)
-    assert scored.returncode == 0, scored.stderr
+    # as gitevo runs it with score_early: started before the artifacts exist, it loads,
+    # then waits for them to be renamed into place
+    scorer = subprocess.Popen([sys.executable, "score.py", "--wait", *common, "--artifacts",
+                               "later", "--metrics", "s.json"], cwd=repo, env=env, text=True,
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    assert scorer.poll() is None and not (repo / "s.json").exists()
+    os.rename(repo / "art", repo / "later")
+    _, stderr = scorer.communicate(timeout=180)
+    assert scorer.returncode == 0, stderr
     score = read_metrics(repo / "s.json")
     for key in ("accuracy", "test_accuracy", "params", "val_images", "test_images"):
         assert score[key] == inline[key], key
@@ -638,6 +644,7 @@ def test_template_prepares_with_the_network_and_evaluates_without():
     config = load(TEMPLATE / "gitevo.toml")
     assert config.fitness.prepare.startswith("python train.py --prepare")
     assert "{data}" in config.fitness.prepare and config.sandbox.network == "deny"
+    assert config.fitness.score_early and "--wait" in config.fitness.score
 
 
 def test_a_cache_is_found_where_it_is_even_if_another_dir_is_writable(tmp_path, harness_root,

@@ -292,6 +292,77 @@ def test_a_generation_with_a_scorer_notes_what_it_scored(task, tmp_path):
             assert note["objectives"]["accuracy"] < 0.7, note
 
 
+# a scorer that may start with the trainer: it notes when it started, then waits for
+# the artifacts to appear, as the template's `score.py --wait` does
+WAITING = '''import json, os, sys, time
+started = time.time()
+artifacts, metrics = sys.argv[1], sys.argv[2]
+while not os.path.isdir(artifacts):
+    time.sleep(0.02)
+model = json.load(open(os.path.join(artifacts, "model.json")))
+data = json.load(open(os.path.join(os.environ["GITEVO_CACHE_DIR"], "heldout", "data.json")))
+hits = sum(int(x > model["threshold"]) == y for x, y in zip(data["x"], data["y"]))
+json.dump({"accuracy": hits / len(data["y"]), "params": 1, "started": started},
+          open(metrics, "w"))
+'''
+# a trainer that takes a second and says when it ended
+SLOW = TRAIN.replace('json.dump({"steps": 1',
+                     'import time\ntime.sleep(1.0)\njson.dump({"ended": time.time(), "steps": 1')
+
+
+def early(repo: Path, model: str, isolation: str):
+    (repo / "score.py").write_text(WAITING)
+    (repo / "train.py").write_text(SLOW)
+    (repo / "model.py").write_text(model)
+    toml = TOML.replace("ISOLATION", isolation).replace("[objectives]",
+                                                        "score_early = true\n\n[objectives]")
+    return evaluate(make_job(cfg.parse(toml, repo / "gitevo.toml"), "g001-000", repo))
+
+
+def test_under_bubblewrap_an_early_scorer_loads_while_the_trainer_trains(task):
+    if not sandbox.bwrap().works:
+        pytest.skip(sandbox.bwrap().detail)
+    repo, data = task
+    result = early(repo, MODEL, "bwrap")
+    assert result.status == "ok", result.error
+    assert result.objectives == {"accuracy": honest(data)}
+    # it started before the trainer ended, and scored only what the trainer left
+    assert result.metrics["started"] < result.metrics["trainer"]["ended"]
+    assert result.timings["score"] < result.timings["fitness"]
+
+
+def test_where_nothing_isolates_the_trainer_the_scorer_starts_after_it(task):
+    repo, data = task
+    result = early(repo, MODEL, "none")
+    assert result.status == "ok", result.error
+    assert result.metrics["started"] > result.metrics["trainer"]["ended"]
+
+
+def test_an_early_scorer_is_stopped_when_the_trainer_fails(task):
+    if not sandbox.bwrap().works:
+        pytest.skip(sandbox.bwrap().detail)
+    repo, _ = task
+    start = time.monotonic()
+    result = early(repo, acting("sys.exit('the trainer gave up')"), "bwrap")
+    # the trainer's failure is the child's, and nobody waited for the scorer's time limit
+    assert result.status == "crashed"
+    assert "the trainer gave up" in result.error.splitlines()[0]
+    assert time.monotonic() - start < 20
+
+
+def test_an_early_scorer_never_reads_what_the_trainer_rewrote(task):
+    if not sandbox.bwrap().works:
+        pytest.skip(sandbox.bwrap().detail)
+    repo, _ = task
+    # the scorer runs from its copy made before training; the rewrite still makes the
+    # child invalid, as without score_early
+    forge = acting("""open("score.py", "w").write("import json, sys\\n"
+    "json.dump({'accuracy': 1.0}, open(sys.argv[2], 'w'))\\n")""")
+    result = early(repo, forge, "bwrap")
+    assert result.status == "invalid"
+    assert result.error.startswith("the fitness command changed score.py in its tree")
+
+
 @pytest.mark.parametrize(("fitness", "problem"), [
     ('command = "t {artifacts}"',
      "fitness.command: {artifacts} is only for a trainer whose results [fitness] score "
@@ -309,6 +380,10 @@ def test_a_generation_with_a_scorer_notes_what_it_scored(task, tmp_path):
     ('command = "t"\n[sandbox]\nhide = ["{data}"]',
      "sandbox.hide: unknown placeholder {data} (known: none; add it to [fitness.vars])"),
     ('command = "t"\n[sandbox]\nhide = [3]', "sandbox.hide: must be a list of paths, got 3"),
+    ('command = "t"\nscore_early = true',
+     "fitness.score_early: starts the scorer early, but no fitness.score is set"),
+    ('command = "t {artifacts}"\nscore = "s {artifacts}"\nscore_early = "yes"',
+     "fitness.score_early: expected true/false, got 'yes'"),
 ])
 def test_scorer_settings_are_checked(fitness, problem):
     text = f'[genes]\nfiles = ["m.py"]\n[objectives]\nacc = "max"\n[fitness]\n{fitness}\n'

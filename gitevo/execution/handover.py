@@ -66,13 +66,29 @@ def copy_tree(source: Path, before: Tree, dest: Path) -> None:
         if digest.startswith("link:"):
             os.symlink(digest[5:], target)  # as committed: a link's text is in git
             continue
-        data = read_plain(source / name)
-        if data is None or _digest(data, digest.startswith("x")) != digest:
+        data = _as_before(source / name, digest)
+        if data is None:
             changed.append(name)
             continue
         target.write_bytes(data)
         if digest.startswith("x"):
             target.chmod(0o755)
+    _refuse(changed)
+
+
+def check_unchanged(source: Path, before: Tree) -> None:
+    """Raise HandoverError when a file `before` lists differs in `source` now: the scorer
+    already has its copy, but a trainer that rewrites its tree is refused all the same."""
+    _refuse([name for name, digest in sorted(before.items())
+             if not digest.startswith("link:") and _as_before(source / name, digest) is None])
+
+
+def _as_before(path: Path, digest: str) -> bytes | None:
+    data = read_plain(path)
+    return None if data is None or _digest(data, digest.startswith("x")) != digest else data
+
+
+def _refuse(changed: list[str]) -> None:
     if changed:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
                                           else "")

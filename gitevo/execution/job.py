@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import shlex
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Job:
     cache_writable: bool = True
     # [fitness] score: the trusted scorer that runs after `command`, the trainer, has ended
     score: str | None = None
+    score_early: bool = False  # [fitness] score_early: the scorer waits for {artifacts}
 
 
 def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
@@ -56,7 +58,8 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
                timeout=config.fitness.timeout, fidelity=fidelity or config.fitness.fidelity,
                variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
                env_extra=config.fitness.env, pid_dir=pid_dir, sandbox=config.sandbox,
-               cache_writable=not config.fitness.prepare, score=config.fitness.score)
+               cache_writable=not config.fitness.prepare, score=config.fitness.score,
+               score_early=config.fitness.score_early)
 
 
 def failure(outcome: Outcome, what: str, timeout: float) -> Evaluation | None:
@@ -118,10 +121,10 @@ def read_metrics(path: Path, objectives: tuple[str, ...], writer: str) -> Evalua
 # ---- the sandboxed subprocess (execution/sandbox.py) ---------------------------------------
 
 def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float,
-                  trusted: bool = False) -> Outcome:
+                  trusted: bool = False, stop: threading.Event | None = None) -> Outcome:
     """Run `command` (or, given a list of gene files, import them) for `job` in the
-    sandbox; the whole process group dies on timeout. Only a `trusted` command (prepare,
-    score) sees the held-out cache."""
+    sandbox; the whole process group dies on timeout, or once `stop` is set. Only a
+    `trusted` command (prepare, score) sees the held-out cache."""
     env = sandbox_env(tmp, job.env_extra, job.threads)
     if job.devices is not None:  # the executor's GPU pick for this job
         env["CUDA_VISIBLE_DEVICES"] = job.devices
@@ -132,7 +135,8 @@ def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float,
                                name=job.ident, cache_writable=job.cache_writable, hide=hide)
     return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
                         settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident,
-                        cache_writable=job.cache_writable, trusted=trusted, hide=hide)
+                        cache_writable=job.cache_writable, trusted=trusted, hide=hide,
+                        stop=stop)
 
 
 def hidden_paths(job: Job) -> tuple[Path, ...]:

@@ -22,6 +22,8 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from gitevo.config import ConfigError, Sandbox
 from gitevo.execution import cgroups, launcher
 
 TAIL_CHARS = 2000
+STOP_POLL = 0.1  # seconds between looks at a `stop` event while a command runs
 GB = 1024 ** 3
 DEFAULT = Sandbox()
 
@@ -56,6 +59,7 @@ class Outcome:
     timed_out: bool
     tail: str
     hits: list[str] = field(default_factory=list)  # limits the sandbox saw being reached
+    cancelled: bool = False  # gitevo stopped it (see run_confined's `stop`)
 
     @property
     def last_line(self) -> str:
@@ -340,15 +344,17 @@ def heldout_hidden(settings: Sandbox) -> bool:
 def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env: dict[str, str],
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run", cache_writable: bool = True,
-                 trusted: bool = False, hide: tuple[Path, ...] = ()) -> Outcome:
-    """Run `command` (bash) in `workdir`, confined; kill all it started when it ends or
-    after `timeout` seconds. A file in `pid_dir` lets `kill_orphans` stop it if we die.
+                 trusted: bool = False, hide: tuple[Path, ...] = (),
+                 stop: threading.Event | None = None) -> Outcome:
+    """Run `command` (bash) in `workdir`, confined; kill all it started when it ends,
+    after `timeout` seconds, or once `stop` is set (then its Outcome says cancelled). A
+    file in `pid_dir` lets `kill_orphans` stop it if we die.
     With `cache_writable` false, the dataset cache is read-only under bubblewrap; the
     held-out cache and the `hide` paths are empty for it unless it is `trusted` (prepare
     and score)."""
     argv = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
     argv += ["bash", "-c", command]
-    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
+    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name, stop)
 
 
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
@@ -366,7 +372,7 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
 
 def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
          timeout: float, env: dict[str, str], settings: Sandbox, pid_dir: Path | None,
-         name: str) -> Outcome:
+         name: str, stop: threading.Event | None = None) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
@@ -384,10 +390,10 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
             groups.give_back(group)
         return Outcome(127, False, f"gitevo could not start the command: {exc}")
     pid_file = None
-    timed_out = lost = False
+    timed_out = lost = cancelled = False
     try:
         pid_file = _record_pid(pid_dir, f"{name}.{child.pid}", f"{child.pid} {token}\n")
-        child.wait(timeout)
+        cancelled = not _wait(child, timeout, stop)
     except subprocess.TimeoutExpired:
         timed_out = True
     except launcher.LauncherError:
@@ -400,7 +406,26 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
             pid_file.unlink(missing_ok=True)
     if lost:
         hits.insert(0, "gitevo's launcher was killed while the command ran")
-    return Outcome(returncode, timed_out, _tail(log), hits)
+    if cancelled:
+        hits.insert(0, "stopped by gitevo: its result was no longer needed")
+    return Outcome(returncode, timed_out, _tail(log), hits, cancelled)
+
+
+def _wait(child: launcher.Child, timeout: float, stop: threading.Event | None) -> bool:
+    """Wait for `child` to end (True) or for `stop` (False); TimeoutExpired past
+    `timeout` seconds."""
+    if stop is None:
+        child.wait(timeout)
+        return True
+    deadline = time.monotonic() + timeout
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise subprocess.TimeoutExpired(f"pid {child.pid}", timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(min(left, STOP_POLL))
+            return True
+    return False
 
 
 def _server_env() -> dict[str, str]:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from gitevo.execution.handover import (
     HandoverError,
     Tree,
+    check_unchanged,
     copy_artifacts,
     copy_tree,
     fingerprint,
@@ -39,37 +43,105 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
     `before` is the tree's fingerprint if the checks just took it (else it is taken)."""
     if before is None:
         before = fingerprint(job.workdir)
-    artifacts, report = tmp / "artifacts", tmp / "trainer-metrics.json"
-    artifacts.mkdir()
-    with timed(timings, "fitness"):
-        outcome = run_sandboxed(expand(job.command, job, report, artifacts), job, tmp,
-                                job.timeout)
-    failed = failure(outcome, "fitness command", job.timeout)
+    if job.score_early and heldout_hidden(job.sandbox):
+        return _score_alongside(job, tmp, timings, before)
+    failed, trainer = _train(job, tmp, timings)
     if failed is not None:
         return failed
-    trainer = trainer_report(report)
+    # made only now, after every process the trainer started is gone: it never knew it
     with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-score-") as folder:
-        trusted = Path(folder)
-        tree, copied, scratch = trusted / "tree", trusted / "artifacts", trusted / "tmp"
-        scratch.mkdir()
+        place = _Place(Path(folder))
         try:
-            copy_tree(job.workdir, before, tree)
-            copy_artifacts(artifacts, copied)
+            copy_tree(job.workdir, before, place.tree)
+            _hand_over(tmp, place)
         except HandoverError as exc:
             return Evaluation("invalid", error=str(exc), metrics=_record(trainer, job))
         with timed(timings, "score"):
-            result = _score(job, tree, copied, scratch)
+            result = _score(job, place, job.timeout)
     result.metrics = {**result.metrics, **_record(trainer, job)}
     return result
 
 
-def _score(job: Job, tree: Path, artifacts: Path, scratch: Path) -> Evaluation:
-    scorer = dataclasses.replace(job, workdir=tree, cache_writable=False)
-    metrics = scratch / "metrics.json"
-    outcome = run_sandboxed(expand(job.score or "", scorer, metrics, artifacts), scorer,
-                            scratch, job.timeout, trusted=True)
+def _score_alongside(job: Job, tmp: Path, timings: dict[str, float],
+                     before: Tree) -> Evaluation:
+    """[fitness] score_early under bubblewrap: the scorer starts with the trainer (from a
+    copy of the tree made before training) and loads itself while the trainer trains,
+    then waits for {artifacts} to appear; they appear once the trainer's processes are
+    gone. The trainer's sandbox has its own PID namespace and a read-only view of the
+    scorer's folder, so it can neither reach the scorer nor change what it reads."""
+    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-score-") as folder:
+        place = _Place(Path(folder))
+        try:
+            copy_tree(job.workdir, before, place.tree)
+        except HandoverError as exc:  # the checks' own guard says this cannot happen
+            return Evaluation("invalid", error=str(exc))
+        stop = threading.Event()
+        with ThreadPoolExecutor(1, thread_name_prefix=f"gitevo-score-{job.ident}") as pool:
+            # its own time limit covers the wait for the trainer too
+            scoring = pool.submit(_score, job, place, 2 * job.timeout, stop)
+            try:
+                failed, trainer = _train(job, tmp, timings)
+                if failed is None:
+                    failed = _handed_over(job, before, tmp, place, trainer)
+            finally:
+                if not place.artifacts.exists():
+                    stop.set()  # nothing to score: the trainer failed, or gitevo is stopping
+            if failed is not None:
+                return failed
+            with timed(timings, "score"):
+                result = scoring.result()
+    result.metrics = {**result.metrics, **_record(trainer, job)}
+    return result
+
+
+def _handed_over(job: Job, before: Tree, tmp: Path, place: _Place,
+                 trainer: dict[str, Any] | None) -> Evaluation | None:
+    """Copy the trainer's artifacts to the scorer, once the trainer's tree is found as it
+    was; the refusal as an invalid Evaluation, None when handed over."""
+    try:
+        check_unchanged(job.workdir, before)
+        _hand_over(tmp, place)
+    except HandoverError as exc:
+        return Evaluation("invalid", error=str(exc), metrics=_record(trainer, job))
+    return None
+
+
+class _Place:
+    """The scorer's folder: the tree it runs from, the artifacts it reads (they appear
+    whole, by a rename), and its own temporary folder."""
+
+    def __init__(self, root: Path):
+        self.root, self.tree = root, root / "tree"
+        self.artifacts, self.scratch = root / "artifacts", root / "tmp"
+        self.scratch.mkdir()
+
+
+def _train(job: Job, tmp: Path, timings: dict[str, float]
+           ) -> tuple[Evaluation | None, dict[str, Any] | None]:
+    """Run the trainer; its failure (None when it succeeded) and its report."""
+    artifacts = tmp / "artifacts"
+    artifacts.mkdir()
+    report = tmp / "trainer-metrics.json"
+    with timed(timings, "fitness"):
+        outcome = run_sandboxed(expand(job.command, job, report, artifacts), job, tmp,
+                                job.timeout)
+    return failure(outcome, "fitness command", job.timeout), trainer_report(report)
+
+
+def _hand_over(tmp: Path, place: _Place) -> None:
+    incoming = place.root / "incoming"
+    copy_artifacts(tmp / "artifacts", incoming)
+    os.rename(incoming, place.artifacts)  # a scorer waiting for it never sees half of it
+
+
+def _score(job: Job, place: _Place, timeout: float,
+           stop: threading.Event | None = None) -> Evaluation:
+    scorer = dataclasses.replace(job, workdir=place.tree, cache_writable=False)
+    metrics = place.scratch / "metrics.json"
+    outcome = run_sandboxed(expand(job.score or "", scorer, metrics, place.artifacts),
+                            scorer, place.scratch, timeout, trusted=True, stop=stop)
     if outcome.timed_out:
-        return failure(outcome, "scorer", job.timeout)
+        return failure(outcome, "scorer", timeout)
     if outcome.returncode != 0:
         # the scorer refusing the trainer's results is the candidate's fault: data, with
         # the scorer's reason first, for the LLM to act on

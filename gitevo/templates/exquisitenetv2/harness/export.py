@@ -82,6 +82,13 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 
 # ---- the scorer's side -----------------------------------------------------------------------
 
+def warm() -> None:
+    """Import what `load` needs, ahead of it: a scorer started alongside the trainer does
+    it while the trainer trains (about a second of torch's lazy imports)."""
+    import torch._export.serde.serialize  # noqa: F401
+    import torch.export._trace  # noqa: F401
+
+
 def load(folder: Path, channels: int, size: int, classes: int) -> torch.export.ExportedProgram:
     """The exported program in `folder`, checked; a ScoreError says what is wrong."""
     from torch._export.serde.schema import ExportedProgram as Serialized

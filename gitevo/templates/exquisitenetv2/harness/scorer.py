@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,6 +22,7 @@ from harness.batches import Feeder, channel_stats
 from harness.reasons import ModelError
 
 HARNESS_VERSION = "2"
+WAIT_POLL = 0.05  # seconds between looks for the artifacts
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -32,6 +34,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics", default="metrics.json", help="where to write the JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--wait", action="store_true", help="load everything, then wait for "
+                   "--artifacts to appear (gitevo starts the scorer with the trainer)")
     for flag, kind in (("image-size", int), ("train-per-class", int), ("val-per-class", int)):
         p.add_argument(f"--{flag}", type=kind, default=None, help="override the fidelity's")
     return p.parse_args(argv)
@@ -59,11 +63,14 @@ def score(args: argparse.Namespace) -> dict:
     prepared = data.prepare(recipe, args.data, args.cache_dir)
     classes, channels = len(prepared.classes), prepared.train_x.shape[-1]
     size = recipe.image_size or prepared.train_x.shape[1]
+    # the same normalisation the trainer used: from the same training images
+    feeder = Feeder(runtime, recipe.image_size, *channel_stats(prepared.train_x))
+    export.warm()
+    if args.wait:
+        _wait_for(args.artifacts)
     program = export.load(args.artifacts, channels, size, classes)
     params = export.count(program)
     model = program.module().to(runtime.device)
-    # the same normalisation the trainer used: from the same training images
-    feeder = Feeder(runtime, recipe.image_size, *channel_stats(prepared.train_x))
     val = _accuracy(model, feeder, prepared.val_x, prepared.val_y, recipe, runtime, classes)
     test = _accuracy(model, feeder, prepared.test_x, prepared.test_y, recipe, runtime,
                      classes)
@@ -72,6 +79,13 @@ def score(args: argparse.Namespace) -> dict:
             "val_images": len(prepared.val_y), "test_images": len(prepared.test_y),
             "fidelity": recipe.name, "device": runtime.label, "image_size": size,
             "data": prepared.origin, "harness": HARNESS_VERSION}
+
+
+def _wait_for(folder: Path) -> None:
+    """Until `folder` exists: gitevo renames the artifacts into place whole, once the
+    trainer's processes are gone, and stops this process if there is nothing to score."""
+    while not folder.is_dir():
+        time.sleep(WAIT_POLL)
 
 
 def _accuracy(model: torch.nn.Module, feeder: Feeder, images, labels,
