@@ -125,9 +125,10 @@ def main() -> None:
             extra.append(apart - inline)
             print(f"one-epoch round {number}: before {inline:.1f} s, now {apart:.1f} s, "
                   f"fixed cost {apart - inline:+.1f} s", flush=True)
-    print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.3f}, "
-          f"mean {statistics.mean(ratios):.3f} (same accuracy, test accuracy and params "
-          "both ways)")
+    if ratios:
+        print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.3f}, "
+              f"mean {statistics.mean(ratios):.3f} (same accuracy, test accuracy and params "
+              "both ways)")
     if extra and befores:
         fixed, base = statistics.median(extra), statistics.median(befores)
         print(f"fixed cost of the split: median {fixed:+.1f} s over {len(extra)} one-epoch "
