@@ -50,7 +50,8 @@ def alongside(repo: Path, env: dict[str, str], common: list[str],
               training: tuple[str, ...]) -> float:
     """The trainer and the scorer as gitevo runs them with `score_early` under bubblewrap:
     both start at once, the scorer loads and waits (--wait) until the trainer has ended
-    and its artifacts are renamed into place."""
+    and its artifacts are renamed into place. The trainer reports its learning curve, as
+    the template's command asks; what that costs is in its report (curve_seconds)."""
     for name in ("art", "art-incoming"):
         shutil.rmtree(repo / name, ignore_errors=True)
     start = time.perf_counter()
@@ -59,8 +60,8 @@ def alongside(repo: Path, env: dict[str, str], common: list[str],
                               stdout=subprocess.DEVNULL)
     try:
         subprocess.run([sys.executable, "train.py", *common, *training, "--artifacts",
-                        "art-incoming", "--metrics", "t.json"], cwd=repo, env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+                        "art-incoming", "--progress", "curve.jsonl", "--metrics", "t.json"],
+                       cwd=repo, env=env, check=True, stdout=subprocess.DEVNULL)
         os.rename(repo / "art-incoming", repo / "art")
         if scorer.wait() != 0:
             sys.exit("score.py failed")
@@ -70,7 +71,9 @@ def alongside(repo: Path, env: dict[str, str], common: list[str],
 
 
 def one_round(old: Path, new: Path, env: dict[str, dict[str, str]], common: list[str],
-              training: tuple[str, ...] = ()) -> tuple[float, float]:
+              training: tuple[str, ...] = ()) -> tuple[float, float, float]:
+    """Seconds before, seconds now without the learning curve, and the curve's share of
+    the training time now."""
     inline = timed(old, env["old"], ["train.py", *common, *training, "--metrics",
                                      "inline.json"])
     apart = alongside(new, env["new"], common, training)
@@ -79,7 +82,9 @@ def one_round(old: Path, new: Path, env: dict[str, dict[str, str]], common: list
     differ = [k for k in SAME if one[k] != two[k]]
     if differ:
         sys.exit(f"the two ways disagree on {differ}: {one} vs {two}")
-    return inline, apart
+    report = json.loads((new / "t.json").read_text())
+    curve = report["curve_seconds"]
+    return inline, apart - curve, curve / report["train_seconds"]
 
 
 def checkout(revision: str, dest: Path) -> None:
@@ -112,16 +117,18 @@ def main() -> None:
         # the old harness decodes on first use: a round of its own keeps that out of the timing
         timed(old, env["old"], ["train.py", *common, "--epochs", "1", "--metrics", "w.json"])
         timed(new, env["new"], ["train.py", "--prepare", *common, "--metrics", "p.json"])
-        ratios, befores = [], []
+        ratios, befores, shares = [], [], []
         for number in range(1, args.rounds + 1):
-            inline, apart = one_round(old, new, env, common)
+            inline, apart, share = one_round(old, new, env, common)
             ratios.append(apart / inline)
+            shares.append(share)
             print(f"round {number}: before (one process) {inline:.1f} s, now (trainer + "
-                  f"scorer) {apart:.1f} s, ratio {apart / inline:.3f}", flush=True)
+                  f"scorer, learning curve left out) {apart:.1f} s, ratio "
+                  f"{apart / inline:.3f}; the curve took {share:.1%} of training", flush=True)
             befores.append(inline)
         extra = []
         for number in range(1, args.overhead_rounds + 1):
-            inline, apart = one_round(old, new, env, common, ("--epochs", "1"))
+            inline, apart, _ = one_round(old, new, env, common, ("--epochs", "1"))
             extra.append(apart - inline)
             print(f"one-epoch round {number}: before {inline:.1f} s, now {apart:.1f} s, "
                   f"fixed cost {apart - inline:+.1f} s", flush=True)
@@ -129,6 +136,8 @@ def main() -> None:
         print(f"median ratio over {len(ratios)} rounds: {statistics.median(ratios):.3f}, "
               f"mean {statistics.mean(ratios):.3f} (same accuracy, test accuracy and params "
               "both ways)")
+        print(f"learning curve ({{progress}}): median {statistics.median(shares):.1%} of the "
+              "training time (target: at most 5%)")
     if extra and befores:
         fixed, base = statistics.median(extra), statistics.median(befores)
         print(f"fixed cost of the split: median {fixed:+.1f} s over {len(extra)} one-epoch "

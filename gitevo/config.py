@@ -29,6 +29,7 @@ _GPU_ID = re.compile(r"^[\w-]+$")  # an index or a UUID such as GPU-5fd4...
 _SLURM_TIME = re.compile(r"^(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)$")
 PLACEHOLDERS = ("metrics", "workdir", "fidelity")
 ARTIFACTS = "artifacts"  # the trainer's results, for [fitness] score; only where it is set
+PROGRESS = "progress"  # a file the fitness command appends its learning curve to (JSON lines)
 # {name} is a placeholder; ${name} and {{name}} belong to the shell and stay as written
 PLACEHOLDER = re.compile(r"(?<![{$])\{([A-Za-z_]\w*)\}(?!\})")
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|<|>)\s*(-?[\d.eE+-]+)\s*$")
@@ -84,6 +85,21 @@ class Rung:
     fidelity: str | None = None  # None: [fitness] fidelity
     vars: dict[str, str] = field(default_factory=dict)  # over [fitness.vars]
     promote: float = 0.5
+    # also hold back a child whose first objective here is worse than its parent's at
+    # this rung by more than this (None: the share alone decides)
+    margin: float | None = None
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """When to stop an evaluation whose learning curve ({progress}) is clearly behind its
+    parent's at the same point: by more than `margin` in `metric` (better is `goal`), once
+    at least `min_fraction` of the run is done."""
+
+    metric: str
+    goal: str  # "max" or "min"
+    margin: float = 0.05
+    min_fraction: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,8 @@ class Fitness:
     # [fitness] settings themselves, always the last rung); empty: every child is
     # evaluated in full
     rungs: tuple[Rung, ...] = ()
+    # [fitness.early_stop]: None = every evaluation runs to its end
+    early_stop: EarlyStop | None = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +289,7 @@ def parse(text: str, path: Path | str = CONFIG_NAME) -> Config:
                         "sandbox"})
     objectives = _objectives(top)
     evolution = _evolution(top.sub("evolution"), {o.name for o in objectives})
-    fitness = _fitness(top.sub("fitness"))
+    fitness = _fitness(top.sub("fitness"), objectives)
     return Config(path=path, genes=_genes(top.sub("genes")), fitness=fitness,
                   objectives=objectives, evolution=evolution, llm=_llm(top.sub("llm")),
                   executor=_executor(top.sub("executor")), raw=raw,
@@ -293,9 +311,9 @@ def _genes(r: _Reader) -> Genes:
     return Genes(files=tuple(files), blocks=tuple(blocks))
 
 
-def _fitness(r: _Reader) -> Fitness:
+def _fitness(r: _Reader, objectives: tuple[Objective, ...]) -> Fitness:
     r.reject_unknown({"command", "timeout", "check", "fidelity", "vars", "env", "prepare",
-                      "score", "score_early", "budget", "cascade"})
+                      "score", "score_early", "budget", "cascade", "early_stop"})
     command = r.get("command", str)
     if not command.strip():
         raise r.fail("command", "must not be empty")
@@ -303,7 +321,7 @@ def _fitness(r: _Reader) -> Fitness:
     for key, value in variables.items():
         if not isinstance(value, str):
             raise r.fail(f"vars.{key}", f"expected a string, got {value!r}")
-        if key in (*PLACEHOLDERS, ARTIFACTS):
+        if key in (*PLACEHOLDERS, ARTIFACTS, PROGRESS):
             raise r.fail(f"vars.{key}", f"'{key}' is a built-in placeholder")
     check = r.get("check", str, None)
     prepare = r.get("prepare", str, None)
@@ -319,7 +337,8 @@ def _fitness(r: _Reader) -> Fitness:
                      "[fitness] score reads; set fitness.score too")
     # the trainer and the scorer share {artifacts}; the checks and prepare run without one
     shared = known | ({ARTIFACTS} if score is not None else set())
-    for key, template, names in (("command", command, shared), ("check", check, known),
+    for key, template, names in (("command", command, shared | {PROGRESS}),
+                                 ("check", check, known),
                                  ("prepare", prepare, known), ("score", score, shared)):
         if template:
             _check_placeholders(r, key, template, names)
@@ -330,7 +349,30 @@ def _fitness(r: _Reader) -> Fitness:
                    fidelity=r.get("fidelity", str, "default"), vars=dict(variables),
                    env=tuple(env), prepare=prepare or None, score=score, score_early=early,
                    budget=_budget(r.sub("budget")),
-                   rungs=_rungs(r.sub("cascade"), set(variables)))
+                   rungs=_rungs(r.sub("cascade"), set(variables)),
+                   early_stop=_early_stop(r, command, objectives))
+
+
+def _early_stop(r: _Reader, command: str,
+                objectives: tuple[Objective, ...]) -> EarlyStop | None:
+    if "early_stop" not in r.table:
+        return None
+    if PROGRESS not in PLACEHOLDER.findall(command):
+        raise r.fail("early_stop", f"needs a learning curve: the command must name "
+                     f"{{{PROGRESS}}}, the file it appends JSON lines to")
+    sub = r.sub("early_stop")
+    sub.reject_unknown({"metric", "goal", "margin", "min_fraction"})
+    senses = {o.name: o.sense for o in objectives}
+    metric = sub.get("metric", str, objectives[0].name if objectives else "")
+    goal = sub.get("goal", str, senses.get(metric))
+    if goal is None:
+        raise sub.fail("goal", f'required: {metric!r} is not an objective, so say whether '
+                       'higher ("max") or lower ("min") is better')
+    if goal not in ("max", "min"):
+        raise sub.fail("goal", f'must be "max" or "min", got {goal!r}')
+    return EarlyStop(metric=metric, goal=goal,
+                     margin=sub.number("margin", EarlyStop.margin, 0.0),
+                     min_fraction=sub.number("min_fraction", EarlyStop.min_fraction, 0.0, 1.0))
 
 
 def _rungs(r: _Reader, variables: set[str]) -> tuple[Rung, ...]:
@@ -340,7 +382,7 @@ def _rungs(r: _Reader, variables: set[str]) -> tuple[Rung, ...]:
         if not isinstance(table, dict):
             raise r.fail(f"rungs[{i}]", f"expected a table, got {table!r}")
         sub = _Reader(r.path, table, f"{r.prefix}.rungs[{i}]")
-        sub.reject_unknown({"fidelity", "vars", "promote"})
+        sub.reject_unknown({"fidelity", "vars", "promote", "margin"})
         overrides = sub.get("vars", dict, {})
         for key, value in overrides.items():
             if key not in variables:
@@ -355,7 +397,9 @@ def _rungs(r: _Reader, variables: set[str]) -> tuple[Rung, ...]:
         if promote == 0.0:
             raise sub.fail("promote", "must be above 0: a rung that promotes nobody ends "
                            "every generation with no child measured in full")
-        rungs.append(Rung(fidelity=fidelity, vars=dict(overrides), promote=promote))
+        margin = sub.number("margin", math.nan, 0.0) if "margin" in table else None
+        rungs.append(Rung(fidelity=fidelity, vars=dict(overrides), promote=promote,
+                          margin=margin))
     return tuple(rungs)
 
 

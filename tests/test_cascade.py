@@ -16,9 +16,10 @@ from gitevo import config as cfg
 from gitevo.config import ConfigError, Rung
 from gitevo.pipeline import selection
 from gitevo.pipeline.cascade import rung_ref
+from gitevo.pipeline.plan import SEED_ID
 from gitevo.store import ledger
 from gitevo.store.fitness import VALID
-from gitevo.store.gitstore import Store, notes_ref
+from gitevo.store.gitstore import Store, individual_ref, notes_ref
 from tests.conftest import cli, git, gitevo_process
 
 RUNG = "refs/notes/gitevo/main-rung1"
@@ -155,6 +156,40 @@ def test_a_rerun_after_kill_9_runs_no_rung_twice(toy):
     assert {r["status"] for r in rows} >= {"screened", "ok"}
 
 
+def test_a_margin_holds_back_children_behind_their_parent_at_the_rung(tmp_path):
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy", "--no-eval")
+    cascaded(repo)
+    toml = repo / "gitevo.toml"
+    toml.write_text(toml.read_text().replace("promote = 0.5 }",
+                                             "promote = 1.0, margin = 0.0 }"))
+    git(repo, "commit", "-qam", "promote every child that keeps up with its parent")
+    cli("-C", str(repo), "seed")
+    cli("-C", str(repo), "generation", "--n", "8")
+    store = Store(repo)
+    screen, final = notes(store, RUNG), notes(store, notes_ref("main"))
+    seed = store.resolve_ref(individual_ref("main", SEED_ID))
+    assert screen[seed]["status"] == "ok"  # the seed is measured at the rung too
+    held = went = 0
+    for row in ledger.read(store, "main").offspring:
+        first = screen.get(row.get("commit"))
+        if first is None or first["status"] != "ok":
+            continue
+        parent = screen[store.parents(row["commit"])[0]]
+        mine, theirs = first["objectives"]["accuracy"], parent["objectives"]["accuracy"]
+        note = final[row["commit"]]
+        if mine < theirs:
+            held += 1
+            assert note["status"] == "screened", note
+            assert note["error"] == (f"screened out at rung 1 (default): accuracy {mine:.6g} "
+                                     f"is behind its parent's {theirs:.6g} at this rung by "
+                                     "more than 0")
+        else:
+            went += 1
+            assert note["status"] != "screened" and "objectives" in note
+    assert held and went
+
+
 # ---- [fitness.cascade] in gitevo.toml ---------------------------------------------------------
 
 def write(tmp_path, cascade: str):
@@ -169,6 +204,8 @@ def test_rungs_are_read_in_order(tmp_path):
     got = cfg.load(write(tmp_path, 'rungs = [{ fidelity = "smoke", promote = 0.25 },'
                                    ' { vars = { n = "3" } }]')).fitness.rungs
     assert got == (Rung(fidelity="smoke", promote=0.25), Rung(vars={"n": "3"}))
+    margin = cfg.load(write(tmp_path, 'rungs = [{ fidelity = "s", margin = 0.02 }]'))
+    assert margin.fitness.rungs == (Rung(fidelity="s", margin=0.02),)
     assert cfg.load(write(tmp_path, "")).fitness.rungs == ()
 
 
@@ -180,6 +217,7 @@ def test_rungs_are_read_in_order(tmp_path):
     ('rungs = [{ vars = { n = 1 } }]', "rungs[0].vars.n: expected a string"),
     ('rungs = ["smoke"]', "rungs[0]: expected a table"),
     ('rungs = [{ fidelity = "x", keep = 1 }]', "rungs[0].keep: unknown key"),
+    ('rungs = [{ fidelity = "x", margin = -0.1 }]', "rungs[0].margin: must be >= 0"),
     ("steps = 2", "fitness.cascade.steps: unknown key"),
 ])
 def test_bad_cascades_are_one_line_naming_the_key(tmp_path, cascade, message):

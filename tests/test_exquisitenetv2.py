@@ -307,6 +307,19 @@ def test_validation_is_carved_from_training_data_and_nested(tmp_path, harness_ro
     assert not any(x.tobytes() in train_rows for x in smoke.val_x)
 
 
+def test_a_screening_budget_cuts_any_fidelity_to_an_eighth_of_its_training(harness_root):
+    from harness import fidelity
+
+    demo, screen = fidelity.resolve("demo"), fidelity.resolve("demo", "screen")
+    assert (screen.epochs, screen.train_per_class, screen.val_per_class) == (4, 1000, 200)
+    assert screen.lr == demo.lr and screen.batch_size == demo.batch_size
+    assert fidelity.resolve("proxy", "screen").train_per_class == 2000
+    assert fidelity.resolve("smoke", "screen").epochs == 1
+    assert fidelity.resolve("demo", "screen", epochs=2).epochs == 2  # overrides still win
+    with pytest.raises(fidelity.FidelityError, match="unknown budget 'half'"):
+        fidelity.resolve("demo", "half")
+
+
 def test_schedules(harness_root, seed_model):
     from harness import fidelity, schedule
 
@@ -489,6 +502,15 @@ def test_a_model_that_leaves_a_thread_running_is_not_scored(repo):
     assert "left thread" in last_line(proc.stderr) and not (repo / "check.json").exists()
 
 
+EARLY_STOP = """
+[fitness.early_stop]
+metric = "fit_accuracy"
+goal = "max"
+margin = 0.05
+min_fraction = 0.25
+"""
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> dict:
     """One honest smoke evaluation of the seed; several tests compare against it."""
@@ -513,12 +535,39 @@ def test_smoke_writes_every_metric_from_validation(smoke_run):
 
 
 @pytest.mark.slow
-def test_smoke_is_deterministic(repo, smoke_run):
-    proc = train(repo, "--fidelity", "smoke", "--metrics", "again.json", "--seed", "3")
+def test_smoke_is_deterministic_and_its_learning_curve_changes_nothing(repo, smoke_run):
+    proc = train(repo, "--fidelity", "smoke", "--metrics", "again.json", "--seed", "3",
+                 "--progress", "curve.jsonl")
     assert proc.returncode == 0, proc.stderr
     again = read_metrics(repo / "again.json")
     for key in ("accuracy", "test_accuracy", "train_loss", "params"):
         assert again[key] == smoke_run[key], key
+    points = [json.loads(line) for line in (repo / "curve.jsonl").read_text().splitlines()]
+    assert [(p["at"], p["of"]) for p in points] == [(1, 3), (2, 3), (3, 3)]
+    assert all(0.0 <= p["fit_accuracy"] <= 1.0 for p in points)
+    assert 0 < again["curve_seconds"] < again["train_seconds"]
+
+
+@pytest.mark.slow
+def test_gitevo_stops_a_smoke_run_clearly_behind_its_parents_curve(repo, tmp_path,
+                                                                  monkeypatch):
+    from gitevo import config as cfg
+    from gitevo.execution.evaluate import evaluate
+    from gitevo.execution.job import make_job
+
+    monkeypatch.setenv("GITEVO_CACHE_DIR", str(tmp_path / "cache"))
+    toml = repo / "gitevo.toml"
+    text = toml.read_text().replace('fidelity = "demo"', 'fidelity = "smoke"')
+    text = text.replace("--progress {progress}", "--progress {progress} --epochs 8")
+    toml.write_text(text + EARLY_STOP)
+    config = cfg.load(toml)
+    job = make_job(config, "g001-000", repo)
+    # a parent that fit every training image from the first epoch on
+    parent = tuple({"at": e, "of": 8, "fit_accuracy": 1.0} for e in range(1, 9))
+    result = evaluate(job.__class__(**{**job.__dict__, "reference": parent}))
+    assert result.status == "stopped", result.error
+    assert result.error.startswith("stopped early at 2 of 8: fit_accuracy ")
+    assert 2 <= len(result.curve) < 8 and result.objectives == {}
 
 
 CHEAT = '''

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from gitevo.execution import scoring
 from gitevo.execution.handover import Tree, changes, fingerprint
-from gitevo.execution.job import Job, expand, failure, read_metrics, run_sandboxed, timed
+from gitevo.execution.job import (
+    Job,
+    expand,
+    failure,
+    read_metrics,
+    run_fitness,
+    run_sandboxed,
+    stopped_early,
+    timed,
+)
 from gitevo.store.fitness import Evaluation
 
 CHECK_TIMEOUT = 300.0
@@ -91,9 +100,11 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
         return scoring.train_then_score(job, tmp, timings, tree)
     metrics_path = tmp / "metrics.json"
     with timed(timings, "fitness"):
-        outcome = run_sandboxed(expand(job.command, job, metrics_path), job, tmp, job.timeout)
-    return failure(outcome, "fitness command", job.timeout) or read_metrics(
-        metrics_path, job.objectives, "fitness command")
+        outcome, watch = run_fitness(job, tmp, metrics_path)
+    result = (stopped_early(outcome, watch) or failure(outcome, "fitness command", job.timeout)
+              or read_metrics(metrics_path, job.objectives, "fitness command"))
+    result.curve = watch.curve
+    return result
 
 
 def syntax_problem(workdir: Path, gene_files: tuple[str, ...]) -> str | None:

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitevo.config import ARTIFACTS, PLACEHOLDER, Config, Sandbox
+from gitevo.config import ARTIFACTS, PLACEHOLDER, PROGRESS, Config, EarlyStop, Sandbox
+from gitevo.execution.progress import STOPPED, Watch
 from gitevo.execution.sandbox import Outcome, import_confined, run_confined, sandbox_env
 from gitevo.store.fitness import Evaluation
 
@@ -49,6 +50,9 @@ class Job:
     # [fitness] score: the trusted scorer that runs after `command`, the trainer, has ended
     score: str | None = None
     score_early: bool = False  # [fitness] score_early: the scorer waits for {artifacts}
+    early_stop: EarlyStop | None = None  # [fitness.early_stop]
+    # the parent's learning curve at this fidelity: what early stopping compares with
+    reference: tuple[dict[str, float], ...] = ()
 
 
 def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = None,
@@ -59,7 +63,7 @@ def make_job(config: Config, ident: str, workdir: Path, fidelity: str | None = N
                variables=dict(config.fitness.vars), objectives=tuple(config.objective_names),
                env_extra=config.fitness.env, pid_dir=pid_dir, sandbox=config.sandbox,
                cache_writable=not config.fitness.prepare, score=config.fitness.score,
-               score_early=config.fitness.score_early)
+               score_early=config.fitness.score_early, early_stop=config.fitness.early_stop)
 
 
 def failure(outcome: Outcome, what: str, timeout: float) -> Evaluation | None:
@@ -83,13 +87,16 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = round(time.monotonic() - start, 3)
 
 
-def expand(template: str, job: Job, metrics: Path, artifacts: Path | None = None) -> str:
-    """Fill {metrics}, {workdir}, {fidelity}, {artifacts} (with a scorer) and
-    [fitness.vars] into a command, shell-quoted."""
+def expand(template: str, job: Job, metrics: Path, artifacts: Path | None = None,
+           progress: Path | None = None) -> str:
+    """Fill {metrics}, {workdir}, {fidelity}, {artifacts} (with a scorer), {progress}
+    (for the fitness command) and [fitness.vars] into a command, shell-quoted."""
     values = {**job.variables, "metrics": str(metrics), "workdir": str(job.workdir),
               "fidelity": job.fidelity}
     if artifacts is not None:
         values[ARTIFACTS] = str(artifacts)
+    if progress is not None:
+        values[PROGRESS] = str(progress)
     return PLACEHOLDER.sub(lambda m: shlex.quote(values[m.group(1)])
                             if m.group(1) in values else m.group(0), template)
 
@@ -116,6 +123,24 @@ def read_metrics(path: Path, objectives: tuple[str, ...], writer: str) -> Evalua
                               error=f"metrics: objective {name!r} is {value}")
         values[name] = float(value)
     return Evaluation("ok", objectives=values, metrics=metrics)
+
+
+def run_fitness(job: Job, tmp: Path, metrics: Path,
+                artifacts: Path | None = None) -> tuple[Outcome, Watch]:
+    """Run the fitness command (the trainer, with a scorer), watching its {progress}
+    file: the Watch holds its curve, and why it was stopped early if it was."""
+    progress = tmp / "progress.jsonl"
+    command = expand(job.command, job, metrics, artifacts, progress)
+    with Watch(progress, job.reference, job.early_stop) as watch:
+        outcome = run_sandboxed(command, job, tmp, job.timeout, stop=watch.stop)
+    return outcome, watch
+
+
+def stopped_early(outcome: Outcome, watch: Watch) -> Evaluation | None:
+    """The `stopped` evaluation of a run the watch cut short; None for any other."""
+    if not (outcome.cancelled and watch.reason):
+        return None
+    return Evaluation(STOPPED, error=watch.reason, curve=watch.curve)
 
 
 # ---- the sandboxed subprocess (execution/sandbox.py) ---------------------------------------

@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,16 @@ from gitevo.execution.handover import (
     fingerprint,
     read_plain,
 )
-from gitevo.execution.job import Job, expand, failure, read_metrics, run_sandboxed, timed
+from gitevo.execution.job import (
+    Job,
+    expand,
+    failure,
+    read_metrics,
+    run_fitness,
+    run_sandboxed,
+    stopped_early,
+    timed,
+)
 from gitevo.execution.sandbox import heldout_hidden
 from gitevo.store.fitness import Evaluation
 
@@ -45,9 +55,9 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
         before = fingerprint(job.workdir)
     if job.score_early and heldout_hidden(job.sandbox):
         return _score_alongside(job, tmp, timings, before)
-    failed, trainer = _train(job, tmp, timings)
-    if failed is not None:
-        return failed
+    trained = _train(job, tmp, timings)
+    if trained.failed is not None:
+        return trained.failed
     # made only now, after every process the trainer started is gone: it never knew it
     with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-score-") as folder:
         place = _Place(Path(folder))
@@ -55,11 +65,10 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
             copy_tree(job.workdir, before, place.tree)
             _hand_over(tmp, place)
         except HandoverError as exc:
-            return Evaluation("invalid", error=str(exc), metrics=_record(trainer, job))
+            return Evaluation("invalid", error=str(exc), metrics=_record(trained.report, job))
         with timed(timings, "score"):
             result = _score(job, place, job.timeout)
-    result.metrics = {**result.metrics, **_record(trainer, job)}
-    return result
+    return _with_training(result, trained, job)
 
 
 def _score_alongside(job: Job, tmp: Path, timings: dict[str, float],
@@ -80,9 +89,8 @@ def _score_alongside(job: Job, tmp: Path, timings: dict[str, float],
             # its own time limit covers the wait for the trainer too
             scoring = pool.submit(_score, job, place, 2 * job.timeout, stop)
             try:
-                failed, trainer = _train(job, tmp, timings)
-                if failed is None:
-                    failed = _handed_over(job, before, tmp, place, trainer)
+                trained = _train(job, tmp, timings)
+                failed = trained.failed or _handed_over(job, before, tmp, place, trained.report)
             finally:
                 if not place.artifacts.exists():
                     stop.set()  # nothing to score: the trainer failed, or gitevo is stopping
@@ -90,7 +98,13 @@ def _score_alongside(job: Job, tmp: Path, timings: dict[str, float],
                 return failed
             with timed(timings, "score"):
                 result = scoring.result()
-    result.metrics = {**result.metrics, **_record(trainer, job)}
+    return _with_training(result, trained, job)
+
+
+def _with_training(result: Evaluation, trained: _Trained, job: Job) -> Evaluation:
+    """The scorer's evaluation, with the trainer's report and curve beside its metrics."""
+    result.metrics = {**result.metrics, **_record(trained.report, job)}
+    result.curve = trained.curve
     return result
 
 
@@ -116,16 +130,24 @@ class _Place:
         self.scratch.mkdir()
 
 
-def _train(job: Job, tmp: Path, timings: dict[str, float]
-           ) -> tuple[Evaluation | None, dict[str, Any] | None]:
-    """Run the trainer; its failure (None when it succeeded) and its report."""
+@dataclass
+class _Trained:
+    failed: Evaluation | None  # None when the trainer succeeded
+    report: dict[str, Any] | None  # what it wrote to {metrics}
+    curve: list[dict[str, float]]  # what it wrote to {progress}
+
+
+def _train(job: Job, tmp: Path, timings: dict[str, float]) -> _Trained:
+    """Run the trainer, stopped early if its learning curve falls behind."""
     artifacts = tmp / "artifacts"
     artifacts.mkdir()
     report = tmp / "trainer-metrics.json"
     with timed(timings, "fitness"):
-        outcome = run_sandboxed(expand(job.command, job, report, artifacts), job, tmp,
-                                job.timeout)
-    return failure(outcome, "fitness command", job.timeout), trainer_report(report)
+        outcome, watch = run_fitness(job, tmp, report, artifacts)
+    failed = stopped_early(outcome, watch) or failure(outcome, "fitness command", job.timeout)
+    if failed is not None:
+        failed.curve = watch.curve
+    return _Trained(failed, trainer_report(report), watch.curve)
 
 
 def _hand_over(tmp: Path, place: _Place) -> None:

@@ -52,19 +52,40 @@ def rung_ref(run: str, number: int) -> str:
     return f"{NOTES_PREFIX}{run}-rung{number}"
 
 
-def promote(results: dict[str, Evaluation], rung: Rung, config: Config,
-            seed: int) -> list[str]:
+def promote(results: dict[str, Evaluation], rung: Rung, config: Config, seed: int,
+            parents: dict[str, Evaluation] | None = None) -> list[str]:
     """The ids that go on from this rung: the best `rung.promote` share (rounded up) of
-    the ones it scored, by non-dominated rank then crowding, feasible ones first."""
+    the ones it scored, by non-dominated rank then crowding, feasible ones first, leaving
+    out any that `rung.margin` holds back against its parent's result here (`parents`)."""
     scored = [i for i, r in results.items() if r.ok]
-    if not scored:
+    parents = parents or {}
+    eligible = [i for i in scored if behind(results[i], parents.get(i), rung, config) is None]
+    if not eligible:
         return []
     names = config.objective_names
-    values = [[results[i].objectives[n] for n in names] for i in scored]
-    violations = [violation(results[i], config) for i in scored]
-    n = math.ceil(rung.promote * len(scored))
+    values = [[results[i].objectives[n] for n in names] for i in eligible]
+    violations = [violation(results[i], config) for i in eligible]
+    n = min(len(eligible), math.ceil(rung.promote * len(scored)))
     chosen = selection.best_by_rank(values, config.senses, violations, n, seed)
-    return [scored[k] for k in chosen]
+    return [eligible[k] for k in chosen]
+
+
+def behind(result: Evaluation, parent: Evaluation | None, rung: Rung,
+           config: Config) -> str | None:
+    """Why `rung.margin` holds the child back: its first objective here is worse than its
+    parent's at this same rung by more than the margin; None when it does not (no margin,
+    or no parent's result to hold it to)."""
+    if rung.margin is None or parent is None or not parent.ok or not result.ok:
+        return None
+    objective = config.objectives[0]
+    mine, theirs = result.objectives[objective.name], parent.objectives.get(objective.name)
+    if theirs is None:
+        return None
+    gap = theirs - mine if objective.sense == "max" else mine - theirs
+    if gap <= rung.margin:
+        return None
+    return (f"{objective.name} {mine:.6g} is behind its parent's {theirs:.6g} at this rung "
+            f"by more than {rung.margin:g}")
 
 
 def violation(result: Evaluation, config: Config) -> float:
@@ -87,14 +108,15 @@ def summary(stage: Stage, result: Evaluation) -> dict:
 
 
 def stopped(stage: Stage, history: list[dict], result: Evaluation, promoted: int,
-            scored: int) -> Evaluation:
+            scored: int, held_back: str | None = None) -> Evaluation:
     """The fitness note of a child whose cascade ends at `stage`: screened when it was
-    scored there but not promoted, its own failure when it failed there."""
+    scored there but not promoted (`held_back`: the margin's reason), its own failure
+    when it failed there."""
     if result.ok:
+        why = held_back or f"{promoted} of the {scored} children it scored went on"
         return Evaluation(SCREENED, fidelity=stage.fidelity, seconds=result.seconds,
                           error=f"screened out at rung {stage.number} ({stage.fidelity}): "
-                                f"{promoted} of the {scored} children it scored went on",
-                          timings=result.timings, rungs=history)
+                                f"{why}", timings=result.timings, rungs=history)
     return dataclasses.replace(result, rungs=history)
 
 

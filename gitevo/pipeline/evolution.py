@@ -156,7 +156,8 @@ class Evolution:
                                    "gitevo: record seed")
             seed = commit
         self._prepare()
-        self._evaluate_all([SEED_ID], self.stages[-1])  # the seed is measured in full only
+        for stage in self.stages:  # at each rung too: its children's margin is held to it
+            self._evaluate_all([SEED_ID], stage)
         result = self.evaluation(seed)
         if not result.ok:
             raise EvolutionError(f"seed {SEED_ID} ({seed[:10]}) is {result.status}: "
@@ -300,13 +301,26 @@ class Evolution:
             results = {i: r for i in reached
                        if (r := self._note(stage, self.commit_of(i))) is not None}
             seed = self.config.evolution.seed * 100_003 + plan.generation * 101 + stage.number
-            chosen = cascade.promote(results, stage.rung, self.config, seed)
-            self._stop_at(stage, results, chosen)
+            parents = self._parents_at(stage, results)
+            chosen = cascade.promote(results, stage.rung, self.config, seed, parents)
+            self._stop_at(stage, results, chosen, parents)
             self._evaluate_all(chosen, after)
             self._cascade_stats.append(self._rung_stats(stage, after, results, chosen))
             reached = chosen
 
-    def _stop_at(self, stage: Stage, results: dict[str, Evaluation], chosen: list[str]) -> None:
+    def _parents_at(self, stage: Stage, results: dict[str, Evaluation]
+                    ) -> dict[str, Evaluation]:
+        """Each child's first parent's result at `stage`, where it has one."""
+        out = {}
+        for ident in results:
+            parents = self.store.parents(self.commit_of(ident))
+            note = self._note(stage, parents[0]) if parents else None
+            if note is not None:
+                out[ident] = note
+        return out
+
+    def _stop_at(self, stage: Stage, results: dict[str, Evaluation], chosen: list[str],
+                 parents: dict[str, Evaluation]) -> None:
         scored = sum(r.ok for r in results.values())
         notes = {}
         for ident, result in results.items():
@@ -314,7 +328,8 @@ class Evolution:
             if ident in chosen or self.evaluation(commit) is not None:
                 continue
             history = self._history(commit, self.stages[stage.number])
-            final = cascade.stopped(stage, history, result, len(chosen), scored)
+            held = cascade.behind(result, parents.get(ident), stage.rung, self.config)
+            final = cascade.stopped(stage, history, result, len(chosen), scored, held)
             notes[commit] = note_text(final)
             self.events.emit("screened", id=ident, status=final.status, rung=stage.number)
         if notes:
@@ -367,7 +382,20 @@ class Evolution:
             proven = not validated and imports_like_parent(store, self.config.genes.files,
                                                            self.run, commit)
             yield dataclasses.replace(self._job(ident, workdir, stage), validated=validated,
-                                      commit=commit, import_proven=proven)
+                                      commit=commit, import_proven=proven,
+                                      reference=self._curve_to_beat(store, commit, stage))
+
+    def _curve_to_beat(self, store: Store, commit: str, stage: Stage) -> tuple[dict, ...]:
+        """The learning curve early stopping holds `commit` to: its first parent's, at this
+        stage and fidelity (none where the parent has none there)."""
+        parents = store.parents(commit)
+        if self.config.fitness.early_stop is None or not parents:
+            return ()
+        text = store.read_note(stage.ref, parents[0])
+        note = Evaluation.from_dict(json.loads(text)) if text else None
+        if note is None or note.fidelity != stage.fidelity:
+            return ()
+        return tuple(note.curve)
 
     def _started(self, job: Job) -> None:
         self.events.emit("evaluation_started", id=job.ident)

@@ -47,6 +47,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             f"{_delta(s['hypervolume_delta'])}")
     if s["generation"] > 0:
         head += f"; {s['valid']}/{s['offspring']} valid ({s['valid_rate']:.0%})"
+        if s["statuses"].get("stopped"):
+            head += f", {s['statuses']['stopped']} stopped early"
     out = [head]
     if s["rejected"]:
         out.append("  rejected: " + ", ".join(f"{k} {n}" for k, n in s["rejected"].items()))

@@ -20,7 +20,7 @@ from gitevo.results.tally import Tally
 
 BAR = 30
 STYLES = {"ok": "green", "invalid": "yellow", "rejected": "yellow", "timeout": "red",
-          "crashed": "red", "suspect": "magenta"}
+          "crashed": "red", "suspect": "magenta", "stopped": "blue", "screened": "blue"}
 
 
 class LiveRenderer:

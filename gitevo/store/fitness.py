@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # suspect: scored, but trained far past its parent's time (pipeline/overrun); screened: a
-# cascade's screening rung did not promote it to the full evaluation (pipeline/cascade).
-# Neither is selected.
-STATUSES = ("ok", "invalid", "timeout", "crashed", "suspect", "screened")
-VALID = ("ok", "suspect", "screened")  # the code ran and was measured: a valid child
+# cascade's screening rung did not promote it to the full evaluation (pipeline/cascade);
+# stopped: its learning curve fell clearly behind its parent's (execution/progress).
+# None of them is selected.
+STATUSES = ("ok", "invalid", "timeout", "crashed", "suspect", "screened", "stopped")
+VALID = ("ok", "suspect", "screened", "stopped")  # the code ran as it should: a valid child
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Evaluation:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: validate, fitness
     # with a [fitness.cascade]: each screening rung this individual reached, in order
     rungs: list[dict[str, Any]] = field(default_factory=list)
+    # the fitness command's learning curve ({progress}), as it reported it
+    curve: list[dict[str, float]] = field(default_factory=list)
     # keys this version does not know (newer gitevo, other tools): kept as they were read
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -37,8 +40,9 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not data["rungs"]:
-            del data["rungs"]  # notes of runs without a cascade read as they always did
+        for optional in ("rungs", "curve"):
+            if not data[optional]:
+                del data[optional]  # notes of runs without them read as they always did
         return {**data.pop("unknown"), **data}
 
     @classmethod

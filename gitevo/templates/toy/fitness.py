@@ -7,6 +7,8 @@ is imported, so nothing in model.py can change what it is judged by.
     python fitness.py --metrics out.json        # full evaluation
     python fitness.py --check --metrics out.json  # fast validity check
     python fitness.py --points 15 --metrics out.json  # a cheaper screen: every 8th point
+    python fitness.py --progress curve.jsonl --pace 0.2 --metrics out.json  # a learning
+        curve: accuracy on the first tenth of the grid, then two tenths, ... (0.2 s apart)
 """
 
 import argparse
@@ -15,6 +17,7 @@ import importlib.util
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 GRID = [i / 20.0 - 3.0 for i in range(121)]
@@ -55,12 +58,26 @@ def score(predict, grid: list, expected: list) -> float:
     return 1.0 / (1.0 + total / len(grid))
 
 
+def curve(predict, grid: list, expected: list, path: Path, pace: float) -> None:
+    """The toy's learning curve: the accuracy on a growing share of the grid, a tenth more
+    at each point, as a trainer would report validation accuracy after each epoch."""
+    for tenth in range(1, 11):
+        time.sleep(pace)
+        shown = max(1, len(grid) * tenth // 10)
+        point = {"at": tenth, "of": 10, "accuracy": score(predict, grid[:shown],
+                                                         expected[:shown])}
+        with open(path, "a") as handle:
+            handle.write(json.dumps(point) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--metrics", required=True)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--points", type=int, default=len(GRID),
                         help="score on this many evenly spaced points of the grid")
+    parser.add_argument("--progress", help="append the curve here, one JSON line a tenth")
+    parser.add_argument("--pace", type=float, default=0.0, help="seconds between tenths")
     args = parser.parse_args()
     gene = Path("model.py")
     step = max(1, len(GRID) // max(1, args.points))
@@ -75,6 +92,8 @@ def main() -> int:
                 raise ValueError(f"predict(0.5) is {value}")
             metrics = {"l1": cost}
         else:
+            if args.progress:
+                curve(predict, grid, expected, Path(args.progress), args.pace)
             metrics = {"accuracy": score(predict, grid, expected), "l1": cost}
     except Exception as exc:  # the candidate's failure, reported in one line
         print(f"model.py: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -26,6 +26,7 @@ from harness import (  # noqa: F401
     augment,
     batches,
     cache,
+    curve,
     data,
     device,
     engine,
@@ -60,6 +61,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="fetch and decode the data into the cache, then stop: gitevo runs this "
                    "once, trusted and with the network, so that evaluations need neither")
     p.add_argument("--fidelity", default="demo", choices=sorted(fidelity.FIDELITIES))
+    p.add_argument("--budget", default="full", choices=fidelity.BUDGETS,
+                   help="screen: the fidelity at about a tenth of its cost (a cascade's rung)")
     p.add_argument("--data", default="cifar10",
                    help="'cifar10' (download once) or a directory with python batches or "
                         "train/ and test/ image folders")
@@ -67,6 +70,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--artifacts", type=Path, default=None,
                    help="train only, and export the trained model here for score.py (gitevo's "
                         "route: the scorer, apart, decides the fitness)")
+    p.add_argument("--progress", type=Path, default=None,
+                   help="append the learning curve here, a JSON line per epoch (gitevo's "
+                        "{progress}: it may stop a run clearly behind its parent's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -146,7 +152,8 @@ def _failed(hook: audit.Audit | None, reason: str) -> int:
 
 
 def _recipe(args: argparse.Namespace) -> fidelity.Fidelity:
-    return fidelity.resolve(args.fidelity, epochs=args.epochs, batch_size=args.batch_size,
+    return fidelity.resolve(args.fidelity, args.budget, epochs=args.epochs,
+                            batch_size=args.batch_size,
                             lr=args.lr, image_size=args.image_size,
                             train_per_class=args.train_per_class,
                             val_per_class=args.val_per_class)
@@ -241,6 +248,7 @@ class _Trained:
     fit: engine.FitReport
     params: int
     tampered: list[str]
+    curve_seconds: float = 0.0  # of fit.seconds, spent measuring the learning curve
 
 
 def _train(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot,
@@ -259,11 +267,14 @@ def _train(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot,
     tampered = snapshot.restore()
     measure.check_optimizer(opt, model)
     params = measure.count_parameters(model)
-    report = engine.fit(model, opt, feeder, x, y, recipe, runtime, gen)
+    points = None if args.progress is None else curve.Curve(
+        args.progress, feeder, images, labels, recipe, runtime, classes)
+    report = engine.fit(model, opt, feeder, x, y, recipe, runtime, gen, after_epoch=points)
     tampered += snapshot.restore()
     # lazily created parameters exist only after a forward pass: count again, keep the most
     params = max(params, measure.count_parameters(model))
-    return _Trained(model, feeder, runtime, report, params, tampered)
+    return _Trained(model, feeder, runtime, report, params, tampered,
+                    points.seconds if points else 0.0)
 
 
 def _report(args: argparse.Namespace, recipe: fidelity.Fidelity, trained: _Trained,
@@ -277,7 +288,7 @@ def _report(args: argparse.Namespace, recipe: fidelity.Fidelity, trained: _Train
             "train_loss": fit.train_loss, "diverged": fit.diverged, "optimizer_steps": fit.steps,
             "images_per_second": round(fit.images / max(fit.seconds, 1e-9), 1),
             "train_images": images, "image_size": size, "batch_size": recipe.batch_size,
-            "harness": HARNESS_VERSION,
+            "curve_seconds": round(trained.curve_seconds, 3), "harness": HARNESS_VERSION,
             "tampered": ",".join(sorted(set(trained.tampered)))[:1000]}
 
 

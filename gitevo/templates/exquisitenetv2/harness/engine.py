@@ -30,8 +30,10 @@ class FitReport:
 
 def fit(model: nn.Module, opt: torch.optim.Optimizer, feeder: Feeder, x: torch.Tensor,
         y: torch.Tensor, fidelity: Fidelity, runtime: Runtime, gen: torch.Generator,
-        log: Callable[[str], None] | None = None) -> FitReport:
-    """Train `model` in place on device tensors `x` (uint8 NHWC) and `y`."""
+        log: Callable[[str], None] | None = None,
+        after_epoch: Callable[[int, nn.Module], None] | None = None) -> FitReport:
+    """Train `model` in place on device tensors `x` (uint8 NHWC) and `y`; `after_epoch`
+    (the learning curve) is called with each finished epoch's number and the model."""
     log = log or _stdout
     steps = steps_per_epoch(x.shape[0], fidelity.batch_size)
     schedule = LearningRate(opt, fidelity, steps)
@@ -60,6 +62,8 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, feeder: Feeder, x: torch.T
         if not math.isfinite(loss_mean):
             diverged = True  # scored as it stands; more steps cannot recover NaN weights
             break
+        if after_epoch is not None:
+            after_epoch(epoch, model)
         if not schedule.end_epoch(loss_mean):
             break
     return FitReport(epoch, loss_mean, clock() - start, images, diverged, step)

@@ -51,12 +51,21 @@ FIDELITIES = {
 }
 
 
+# a cascade's screening rung (`--budget screen`): any fidelity at an eighth of its
+# training (a quarter of the epochs on half the training images), scored on 200
+# validation images per class
+BUDGETS = ("full", "screen")
+SCREEN_EPOCHS, SCREEN_IMAGES, SCREEN_VAL_PER_CLASS = 0.25, 0.5, 200
+FULL_TRAIN_PER_CLASS = 4000  # the whole 80% training part of CIFAR-10, per class
+
+
 class FidelityError(ValueError):
     """An unknown fidelity or a bad override; the message is one line."""
 
 
-def resolve(name: str, **overrides: object) -> Fidelity:
-    """The named recipe with any non-None override applied."""
+def resolve(name: str, budget: str = "full", **overrides: object) -> Fidelity:
+    """The named recipe, cut to a screen's budget if asked, with any non-None override
+    applied."""
     if name not in FIDELITIES:
         raise FidelityError(f"unknown fidelity {name!r}; choose one of {', '.join(FIDELITIES)}")
     known = {f.name for f in fields(Fidelity)}
@@ -64,7 +73,22 @@ def resolve(name: str, **overrides: object) -> Fidelity:
     unknown = sorted(set(changes) - known)
     if unknown:
         raise FidelityError(f"unknown fidelity setting(s): {', '.join(unknown)}")
-    fidelity = replace(FIDELITIES[name], **changes)
+    if budget not in BUDGETS:
+        raise FidelityError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    base = FIDELITIES[name] if budget == "full" else screen(FIDELITIES[name])
+    fidelity = replace(base, **changes)
     if fidelity.epochs < 1 or fidelity.batch_size < 1:
         raise FidelityError("epochs and batch size must be at least 1")
     return fidelity
+
+
+def screen(recipe: Fidelity) -> Fidelity:
+    """`recipe` at a screening rung's budget (synthetic data stays as it is)."""
+    if recipe.synthetic:
+        return replace(recipe, epochs=max(1, round(recipe.epochs * SCREEN_EPOCHS)))
+    per_class = recipe.train_per_class or FULL_TRAIN_PER_CLASS
+    return replace(recipe, epochs=max(1, round(recipe.epochs * SCREEN_EPOCHS)),
+                   warmup_epochs=min(recipe.warmup_epochs, 0.5),
+                   train_per_class=max(1, int(per_class * SCREEN_IMAGES)),
+                   val_per_class=min(recipe.val_per_class or SCREEN_VAL_PER_CLASS,
+                                     SCREEN_VAL_PER_CLASS))

@@ -30,6 +30,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                 "exported: validation accuracy, test accuracy, parameters.")
     p.add_argument("--artifacts", type=Path, required=True, help="train.py's --artifacts")
     p.add_argument("--fidelity", default="demo", choices=sorted(fidelity.FIDELITIES))
+    p.add_argument("--budget", default="full", choices=fidelity.BUDGETS,
+                   help="as train.py's: the screen scores on fewer validation images")
     p.add_argument("--data", default="cifar10")
     p.add_argument("--metrics", default="metrics.json", help="where to write the JSON")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> NoReturn:
 
 
 def score(args: argparse.Namespace) -> dict:
-    recipe = fidelity.resolve(args.fidelity, image_size=args.image_size,
+    recipe = fidelity.resolve(args.fidelity, args.budget, image_size=args.image_size,
                               train_per_class=args.train_per_class,
                               val_per_class=args.val_per_class)
     runtime = device.select(args.device)
