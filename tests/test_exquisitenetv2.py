@@ -423,7 +423,8 @@ def test_template_files_and_config():
 
     config = load(TEMPLATE / "gitevo.toml")
     assert config.genes.files == ("model.py",)
-    assert config.fitness.fidelity == "demo" and config.fitness.vars == {"data": "cifar10"}
+    assert config.fitness.fidelity == "demo"
+    assert config.fitness.vars == {"data": "cifar10", "budget": "full"}
     assert [(o.name, o.sense) for o in config.objectives] == [("accuracy", "max"),
                                                               ("params", "min")]
     # scored apart: the trainer exports, the scorer measures, the raw data is hidden
