@@ -13,16 +13,7 @@ from pathlib import Path
 
 from gitevo.execution import scoring
 from gitevo.execution.handover import Tree, changes, fingerprint
-from gitevo.execution.job import (
-    Job,
-    expand,
-    failure,
-    read_metrics,
-    run_fitness,
-    run_sandboxed,
-    stopped_early,
-    timed,
-)
+from gitevo.execution.job import Job, expand, read_metrics, run_fitness, run_sandboxed, timed
 from gitevo.store.fitness import Evaluation
 
 CHECK_TIMEOUT = 300.0
@@ -100,10 +91,9 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
         return scoring.train_then_score(job, tmp, timings, tree)
     metrics_path = tmp / "metrics.json"
     with timed(timings, "fitness"):
-        outcome, watch = run_fitness(job, tmp, metrics_path)
-    result = (stopped_early(outcome, watch) or failure(outcome, "fitness command", job.timeout)
-              or read_metrics(metrics_path, job.objectives, "fitness command"))
-    result.curve = watch.curve
+        failed, curve = run_fitness(job, tmp, metrics_path)
+    result = failed or read_metrics(metrics_path, job.objectives, "fitness command")
+    result.curve = curve
     return result
 
 

@@ -125,22 +125,22 @@ def read_metrics(path: Path, objectives: tuple[str, ...], writer: str) -> Evalua
     return Evaluation("ok", objectives=values, metrics=metrics)
 
 
-def run_fitness(job: Job, tmp: Path, metrics: Path,
-                artifacts: Path | None = None) -> tuple[Outcome, Watch]:
+def run_fitness(job: Job, tmp: Path, metrics: Path, artifacts: Path | None = None
+                ) -> tuple[Evaluation | None, list[dict[str, float]]]:
     """Run the fitness command (the trainer, with a scorer), watching its {progress}
-    file: the Watch holds its curve, and why it was stopped early if it was."""
+    file. Returns its failure, or its `stopped` evaluation when the watch cut it short
+    (None when it succeeded), and the learning curve it reported."""
     progress = tmp / "progress.jsonl"
     command = expand(job.command, job, metrics, artifacts, progress)
     with Watch(progress, job.reference, job.early_stop) as watch:
         outcome = run_sandboxed(command, job, tmp, job.timeout, stop=watch.stop)
-    return outcome, watch
-
-
-def stopped_early(outcome: Outcome, watch: Watch) -> Evaluation | None:
-    """The `stopped` evaluation of a run the watch cut short; None for any other."""
-    if not (outcome.cancelled and watch.reason):
-        return None
-    return Evaluation(STOPPED, error=watch.reason, curve=watch.curve)
+    if outcome.cancelled and watch.reason:
+        failed = Evaluation(STOPPED, error=watch.reason)
+    else:
+        failed = failure(outcome, "fitness command", job.timeout)
+    if failed is not None:
+        failed.curve = watch.curve
+    return failed, watch.curve
 
 
 # ---- the sandboxed subprocess (execution/sandbox.py) ---------------------------------------

@@ -38,7 +38,6 @@ from gitevo.execution.job import (
     read_metrics,
     run_fitness,
     run_sandboxed,
-    stopped_early,
     timed,
 )
 from gitevo.execution.sandbox import heldout_hidden
@@ -143,11 +142,8 @@ def _train(job: Job, tmp: Path, timings: dict[str, float]) -> _Trained:
     artifacts.mkdir()
     report = tmp / "trainer-metrics.json"
     with timed(timings, "fitness"):
-        outcome, watch = run_fitness(job, tmp, report, artifacts)
-    failed = stopped_early(outcome, watch) or failure(outcome, "fitness command", job.timeout)
-    if failed is not None:
-        failed.curve = watch.curve
-    return _Trained(failed, trainer_report(report), watch.curve)
+        failed, curve = run_fitness(job, tmp, report, artifacts)
+    return _Trained(failed, trainer_report(report), curve)
 
 
 def _hand_over(tmp: Path, place: _Place) -> None:
