@@ -1,13 +1,15 @@
 """Crash recovery under SIGKILL: kill `gitevo generation` at moments spread over a whole
 generation, run it again, and check that nothing was lost, doubled or left behind.
 
-    python bench/faults.py                     # 50 trials: 25 offline, 25 with an LLM
+    python bench/faults.py                     # 50 trials: offline, with an LLM, cascaded
     python bench/faults.py --trials 10 --seed 3
 
-Two prepared toy repositories (seed evaluated) serve as templates: one evolving with the
-offline operators, one through the `command` provider and tests/responder.py (a scripted
-LLM: prompts in, diffs out, deterministic). Each is first run once uninterrupted: that
-run's generation 1 is the reference, and its length sets the kill window. Each trial
+Three prepared toy repositories (seed evaluated) serve as templates: one evolving with
+the offline operators, one through the `command` provider and tests/responder.py (a
+scripted LLM: prompts in, diffs out, deterministic), and one offline under a fidelity
+cascade (every child screened on 15 points, the better half measured on all 121). Each
+is first run once uninterrupted: that run's generation 1 is the reference, and its
+length sets the kill window. Each trial
 copies a template, starts `gitevo generation --n 8 --json` and sends SIGKILL after a
 delay drawn from its own slice of the window (stratified, so the kills cover start-up,
 LLM calls, patching, commits, evaluations, note writes and the ledger commit). The last
@@ -21,7 +23,10 @@ and the repository is checked with plain git:
 - no lock and no exported tree (for evaluation or a proposal's checks) are left under
   .git/gitevo;
 - the ledger holds generations 0 and 1, one commit each, and generation 1's population
-  (ids, trees, objectives) equals the reference's.
+  (ids, trees, objectives) equals the reference's;
+- under the cascade, each child's screening note was written once, and every child's
+  screening result and final status (promoted and measured, or screened out) are the
+  reference's: no rung ran twice and no promotion changed.
 (A kill that lands after the ledger commit leaves a finished generation: it is checked
 as it is, without a rerun.)
 
@@ -51,6 +56,14 @@ RESPONDER = HERE.parent / "tests" / "responder.py"
 OFFSPRING = 8
 # a fitness that takes a little while, so evaluations are a moment a kill can land in
 SLOW_FITNESS = 'command = "sleep 0.1; python fitness.py'
+KINDS = ("offline", "guided", "cascade")
+RUNG = "refs/notes/gitevo/main-rung1"
+CASCADE = """
+[fitness.vars]
+points = "121"
+[fitness.cascade]
+rungs = [{ vars = { points = "15" }, promote = 0.5 }]
+"""
 
 
 @dataclass
@@ -85,6 +98,9 @@ def make_template(where: Path, kind: str) -> Path:
         raise SystemExit(f"gitevo init failed: {out.stderr.strip()}")
     text = _swap((repo / "gitevo.toml").read_text(), 'command = "python fitness.py',
                  SLOW_FITNESS)
+    if kind == "cascade":
+        text = _swap(text, "fitness.py --metrics", "fitness.py --points {points} --metrics")
+        text = _swap(text, "timeout = 30", "timeout = 30" + CASCADE)
     if kind == "guided":
         command = f"{sys.executable} {RESPONDER}"
         text = _swap(text, 'provider = "offline"',
@@ -160,6 +176,8 @@ def moment(events: list[dict]) -> str:
         return "after the ledger commit"
     if "plan" not in kinds:
         return "start-up: recovery, plan"
+    if "screened" in kinds:
+        return "cascade: full evaluations"
     finished = kinds.count("evaluation_finished")
     if finished >= OFFSPRING:
         return "selection, ledger commit"
@@ -200,7 +218,35 @@ def check(repo: Path, ref: Path, rerun: bool = True) -> list[str]:
         problems.append(f"ledger has {ledger_length(repo)} commits, expected 2")
     if population(repo) != population(ref):
         problems.append("generation 1's population differs from the uninterrupted run's")
+    if git(ref, "rev-parse", "--verify", "-q", RUNG, check=False).strip():
+        problems += cascade_problems(repo, ref)
     return problems
+
+
+def cascade_problems(repo: Path, ref: Path) -> list[str]:
+    """A screening note written more than once, or screening results and final statuses
+    (promoted or screened) other than the uninterrupted run's."""
+    problems = []
+    written = [path for commit in git(repo, "log", "--format=%H", RUNG).split()
+               for path in git(repo, "diff-tree", "--no-commit-id", "-r", "--name-only",
+                               "--root", commit).split()]
+    twice = sorted({p for p in written if written.count(p) > 1})
+    if twice:
+        problems.append(f"screening notes written more than once: {twice}")
+    if outcomes(repo) != outcomes(ref):
+        problems.append("screening results or promotions differ from the uninterrupted run's")
+    return problems
+
+
+def outcomes(repo: Path) -> dict[str, tuple]:
+    """Each child's screening result and final status."""
+    out = {}
+    for ident, commit in branches(repo).items():
+        notes = [git(repo, "notes", "--ref", ref, "show", commit, check=False)
+                 for ref in (RUNG.removeprefix("refs/notes/"), "gitevo/main")]
+        screen, final = (json.loads(n) if n.strip() else {} for n in notes)
+        out[ident] = (screen.get("status"), screen.get("objectives"), final.get("status"))
+    return out
 
 
 def _lock_holder_alive(lock: Path) -> bool:
@@ -255,7 +301,8 @@ def trials_for(kind: str, count: int, window: float, rng: random.Random) -> list
 def run(trials: int, seed: int, where: Path, log=print) -> list[Trial]:
     rng = random.Random(seed)
     done: list[Trial] = []
-    for kind, count in (("offline", trials - trials // 2), ("guided", trials // 2)):
+    shares = [trials // len(KINDS) + (i < trials % len(KINDS)) for i in range(len(KINDS))]
+    for kind, count in zip(KINDS, shares, strict=True):
         if count == 0:
             continue
         template = make_template(where, kind)
@@ -270,12 +317,13 @@ def run(trials: int, seed: int, where: Path, log=print) -> list[Trial]:
 
 
 def report(done: list[Trial]) -> str:
-    lines = [f"{'moment of the kill':<30} {'offline':>8} {'guided':>8} {'broken':>8}"]
+    lines = [f"{'moment of the kill':<30} " + " ".join(f"{k:>8}" for k in KINDS)
+             + f" {'broken':>8}"]
     by = Counter((t.moment, t.kind) for t in done)
     broken = Counter(t.moment for t in done if t.problems)
     for name in sorted({t.moment for t in done}):
-        lines.append(f"{name:<30} {by[name, 'offline']:>8} {by[name, 'guided']:>8} "
-                     f"{broken[name]:>8}")
+        lines.append(f"{name:<30} " + " ".join(f"{by[name, k]:>8}" for k in KINDS)
+                     + f" {broken[name]:>8}")
     bad = sum(1 for t in done if t.problems)
     mean = sum(t.seconds for t in done) / max(1, len(done))
     lines.append(f"{len(done)} trials, {bad} with a broken invariant; "

@@ -44,6 +44,22 @@ def test_the_checks_see_what_a_crash_could_break(tmp_path):
     shutil.rmtree(broken)
 
 
+def test_the_checks_see_a_rung_run_twice_or_a_promotion_changed(tmp_path):
+    template = faults.make_template(tmp_path, "cascade")
+    ref, _ = faults.reference(template, tmp_path)
+    assert faults.check(ref, ref) == []
+    outcomes = faults.outcomes(ref)
+    assert {final for _, _, final in outcomes.values()} >= {"screened", "ok"}
+    broken = faults.copy(ref, tmp_path / "broken")
+    victim, commit = sorted(faults.branches(broken).items())[0]
+    # the screen noted again, with another result: as if the rung had run twice
+    git(broken, "notes", "--ref", "gitevo/main-rung1", "add", "-f", "-m",
+        '{"status": "ok", "objectives": {"accuracy": 0.01, "l1": 1.0}}', commit)
+    problems = faults.check(broken, ref)
+    assert any(p.startswith("screening notes written more than once") for p in problems)
+    assert "screening results or promotions differ from the uninterrupted run's" in problems
+
+
 def test_a_lock_left_after_the_ledger_commit_is_a_problem_only_while_its_holder_lives(tmp_path):
     template = faults.make_template(tmp_path, "offline")
     ref, _ = faults.reference(template, tmp_path)
