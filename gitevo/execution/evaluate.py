@@ -92,7 +92,9 @@ def _evaluate_in(job: Job, tmp: Path, timings: dict[str, float]) -> Evaluation:
     metrics_path = tmp / "metrics.json"
     with timed(timings, "fitness"):
         failed, curve = run_fitness(job, tmp, metrics_path)
-    result = failed or read_metrics(metrics_path, job.objectives, "fitness command")
+    if failed is not None:
+        return failed  # with its curve already
+    result = read_metrics(metrics_path, job.objectives, "fitness command")
     result.curve = curve
     return result
 

@@ -72,8 +72,7 @@ class Evolution:
         return self.store.resolve_ref(individual_ref(self.run, ident))
 
     def evaluation(self, commit: str) -> Evaluation | None:
-        text = self.store.read_note(notes_ref(self.run), commit)
-        return Evaluation.from_dict(json.loads(text)) if text else None
+        return _read_note(self.store, notes_ref(self.run), commit)
 
     def current(self) -> Generation | None:
         return ledger.read(self.store, self.run)
@@ -256,8 +255,7 @@ class Evolution:
                 and (stage.final or self._note(stage, commit) is None)]
 
     def _note(self, stage: Stage, commit: str) -> Evaluation | None:
-        text = self.store.read_note(stage.ref, commit)
-        return Evaluation.from_dict(json.loads(text)) if text else None
+        return _read_note(self.store, stage.ref, commit)
 
     def _evaluate_all(self, idents: list[str], stage: Stage) -> None:
         """Evaluate at `stage` each individual that has no note there yet."""
@@ -311,13 +309,8 @@ class Evolution:
     def _parents_at(self, stage: Stage, results: dict[str, Evaluation]
                     ) -> dict[str, Evaluation]:
         """Each child's first parent's result at `stage`, where it has one."""
-        out = {}
-        for ident in results:
-            parents = self.store.parents(self.commit_of(ident))
-            note = self._note(stage, parents[0]) if parents else None
-            if note is not None:
-                out[ident] = note
-        return out
+        return {ident: note for ident in results
+                if (note := _parent_note(self.store, self.commit_of(ident), stage)) is not None}
 
     def _stop_at(self, stage: Stage, results: dict[str, Evaluation], chosen: list[str],
                  parents: dict[str, Evaluation]) -> None:
@@ -388,14 +381,10 @@ class Evolution:
     def _curve_to_beat(self, store: Store, commit: str, stage: Stage) -> tuple[dict, ...]:
         """The learning curve early stopping holds `commit` to: its first parent's, at this
         stage and fidelity (none where the parent has none there)."""
-        parents = store.parents(commit)
-        if self.config.fitness.early_stop is None or not parents:
+        if self.config.fitness.early_stop is None:
             return ()
-        text = store.read_note(stage.ref, parents[0])
-        note = Evaluation.from_dict(json.loads(text)) if text else None
-        if note is None or note.fidelity != stage.fidelity:
-            return ()
-        return tuple(note.curve)
+        note = _parent_note(store, commit, stage)
+        return tuple(note.curve) if note is not None and note.fidelity == stage.fidelity else ()
 
     def _started(self, job: Job) -> None:
         self.events.emit("evaluation_started", id=job.ident)
@@ -512,6 +501,17 @@ class Evolution:
             return self.config.path.read_text()
         except OSError:
             return ""
+
+
+def _read_note(store: Store, ref: str, commit: str) -> Evaluation | None:
+    text = store.read_note(ref, commit)
+    return Evaluation.from_dict(json.loads(text)) if text else None
+
+
+def _parent_note(store: Store, commit: str, stage: Stage) -> Evaluation | None:
+    """`commit`'s first parent's result at `stage`, if it has one there."""
+    parents = store.parents(commit)
+    return _read_note(store, stage.ref, parents[0]) if parents else None
 
 
 def _deltas(best: dict[str, float | None],

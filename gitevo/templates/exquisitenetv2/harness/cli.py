@@ -62,7 +62,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    "once, trusted and with the network, so that evaluations need neither")
     p.add_argument("--fidelity", default="demo", choices=sorted(fidelity.FIDELITIES))
     p.add_argument("--budget", default="full", choices=fidelity.BUDGETS,
-                   help="screen: the fidelity at about a tenth of its cost (a cascade's rung)")
+                   help="screen: the fidelity at an eighth of its training (a cascade's rung)")
     p.add_argument("--data", default="cifar10",
                    help="'cifar10' (download once) or a directory with python batches or "
                         "train/ and test/ image folders")
