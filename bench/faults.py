@@ -2,12 +2,14 @@
 generation, run it again, and check that nothing was lost, doubled or left behind.
 
     python bench/faults.py                     # 50 trials: offline, with an LLM, cascaded
+                                               # (waiting for each rung, and asynchronous)
     python bench/faults.py --trials 10 --seed 3
 
-Three prepared toy repositories (seed evaluated) serve as templates: one evolving with
+Four prepared toy repositories (seed evaluated) serve as templates: one evolving with
 the offline operators, one through the `command` provider and tests/responder.py (a
-scripted LLM: prompts in, diffs out, deterministic), and one offline under a fidelity
-cascade (every child screened on 15 points, the better half measured on all 121). Each
+scripted LLM: prompts in, diffs out, deterministic), and two offline under a fidelity
+cascade (every child screened on 15 points, the better half measured on all 121): one
+deciding when the whole rung is in, one promoting asynchronously (ASHA). Each
 is first run once uninterrupted: that run's generation 1 is the reference, and its
 length sets the kill window. Each trial
 copies a template, starts `gitevo generation --n 8 --json` and sends SIGKILL after a
@@ -26,7 +28,15 @@ and the repository is checked with plain git:
   (ids, trees, objectives) equals the reference's;
 - under the cascade, each child's screening note was written once, and every child's
   screening result and final status (promoted and measured, or screened out) are the
-  reference's: no rung ran twice and no promotion changed.
+  reference's: no rung ran twice and no promotion changed;
+- under asynchronous promotion, which child goes on depends on the order results come
+  in, so the population is not compared; instead: each screening note and each
+  promotion record was written once, every promotion recorded before the kill is there
+  unchanged after the rerun, the screening results are the reference's, each promotion
+  follows its rule (an early one was among the best half, rounded down, of the children
+  scored when it was taken; the whole rung's rule's picks were all promoted), the
+  promoted were measured in full, everyone else scored was screened out, and the
+  population holds only individuals measured in full.
 (A kill that lands after the ledger commit leaves a finished generation: it is checked
 as it is, without a rerun.)
 
@@ -37,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import signal
@@ -49,26 +60,32 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitevo.store.gitstore import process_alive
+from gitevo import config as cfg
+from gitevo.pipeline import selection
+from gitevo.store import ledger
+from gitevo.store.fitness import VALID
+from gitevo.store.gitstore import Store, process_alive
 
 HERE = Path(__file__).resolve().parent
 RESPONDER = HERE.parent / "tests" / "responder.py"
 OFFSPRING = 8
 # a fitness that takes a little while, so evaluations are a moment a kill can land in
 SLOW_FITNESS = 'command = "sleep 0.1; python fitness.py'
-KINDS = ("offline", "guided", "cascade")
+KINDS = ("offline", "guided", "cascade", "asha")
 RUNG = "refs/notes/gitevo/main-rung1"
+PROMOTED = RUNG + "-promoted"
 CASCADE = """
 [fitness.vars]
 points = "121"
 [fitness.cascade]
 rungs = [{ vars = { points = "15" }, promote = 0.5 }]
+promotion = "%s"
 """
 
 
 @dataclass
 class Trial:
-    kind: str  # "offline" or "guided"
+    kind: str  # one of KINDS
     delay: float
     moment: str = ""
     problems: list[str] = field(default_factory=list)
@@ -98,9 +115,10 @@ def make_template(where: Path, kind: str) -> Path:
         raise SystemExit(f"gitevo init failed: {out.stderr.strip()}")
     text = _swap((repo / "gitevo.toml").read_text(), 'command = "python fitness.py',
                  SLOW_FITNESS)
-    if kind == "cascade":
+    if kind in ("cascade", "asha"):
         text = _swap(text, "fitness.py --metrics", "fitness.py --points {points} --metrics")
-        text = _swap(text, "timeout = 30", "timeout = 30" + CASCADE)
+        promotion = "async" if kind == "asha" else "sync"
+        text = _swap(text, "timeout = 30", "timeout = 30" + CASCADE % promotion)
     if kind == "guided":
         command = f"{sys.executable} {RESPONDER}"
         text = _swap(text, 'provider = "offline"',
@@ -140,6 +158,7 @@ def run_trial(trial: Trial, template: Path, ref: Path, where: Path) -> Trial:
     repo = copy(template, where / f"trial-{trial.kind}-{trial.delay:.3f}")
     started = time.monotonic()
     trial.moment = kill_at(repo, trial.delay)
+    decided = notes(repo, PROMOTED)
     # rerun what was interrupted; a generation whose ledger commit landed is finished
     rerun = ledger_length(repo) < 2
     if rerun:
@@ -147,7 +166,7 @@ def run_trial(trial: Trial, template: Path, ref: Path, where: Path) -> Trial:
         if out.returncode != 0:
             trial.problems.append(f"rerun failed: {out.stderr.strip()[-300:]}")
     if not trial.problems:
-        trial.problems += check(repo, ref, rerun)
+        trial.problems += check(repo, ref, rerun, decided)
     trial.seconds = time.monotonic() - started
     shutil.rmtree(repo, ignore_errors=True)
     return trial
@@ -178,6 +197,8 @@ def moment(events: list[dict]) -> str:
         return "start-up: recovery, plan"
     if "screened" in kinds:
         return "cascade: full evaluations"
+    if "promoted" in kinds:
+        return "cascade: screens, promotions"
     finished = kinds.count("evaluation_finished")
     if finished >= OFFSPRING:
         return "selection, ledger commit"
@@ -191,10 +212,12 @@ def moment(events: list[dict]) -> str:
 
 # ---- the invariants ------------------------------------------------------------------------
 
-def check(repo: Path, ref: Path, rerun: bool = True) -> list[str]:
-    """What is wrong with `repo` after a trial, next to the uninterrupted run `ref`. Without
-    a rerun (the kill came after the ledger commit) the killed process may still have held
-    the lock: a dead holder's lock is stale, and the next gitevo takes it over."""
+def check(repo: Path, ref: Path, rerun: bool = True,
+          decided: dict[str, dict] | None = None) -> list[str]:
+    """What is wrong with `repo` after a trial, next to the uninterrupted run `ref`
+    (`decided`: the promotions recorded when the kill landed). Without a rerun (the kill
+    came after the ledger commit) the killed process may still have held the lock: a
+    dead holder's lock is stale, and the next gitevo takes it over."""
     problems = []
     fsck = subprocess.run(["git", "fsck", "--strict"], cwd=repo, capture_output=True,
                           text=True)
@@ -216,25 +239,96 @@ def check(repo: Path, ref: Path, rerun: bool = True) -> list[str]:
                             f"{sorted(p.name for p in work.iterdir())}")
     if ledger_length(repo) != 2:
         problems.append(f"ledger has {ledger_length(repo)} commits, expected 2")
-    if population(repo) != population(ref):
+    if asynchronous(repo):
+        problems += promotion_problems(repo, decided or {})
+    elif population(repo) != population(ref):
         problems.append("generation 1's population differs from the uninterrupted run's")
     if git(ref, "rev-parse", "--verify", "-q", RUNG, check=False).strip():
         problems += cascade_problems(repo, ref)
     return problems
 
 
+def asynchronous(repo: Path) -> bool:
+    return 'promotion = "async"' in (repo / "gitevo.toml").read_text()
+
+
 def cascade_problems(repo: Path, ref: Path) -> list[str]:
-    """A screening note written more than once, or screening results and final statuses
-    (promoted or screened) other than the uninterrupted run's."""
+    """A screening note (or promotion record) written more than once, or screening
+    results and final statuses (promoted or screened) other than the uninterrupted run's
+    (asynchronously, where promotions depend on timing: the screening results alone)."""
     problems = []
-    written = [path for commit in git(repo, "log", "--format=%H", RUNG).split()
-               for path in git(repo, "diff-tree", "--no-commit-id", "-r", "--name-only",
-                               "--root", commit).split()]
-    twice = sorted({p for p in written if written.count(p) > 1})
-    if twice:
-        problems.append(f"screening notes written more than once: {twice}")
-    if outcomes(repo) != outcomes(ref):
+    for ref_name, what in ((RUNG, "screening notes"), (PROMOTED, "promotion records")):
+        written = written_notes(repo, ref_name)
+        twice = sorted({p for p in written if written.count(p) > 1})
+        if twice:
+            problems.append(f"{what} written more than once: {twice}")
+    mine, theirs = outcomes(repo), outcomes(ref)
+    if asynchronous(repo):
+        mine, theirs = ({i: o[:2] for i, o in out.items()} for out in (mine, theirs))
+    if mine != theirs:
         problems.append("screening results or promotions differ from the uninterrupted run's")
+    return problems
+
+
+def written_notes(repo: Path, ref: str) -> list[str]:
+    """The paths the history of notes `ref` wrote, each as often as a commit wrote it."""
+    return [path for commit in git(repo, "log", "--format=%H", ref, "--", check=False).split()
+            for path in git(repo, "diff-tree", "--no-commit-id", "-r", "--name-only",
+                            "--root", commit).split()]
+
+
+def notes(repo: Path, ref: str) -> dict[str, dict]:
+    return {c: json.loads(t) for c, t in Store(repo).read_notes(ref).items()}
+
+
+def promotion_problems(repo: Path, decided: dict[str, dict]) -> list[str]:
+    """Each recorded promotion against the rule that took it, the children's final
+    statuses against the promotions, and the population against the full measurements;
+    `decided`: records that must still be there, unchanged."""
+    store = Store(repo)
+    config = cfg.load(repo / cfg.CONFIG_NAME)
+    generation = ledger.read(store, "main")
+    screen, final = notes(repo, RUNG), notes(repo, "refs/notes/gitevo/main")
+    records = notes(repo, PROMOTED)
+    problems = [f"the promotion of {c[:10]} recorded before the kill changed"
+                for c, record in decided.items() if records.get(c) != record]
+    ids = {r["id"]: r["commit"] for r in generation.offspring if r.get("commit")}
+    rung = config.fitness.rungs[0]
+    seed = config.evolution.seed * 100_003 + generation.generation * 101 + 1
+
+    def best(among: list[str], n: int) -> set[str]:
+        ok = [i for i in among if screen[ids[i]]["status"] == "ok"]
+        values = [[screen[ids[i]]["objectives"][o] for o in config.objective_names]
+                  for i in ok]
+        violations = [sum(c.violation(screen[ids[i]]["metrics"][c.metric])
+                          for c in config.evolution.constraints) for i in ok]
+        return {ok[k] for k in selection.best_by_rank(values, config.senses, violations,
+                                                      min(n, len(ok)), seed)}
+
+    promoted = {i for i, c in ids.items() if c in records}
+    for ident in sorted(promoted):
+        record = records[ids[ident]]
+        share = math.floor(rung.promote * len(record["among"]))
+        if record["early"] and ident not in best(record["among"], share):
+            problems.append(f"{ident} was promoted early from outside the best {share} "
+                            f"of {record['among']}")
+        if final[ids[ident]]["status"] == "screened":
+            problems.append(f"{ident} was promoted, then screened out")
+    scored = [i for i in ids if screen[ids[i]]["status"] == "ok"]
+    missed = best(scored, math.ceil(rung.promote * len(scored))) - promoted
+    if missed:
+        problems.append(f"the whole rung's rule picks {sorted(missed)}, never promoted")
+    problems += [f"{i} was not promoted, yet its note says {final[ids[i]]['status']}"
+                 for i in sorted(set(scored) - promoted)
+                 if final[ids[i]]["status"] != "screened"]
+    problems += [f"{m.id} is in the population without a full measurement"
+                 for m in generation.population
+                 if m.id != "g000-000" and (m.id not in promoted
+                                            or final[m.commit]["status"] not in VALID)]
+    stats = generation.stats["cascade"][0]
+    if (stats["promoted"], stats["promoted_early"]) != (
+            len(promoted), sum(records[ids[i]]["early"] for i in promoted)):
+        problems.append(f"the ledger's rung figures {stats} disagree with the records")
     return problems
 
 

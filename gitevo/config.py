@@ -76,6 +76,9 @@ class Budget:
     size: str = "params"  # "" when no metric measures the model's size
 
 
+PROMOTIONS = ("async", "sync")
+
+
 @dataclass(frozen=True)
 class Rung:
     """A screening evaluation before the full one: the fitness command at a cheaper
@@ -126,6 +129,10 @@ class Fitness:
     # [fitness] settings themselves, always the last rung); empty: every child is
     # evaluated in full
     rungs: tuple[Rung, ...] = ()
+    # [fitness.cascade] promotion: "async" promotes a child as soon as enough of its
+    # siblings are in at its rung (ASHA), where more than one evaluation runs at a time;
+    # "sync" waits for the whole rung
+    promotion: str = "async"
     # [fitness.early_stop]: None = every evaluation runs to its end
     early_stop: EarlyStop | None = None
 
@@ -350,6 +357,7 @@ def _fitness(r: _Reader, objectives: tuple[Objective, ...]) -> Fitness:
                    env=tuple(env), prepare=prepare or None, score=score, score_early=early,
                    budget=_budget(r.sub("budget")),
                    rungs=_rungs(r.sub("cascade"), set(variables)),
+                   promotion=_promotion(r.sub("cascade")),
                    early_stop=_early_stop(r, command, objectives))
 
 
@@ -375,8 +383,15 @@ def _early_stop(r: _Reader, command: str,
                      min_fraction=sub.number("min_fraction", EarlyStop.min_fraction, 0.0, 1.0))
 
 
+def _promotion(r: _Reader) -> str:
+    promotion = r.get("promotion", str, Fitness.promotion)
+    if promotion not in PROMOTIONS:
+        raise r.fail("promotion", f'must be "async" or "sync", got {promotion!r}')
+    return promotion
+
+
 def _rungs(r: _Reader, variables: set[str]) -> tuple[Rung, ...]:
-    r.reject_unknown({"rungs"})
+    r.reject_unknown({"rungs", "promotion"})
     rungs = []
     for i, table in enumerate(r.get("rungs", list, [])):
         if not isinstance(table, dict):

@@ -1,7 +1,8 @@
 """A fidelity cascade on the toy template, in real repositories: every child is screened
 on a few points of the curve, the best half goes on to the full grid, the rest is kept
 with a `screened` note and never enters the population; a rerun after kill -9 runs no
-rung twice and takes the same decisions."""
+rung twice and takes the same decisions. With two workers, promotion is asynchronous
+(ASHA): a child goes on as soon as enough siblings are in to place it."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from gitevo.pipeline.plan import SEED_ID
 from gitevo.store import ledger
 from gitevo.store.fitness import VALID
 from gitevo.store.gitstore import Store, individual_ref, notes_ref
-from tests.conftest import cli, git, gitevo_process
+from tests.conftest import cli, git, gitevo_process, load_bench
+
+faults = load_bench("faults")  # its check of promotions against their rules
 
 RUNG = "refs/notes/gitevo/main-rung1"
+PROMOTED = "refs/notes/gitevo/main-rung1-promoted"
 CASCADE = '''
 [fitness.vars]
 points = "121"
@@ -31,11 +35,12 @@ rungs = [{ vars = { points = "15" }, promote = 0.5 }]
 '''
 
 
-def cascaded(repo, extra: str = "") -> None:
+def cascaded(repo, extra: str = "", promotion: str = "async") -> None:
     toml = repo / "gitevo.toml"
     text = toml.read_text().replace("python fitness.py --metrics {metrics}",
                                     "python fitness.py --points {points} --metrics {metrics}")
-    text = text.replace("timeout = 30", "timeout = 30" + extra + CASCADE)
+    cascade = CASCADE + f'promotion = "{promotion}"\n'
+    text = text.replace("timeout = 30", "timeout = 30" + extra + cascade)
     toml.write_text(text)
     git(repo, "commit", "-qam", "screen children on 15 points before the full grid")
 
@@ -46,7 +51,7 @@ def notes(store: Store, ref: str) -> dict[str, dict]:
 
 @pytest.fixture
 def run(toy) -> Store:
-    cascaded(toy)
+    cascaded(toy, promotion="sync")
     cli("-C", str(toy), "generation", "--n", "8")
     return Store(toy)
 
@@ -121,7 +126,7 @@ def test_without_a_cascade_notes_and_stats_are_as_before(toy):
 def test_a_rerun_after_kill_9_runs_no_rung_twice(toy):
     """Killed while the promoted children train in full: the rerun finishes the full
     evaluations, screens the same children and writes no screening note again."""
-    cascaded(toy)
+    cascaded(toy, promotion="sync")
     toml = toy / "gitevo.toml"
     # the full evaluation takes seconds, the screen none: the kill lands in the full stage
     slow = "python -c 'import sys, time; time.sleep(3 * (sys.argv[1] != \\\"15\\\"))' {points} && "
@@ -144,9 +149,7 @@ def test_a_rerun_after_kill_9_runs_no_rung_twice(toy):
     cli("-C", str(toy), "generation")
     store = Store(toy)
     assert notes(store, RUNG) == screened_before  # the screen was not run again
-    written = [path for commit in git(toy, "log", "--format=%H", RUNG).split()
-               for path in git(toy, "diff-tree", "--no-commit-id", "-r", "--name-only",
-                               "--root", commit).split()]
+    written = faults.written_notes(toy, RUNG)
     assert len(written) == len(set(written)) == len(screened_before)  # each note once
     generation = ledger.read(store, "main")
     assert generation.generation == 1
@@ -190,6 +193,62 @@ def test_a_margin_holds_back_children_behind_their_parent_at_the_rung(tmp_path):
     assert held and went
 
 
+# ---- asynchronous promotion (ASHA) -------------------------------------------------------------
+
+def test_asynchronous_promotion_trains_in_full_before_the_rung_ends(toy):
+    cascaded(toy)  # two workers: asynchronous
+    out = cli("-C", str(toy), "generation", "--n", "8", "--json")
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    store = Store(toy)
+    assert faults.promotion_problems(toy, {}) == []
+    records = notes(store, PROMOTED)
+    assert any(r["early"] for r in records.values())
+    kinds = [e["kind"] for e in events]
+    first = kinds.index("promoted")
+    ident = events[first]["id"]
+    # a promoted child starts its full evaluation while siblings are still screened
+    starts = [k for k, e in enumerate(events)
+              if e["kind"] == "evaluation_started" and e["id"] == ident]
+    finished = [k for k, e in enumerate(events) if e["kind"] == "evaluation_finished"]
+    screens = len(notes(store, RUNG)) - 1  # the seed's screen is generation 0's
+    assert len(starts) == 2 and starts[1] < finished[screens - 1]
+    out = cli("-C", str(toy), "status")
+    assert " early), " in out
+
+
+@pytest.mark.slow
+def test_asynchronous_promotions_survive_kill_9(toy):
+    """Killed right after an early promotion, while siblings are still screened: the
+    rerun keeps every recorded promotion, writes no screening note or promotion twice,
+    and ends with every child settled by the rules."""
+    cascaded(toy)
+    toml = toy / "gitevo.toml"
+    # every evaluation takes a moment, so the kill lands with screens still running
+    slow = "python -c 'import time; time.sleep(0.5)' && "
+    toml.write_text(toml.read_text().replace('command = "python fitness.py --points',
+                                             f'command = "{slow}python fitness.py --points'))
+    git(toy, "commit", "-qam", "evaluations take a moment")
+    proc = gitevo_process("generation", "--json", "--n", "8", cwd=toy,
+                          start_new_session=True)
+    for line in proc.stdout:
+        if json.loads(line)["kind"] == "promoted":
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = Store(toy)
+    decided = notes(store, PROMOTED)
+    assert decided and len(notes(store, RUNG)) < 9  # screens were still to come
+    cli("-C", str(toy), "generation")
+    store = Store(toy)
+    after = notes(store, PROMOTED)
+    assert {c: after[c] for c in decided} == decided  # no decision changed
+    for ref in (RUNG, PROMOTED):
+        written = faults.written_notes(toy, ref)
+        assert len(written) == len(set(written)), ref
+    assert ledger.read(store, "main").generation == 1
+    assert faults.promotion_problems(toy, decided) == []
+
+
 # ---- [fitness.cascade] in gitevo.toml ---------------------------------------------------------
 
 def write(tmp_path, cascade: str):
@@ -219,6 +278,7 @@ def test_rungs_are_read_in_order(tmp_path):
     ('rungs = [{ fidelity = "x", keep = 1 }]', "rungs[0].keep: unknown key"),
     ('rungs = [{ fidelity = "x", margin = -0.1 }]', "rungs[0].margin: must be >= 0"),
     ("steps = 2", "fitness.cascade.steps: unknown key"),
+    ('promotion = "eager"', 'fitness.cascade.promotion: must be "async" or "sync"'),
 ])
 def test_bad_cascades_are_one_line_naming_the_key(tmp_path, cascade, message):
     with pytest.raises(ConfigError) as info:

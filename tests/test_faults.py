@@ -1,5 +1,6 @@
 """Crash recovery under SIGKILL, through bench/faults.py (the bench runs 50 trials; this
-runs a few, spread over a whole generation, offline and with the scripted LLM)."""
+runs a few, spread over a whole generation, offline, with the scripted LLM and under
+a cascade)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,23 @@ def test_the_checks_see_a_rung_run_twice_or_a_promotion_changed(tmp_path):
     problems = faults.check(broken, ref)
     assert any(p.startswith("screening notes written more than once") for p in problems)
     assert "screening results or promotions differ from the uninterrupted run's" in problems
+
+
+def test_the_checks_see_a_promotion_changed_or_against_its_rule(tmp_path):
+    template = faults.make_template(tmp_path, "asha")
+    ref, _ = faults.reference(template, tmp_path)
+    records = faults.notes(ref, faults.PROMOTED)
+    assert records and faults.check(ref, ref, decided=records) == []
+    broken = faults.copy(ref, tmp_path / "broken")
+    ids = {c: i for i, c in faults.branches(broken).items()}
+    victim = sorted(c for c in records if c in ids)[0]
+    # as if the rerun had forgotten a decision and trained the child anyway
+    git(broken, "notes", "--ref", "gitevo/main-rung1-promoted", "remove", victim)
+    changed = {victim: {**records[victim], "among": []}}
+    problems = faults.check(broken, ref, decided=changed)
+    assert f"the promotion of {victim[:10]} recorded before the kill changed" in problems
+    assert any(p.startswith(f"{ids[victim]} was not promoted, yet") for p in problems)
+    assert any(p.startswith("the ledger's rung figures") for p in problems), problems
 
 
 def test_a_lock_left_after_the_ledger_commit_is_a_problem_only_while_its_holder_lives(tmp_path):

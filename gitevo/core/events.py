@@ -34,6 +34,8 @@ KINDS: dict[str, tuple[str, ...]] = {
                 "offspring", "valid", "valid_rate", "statuses", "rejected", "llm", "time",
                 "busy", "cascade"),
     "screened": ("id", "status", "rung"),
+    # early: decided before every sibling was in at the rung (asynchronous promotion)
+    "promoted": ("id", "rung", "early"),
 }
 
 

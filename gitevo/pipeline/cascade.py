@@ -52,21 +52,47 @@ def rung_ref(run: str, number: int) -> str:
     return f"{NOTES_PREFIX}{run}-rung{number}"
 
 
+def promoted_ref(run: str, number: int) -> str:
+    """Where rung `number`'s promotions are recorded, each before its evaluation starts."""
+    return f"{rung_ref(run, number)}-promoted"
+
+
 def promote(results: dict[str, Evaluation], rung: Rung, config: Config, seed: int,
             parents: dict[str, Evaluation] | None = None) -> list[str]:
     """The ids that go on from this rung: the best `rung.promote` share (rounded up) of
     the ones it scored, by non-dominated rank then crowding, feasible ones first, leaving
     out any that `rung.margin` holds back against its parent's result here (`parents`)."""
-    scored = [i for i, r in results.items() if r.ok]
+    scored = sum(r.ok for r in results.values())
+    return _best(results, math.ceil(rung.promote * scored), rung, config, seed, parents)
+
+
+def due(results: dict[str, Evaluation], complete: bool, rung: Rung, config: Config,
+        seed: int, parents: dict[str, Evaluation], promoted: set[str]) -> list[str]:
+    """The ids to promote now that are not yet. Before the rung is `complete`, ASHA's
+    rule: the best `rung.promote` share (rounded down) of the children scored so far, so a
+    child goes on as soon as enough siblings are in to place it. Once complete, every one
+    `promote` picks: an asynchronous rung never screens out a child that waiting for
+    the whole rung would have promoted (it may promote a few more, early)."""
+    if complete:
+        chosen = promote(results, rung, config, seed, parents)
+    else:
+        scored = sum(r.ok for r in results.values())
+        chosen = _best(results, math.floor(rung.promote * scored), rung, config, seed, parents)
+    return [i for i in chosen if i not in promoted]
+
+
+def _best(results: dict[str, Evaluation], n: int, rung: Rung, config: Config, seed: int,
+          parents: dict[str, Evaluation] | None) -> list[str]:
     parents = parents or {}
-    eligible = [i for i in scored if behind(results[i], parents.get(i), rung, config) is None]
-    if not eligible:
+    eligible = [i for i, r in results.items()
+                if r.ok and behind(r, parents.get(i), rung, config) is None]
+    if not eligible or n <= 0:
         return []
     names = config.objective_names
-    values = [[results[i].objectives[n] for n in names] for i in eligible]
+    values = [[results[i].objectives[name] for name in names] for i in eligible]
     violations = [violation(results[i], config) for i in eligible]
-    n = min(len(eligible), math.ceil(rung.promote * len(scored)))
-    chosen = selection.best_by_rank(values, config.senses, violations, n, seed)
+    chosen = selection.best_by_rank(values, config.senses, violations,
+                                    min(len(eligible), n), seed)
     return [eligible[k] for k in chosen]
 
 

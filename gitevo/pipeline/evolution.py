@@ -17,13 +17,14 @@ from pathlib import Path
 
 from gitevo.config import Config
 from gitevo.core.events import Events, summary
-from gitevo.execution.executors import make_executor
+from gitevo.execution.executors import Executor, make_executor
 from gitevo.execution.job import Job, make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.llm import Usage
 from gitevo.pipeline import cascade, selection
 from gitevo.pipeline.cascade import Stage
 from gitevo.pipeline.errors import EvolutionError
+from gitevo.pipeline.ladder import Ladder, Steps
 from gitevo.pipeline.notewriter import NoteWriter, note_text
 from gitevo.pipeline.overrun import marked
 from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed
@@ -102,8 +103,10 @@ class Evolution:
                 else:
                     self._produce(plan, current)
                     produced = time.monotonic()
-                    self._evaluate_all([s.id for s in plan.specs if not s.rejected],
-                                       self.stages[0])
+                    todo = [(ident, False) for ident in self._unevaluated(
+                        [s.id for s in plan.specs if not s.rejected], self.stages[0])]
+                    if todo:
+                        self._evaluate_first(todo, len(todo), plan)
                 self._cascade(plan)
             finally:
                 if proposer is not None:  # whatever stopped the generation
@@ -209,8 +212,8 @@ class Evolution:
                                                 first)]
         proposals.start()
         try:
-            self._evaluate(itertools.chain(ready, proposals.settled()),
-                           len(ready) + len(proposals.pending), first)
+            self._evaluate_first(itertools.chain(ready, proposals.settled()),
+                                 len(ready) + len(proposals.pending), plan)
         except BaseException:
             proposals.stop()  # start no more; the ones in flight are kept
             proposals.wait()
@@ -263,12 +266,38 @@ class Evolution:
         if todo:
             self._evaluate(todo, len(todo), stage)
 
-    def _evaluate(self, children: Iterable[Child], count: int, stage: Stage) -> None:
+    def _evaluate_first(self, children: Iterable[Child], count: int, plan: Plan) -> None:
+        """Evaluate a generation's children at the first stage as they come; under an
+        asynchronous cascade with workers to spare, every stage after it too, each child
+        promoted as soon as its rung can place it."""
+        executor = make_executor(self.config, self.store)
+        if (len(self.stages) == 1 or self.config.fitness.promotion != "async"
+                or executor.workers < 2):
+            return self._evaluate(children, count, self.stages[0], executor)
+        finals = NoteWriter(self.store.root, self.stages[-1].ref, self._finished)
+
+        def write(stage: Stage, job: Job, result: Evaluation) -> None:
+            if stage.final:
+                finals.put(job, self._final(job, result))
+            else:
+                self._write_rung(stage, job, result)
+
+        steps = Steps(jobs=lambda kids, stage: self._jobs(kids, 0, executor.workers, stage),
+                      decide=lambda stage, complete: self._decide(plan, stage, complete),
+                      write=write, started=self._started)
+        try:
+            Ladder(self.stages, executor, self.events, steps).run(children, count,
+                                                                   self._waiting(plan))
+        finally:
+            finals.close()
+
+    def _evaluate(self, children: Iterable[Child], count: int, stage: Stage,
+                  executor: Executor | None = None) -> None:
         """Evaluate children at `stage` as they come: (id, validated) where validated
         means it passed the parse/import/check steps when proposed (same commit, same
         tree), or (id, None) for a refused proposal, which leaves one evaluation fewer
         to wait for."""
-        executor = make_executor(self.config, self.store)
+        executor = executor or make_executor(self.config, self.store)
         self.events.emit("evaluating", count=count, workers=executor.workers)
         jobs = self._jobs(children, count, executor.workers, stage)
         notes = NoteWriter(self.store.root, stage.ref, self._finished)
@@ -291,20 +320,72 @@ class Evolution:
     # ---- the cascade: promote from each screening rung to the next -------------------------------
 
     def _cascade(self, plan: Plan) -> None:
-        """Run every screening rung's decision and the evaluations it asks for; children
-        that stop get their fitness note here. Idempotent: a rerun reads the same notes."""
-        reached = [s.id for s in plan.specs if not s.rejected and self.commit_of(s.id)]
+        """Take every screening rung's decision, once all its results are in, and run the
+        evaluations it asks for; children that stop get their fitness note here.
+        Idempotent: a rerun reads the same notes and honours the recorded promotions
+        (after an asynchronous cascade, it only writes the screened children's notes)."""
         self._cascade_stats = []
         for stage, after in zip(self.stages, self.stages[1:], strict=False):
-            results = {i: r for i in reached
-                       if (r := self._note(stage, self.commit_of(i))) is not None}
-            seed = self.config.evolution.seed * 100_003 + plan.generation * 101 + stage.number
-            parents = self._parents_at(stage, results)
-            chosen = cascade.promote(results, stage.rung, self.config, seed, parents)
-            self._stop_at(stage, results, chosen, parents)
+            self._decide(plan, stage, complete=True)
+            reached = self._reached(plan, stage)
+            results = self._results_at(stage, reached)
+            records = self._promoted(stage, reached)
+            chosen = [i for i in results if i in records]
+            self._stop_at(stage, results, chosen, self._parents_at(stage, results))
             self._evaluate_all(chosen, after)
-            self._cascade_stats.append(self._rung_stats(stage, after, results, chosen))
-            reached = chosen
+            self._cascade_stats.append(self._rung_stats(stage, after, results, records))
+
+    def _reached(self, plan: Plan, stage: Stage) -> list[str]:
+        """The children that reach `stage`: every committed one for the first, the ones
+        promoted from the rung before for the others."""
+        children = [s.id for s in plan.specs if not s.rejected and self.commit_of(s.id)]
+        if stage.number == 1:
+            return children
+        return list(self._promoted(self.stages[stage.number - 2], children))
+
+    def _results_at(self, stage: Stage, idents: list[str]) -> dict[str, Evaluation]:
+        return {i: r for i in idents if (r := self._note(stage, self.commit_of(i))) is not None}
+
+    def _decide(self, plan: Plan, stage: Stage, complete: bool) -> list[str]:
+        """Promote from screening `stage` whoever is due (`cascade.due`), recording each
+        promotion before anyone acts on it; returns the ids promoted now."""
+        reached = self._reached(plan, stage)
+        results = self._results_at(stage, reached)
+        seed = self.config.evolution.seed * 100_003 + plan.generation * 101 + stage.number
+        due = cascade.due(results, complete, stage.rung, self.config, seed,
+                          self._parents_at(stage, results),
+                          set(self._promoted(stage, reached)))
+        # a child whose fitness note is written is settled: no rule may reopen it
+        new = [i for i in due if self.evaluation(self.commit_of(i)) is None]
+        if new:
+            scored = sorted(i for i, r in results.items() if r.ok)
+            record = json.dumps({"rung": stage.number, "early": not complete,
+                                 "among": scored}, sort_keys=True) + "\n"
+            self.store.write_notes(cascade.promoted_ref(self.run, stage.number),
+                                   {self.commit_of(i): record for i in new},
+                                   f"gitevo: rung {stage.number} promotes {', '.join(new)}")
+            for ident in new:
+                self.events.emit("promoted", id=ident, rung=stage.number, early=not complete)
+        return new
+
+    def _promoted(self, stage: Stage, idents: list[str]) -> dict[str, dict]:
+        """The recorded promotions from `stage` among `idents`."""
+        ref = cascade.promoted_ref(self.run, stage.number)
+        return {i: json.loads(text) for i in idents
+                if (text := self.store.read_note(ref, self.commit_of(i))) is not None}
+
+    def _waiting(self, plan: Plan) -> list[tuple[str, Stage]]:
+        """Children promoted by an earlier process and not yet evaluated where they go."""
+        return [(ident, after) for stage, after in zip(self.stages, self.stages[1:],
+                                                       strict=False)
+                for ident in self._unevaluated(self._reached(plan, after), after)]
+
+    def _write_rung(self, stage: Stage, job: Job, result: Evaluation) -> None:
+        """A screening result, written before any decision reads it."""
+        self.store.write_notes(stage.ref, {job.commit: note_text(result)},
+                               f"gitevo: rung {stage.number} result of {job.ident}")
+        self.store.remove_dir(job.workdir)
+        self._finished(job, result)
 
     def _parents_at(self, stage: Stage, results: dict[str, Evaluation]
                     ) -> dict[str, Evaluation]:
@@ -335,7 +416,8 @@ class Evolution:
                 if (n := self._note(s, commit)) is not None]
 
     def _rung_stats(self, stage: Stage, after: Stage, results: dict[str, Evaluation],
-                    chosen: list[str]) -> dict:
+                    records: dict[str, dict]) -> dict:
+        chosen = [i for i in results if i in records]
         first = self.config.objective_names[0]
         pairs = [(results[i].objectives[first], n.objectives[first]) for i in chosen
                  if (n := self._note(after, self.commit_of(i))) is not None and n.ok
@@ -343,6 +425,7 @@ class Evolution:
         return {"rung": stage.number, "fidelity": stage.fidelity, "vars": stage.rung.vars,
                 "evaluated": len(results), "scored": sum(r.ok for r in results.values()),
                 "promoted": len(chosen), "screened": len(results) - len(chosen),
+                "promoted_early": sum(r["early"] for r in records.values()),
                 "training_seconds": round(sum(cascade.training_seconds(r)
                                               for r in results.values()), 3),
                 "spearman_next": cascade.spearman([a for a, _ in pairs], [b for _, b in pairs])}

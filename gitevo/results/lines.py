@@ -28,11 +28,19 @@ def line(event: Event) -> str | None:
     if event.kind == "screened":
         how = "screened out" if f["status"] == "screened" else f"stopped ({f['status']})"
         return f"{f['id']}: {how} at rung {f['rung']}"
+    if event.kind == "promoted":
+        early = " (early: enough siblings were in to place it)" if f["early"] else ""
+        return f"{f['id']}: promoted from rung {f['rung']}{early}"
     if event.kind == "evaluation_finished":
         error = f" ({f['error']})" if f["error"] else ""
         return (f"{f['id']}: {f['status']} {objectives(f['objectives'])}{error} "
                 f"[{f['seconds']:.1f} s]")
     return None
+
+
+def _early(rung: dict[str, Any]) -> str:
+    early = rung.get("promoted_early", 0)
+    return f" ({early} early)" if early else ""
 
 
 def objectives(values: dict[str, float]) -> str:
@@ -67,7 +75,7 @@ def rung_line(r: dict[str, Any]) -> str:
     rho = r.get("spearman_next")
     rho = "" if rho is None else f", rank correlation with the next rung {rho:+.2f}"
     return (f"rung {r['rung']} ({r['fidelity']}): {r['scored']}/{r['evaluated']} scored, "
-            f"{r['promoted']} promoted, {r['screened']} screened, "
+            f"{r['promoted']} promoted{_early(r)}, {r['screened']} screened, "
             f"{r['training_seconds']:.1f} s training{rho}")
 
 
