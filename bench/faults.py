@@ -2,14 +2,15 @@
 generation, run it again, and check that nothing was lost, doubled or left behind.
 
     python bench/faults.py                     # 50 trials: offline, with an LLM, cascaded
-                                               # (waiting for each rung, and asynchronous)
+                                               # (two kinds of asynchronous promotion)
     python bench/faults.py --trials 10 --seed 3
 
 Four prepared toy repositories (seed evaluated) serve as templates: one evolving with
 the offline operators, one through the `command` provider and tests/responder.py (a
 scripted LLM: prompts in, diffs out, deterministic), and two offline under a fidelity
-cascade (every child screened on 15 points, the better half measured on all 121): one
-deciding when the whole rung is in, one promoting asynchronously (ASHA). Each
+cascade (every child screened on 15 points, the better half measured on all 121), both
+promoting asynchronously on two workers: one as soon as a child is certain to be
+promoted (the default), one by ASHA's rule. Each
 is first run once uninterrupted: that run's generation 1 is the reference, and its
 length sets the kill window. Each trial
 copies a template, starts `gitevo generation --n 8 --json` and sends SIGKILL after a
@@ -26,17 +27,17 @@ and the repository is checked with plain git:
   .git/gitevo;
 - the ledger holds generations 0 and 1, one commit each, and generation 1's population
   (ids, trees, objectives) equals the reference's;
-- under the cascade, each child's screening note was written once, and every child's
-  screening result and final status (promoted and measured, or screened out) are the
-  reference's: no rung ran twice and no promotion changed;
-- under asynchronous promotion, which child goes on depends on the order results come
-  in, so the population is not compared; instead: each screening note and each
-  promotion record was written once, every promotion recorded before the kill is there
-  unchanged after the rerun, the screening results are the reference's, each promotion
-  follows its rule (an early one was among the best half, rounded down, of the children
-  scored when it was taken; the whole rung's rule's picks were all promoted), the
-  promoted were measured in full, everyone else scored was screened out, and the
-  population holds only individuals measured in full.
+- under the cascade, each screening note and each promotion record was written once,
+  every promotion recorded before the kill is there unchanged after the rerun, each
+  promotion follows its rule (an early one was certain given the siblings scored and
+  the number still to come that it records, or under ASHA among the best half, rounded
+  down, of the siblings scored), the whole rung's picks were all promoted (and, but
+  under ASHA, no one else), the promoted were measured in full, everyone else scored
+  was screened out, and the population holds only individuals measured in full; every
+  child's screening result and final status are the reference's: no rung ran twice
+  and no promotion changed. Under ASHA, which child goes on depends on the order
+  results come in, so only the screening results are compared, not the promotions or
+  the population.
 (A kill that lands after the ledger commit leaves a finished generation: it is checked
 as it is, without a rerun.)
 
@@ -61,9 +62,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo import config as cfg
-from gitevo.pipeline import selection
+from gitevo.pipeline import cascade, selection
 from gitevo.store import ledger
-from gitevo.store.fitness import VALID
+from gitevo.store.fitness import VALID, Evaluation
 from gitevo.store.gitstore import Store, process_alive
 
 HERE = Path(__file__).resolve().parent
@@ -117,7 +118,7 @@ def make_template(where: Path, kind: str) -> Path:
                  SLOW_FITNESS)
     if kind in ("cascade", "asha"):
         text = _swap(text, "fitness.py --metrics", "fitness.py --points {points} --metrics")
-        promotion = "async" if kind == "asha" else "sync"
+        promotion = "asha" if kind == "asha" else "async"
         text = _swap(text, "timeout = 30", "timeout = 30" + CASCADE % promotion)
     if kind == "guided":
         command = f"{sys.executable} {RESPONDER}"
@@ -239,23 +240,22 @@ def check(repo: Path, ref: Path, rerun: bool = True,
                             f"{sorted(p.name for p in work.iterdir())}")
     if ledger_length(repo) != 2:
         problems.append(f"ledger has {ledger_length(repo)} commits, expected 2")
-    if asynchronous(repo):
-        problems += promotion_problems(repo, decided or {})
-    elif population(repo) != population(ref):
+    if not optimistic(repo) and population(repo) != population(ref):
         problems.append("generation 1's population differs from the uninterrupted run's")
     if git(ref, "rev-parse", "--verify", "-q", RUNG, check=False).strip():
-        problems += cascade_problems(repo, ref)
+        problems += cascade_problems(repo, ref) + promotion_problems(repo, decided or {})
     return problems
 
 
-def asynchronous(repo: Path) -> bool:
-    return 'promotion = "async"' in (repo / "gitevo.toml").read_text()
+def optimistic(repo: Path) -> bool:
+    """Whether promotions follow ASHA's rule, and so depend on the order results come in."""
+    return 'promotion = "asha"' in (repo / "gitevo.toml").read_text()
 
 
 def cascade_problems(repo: Path, ref: Path) -> list[str]:
     """A screening note (or promotion record) written more than once, or screening
     results and final statuses (promoted or screened) other than the uninterrupted run's
-    (asynchronously, where promotions depend on timing: the screening results alone)."""
+    (under ASHA, where promotions depend on timing: the screening results alone)."""
     problems = []
     for ref_name, what in ((RUNG, "screening notes"), (PROMOTED, "promotion records")):
         written = written_notes(repo, ref_name)
@@ -263,7 +263,7 @@ def cascade_problems(repo: Path, ref: Path) -> list[str]:
         if twice:
             problems.append(f"{what} written more than once: {twice}")
     mine, theirs = outcomes(repo), outcomes(ref)
-    if asynchronous(repo):
+    if optimistic(repo):
         mine, theirs = ({i: o[:2] for i, o in out.items()} for out in (mine, theirs))
     if mine != theirs:
         problems.append("screening results or promotions differ from the uninterrupted run's")
@@ -298,26 +298,37 @@ def promotion_problems(repo: Path, decided: dict[str, dict]) -> list[str]:
 
     def best(among: list[str], n: int) -> set[str]:
         ok = [i for i in among if screen[ids[i]]["status"] == "ok"]
-        values = [[screen[ids[i]]["objectives"][o] for o in config.objective_names]
-                  for i in ok]
-        violations = [sum(c.violation(screen[ids[i]]["metrics"][c.metric])
-                          for c in config.evolution.constraints) for i in ok]
+        results = [Evaluation.from_dict(screen[ids[i]]) for i in ok]
+        values = [[r.objectives.get(o, math.nan) for o in config.objective_names]
+                  for r in results]
+        violations = [cascade.violation(r, config) for r in results]
         return {ok[k] for k in selection.best_by_rank(values, config.senses, violations,
                                                       min(n, len(ok)), seed)}
+
+    def certain(among: list[str], remaining: int) -> set[str]:
+        results = {i: Evaluation.from_dict(screen[ids[i]]) for i in among}
+        return set(cascade.certain(results, remaining, rung, config, {}))
 
     promoted = {i for i, c in ids.items() if c in records}
     for ident in sorted(promoted):
         record = records[ids[ident]]
-        share = math.floor(rung.promote * len(record["among"]))
-        if record["early"] and ident not in best(record["among"], share):
-            problems.append(f"{ident} was promoted early from outside the best {share} "
-                            f"of {record['among']}")
+        if record["early"] and config.fitness.promotion == "asha":
+            share = math.floor(rung.promote * len(record["among"]))
+            if ident not in best(record["among"], share):
+                problems.append(f"{ident} was promoted early from outside the best {share} "
+                                f"of {record['among']}")
+        elif record["early"] and ident not in certain(record["among"], record["remaining"]):
+            problems.append(f"{ident} was promoted early, though not yet certain: {record}")
         if final[ids[ident]]["status"] == "screened":
             problems.append(f"{ident} was promoted, then screened out")
     scored = [i for i in ids if screen[ids[i]]["status"] == "ok"]
-    missed = best(scored, math.ceil(rung.promote * len(scored))) - promoted
-    if missed:
-        problems.append(f"the whole rung's rule picks {sorted(missed)}, never promoted")
+    whole = best(scored, math.ceil(rung.promote * len(scored)))
+    if whole - promoted:
+        problems.append(f"the whole rung's rule picks {sorted(whole - promoted)}, never "
+                        "promoted")
+    if config.fitness.promotion != "asha" and promoted - whole:
+        problems.append(f"{sorted(promoted - whole)} promoted, though the whole rung's "
+                        "rule does not pick them")
     problems += [f"{i} was not promoted, yet its note says {final[ids[i]]['status']}"
                  for i in sorted(set(scored) - promoted)
                  if final[ids[i]]["status"] != "screened"]

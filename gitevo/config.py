@@ -76,7 +76,7 @@ class Budget:
     size: str = "params"  # "" when no metric measures the model's size
 
 
-PROMOTIONS = ("async", "sync")
+PROMOTIONS = ("async", "asha", "sync")
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,9 @@ class Fitness:
     # [fitness] settings themselves, always the last rung); empty: every child is
     # evaluated in full
     rungs: tuple[Rung, ...] = ()
-    # [fitness.cascade] promotion: "async" promotes a child as soon as enough of its
-    # siblings are in at its rung (ASHA), where more than one evaluation runs at a time;
-    # "sync" waits for the whole rung
+    # [fitness.cascade] promotion, where more than one evaluation runs at a time: "async"
+    # promotes a child as soon as enough siblings are in to be sure the whole rung would;
+    # "asha" by ASHA's rule (sooner, a few extra); "sync" waits for the whole rung
     promotion: str = "async"
     # [fitness.early_stop]: None = every evaluation runs to its end
     early_stop: EarlyStop | None = None
@@ -386,7 +386,7 @@ def _early_stop(r: _Reader, command: str,
 def _promotion(r: _Reader) -> str:
     promotion = r.get("promotion", str, Fitness.promotion)
     if promotion not in PROMOTIONS:
-        raise r.fail("promotion", f'must be "async" or "sync", got {promotion!r}')
+        raise r.fail("promotion", f'must be "async", "asha" or "sync", got {promotion!r}')
     return promotion
 
 

@@ -1,8 +1,9 @@
 """A fidelity cascade on the toy template, in real repositories: every child is screened
 on a few points of the curve, the best half goes on to the full grid, the rest is kept
 with a `screened` note and never enters the population; a rerun after kill -9 runs no
-rung twice and takes the same decisions. With two workers, promotion is asynchronous
-(ASHA): a child goes on as soon as enough siblings are in to place it."""
+rung twice and takes the same decisions. With two workers, promotion is asynchronous:
+a child goes on as soon as it is certain to (or, by ASHA's rule, as soon as enough
+siblings are in to place it)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ import pytest
 
 from gitevo import config as cfg
 from gitevo.config import ConfigError, Rung
-from gitevo.pipeline import selection
+from gitevo.pipeline import cascade, selection
 from gitevo.pipeline.cascade import rung_ref
 from gitevo.pipeline.plan import SEED_ID
 from gitevo.store import ledger
-from gitevo.store.fitness import VALID
+from gitevo.store.fitness import VALID, Evaluation
 from gitevo.store.gitstore import Store, individual_ref, notes_ref
 from tests.conftest import cli, git, gitevo_process, load_bench
 
@@ -193,10 +194,46 @@ def test_a_margin_holds_back_children_behind_their_parent_at_the_rung(tmp_path):
     assert held and went
 
 
-# ---- asynchronous promotion (ASHA) -------------------------------------------------------------
+# ---- asynchronous promotion -------------------------------------------------------------------
 
-def test_asynchronous_promotion_trains_in_full_before_the_rung_ends(toy):
-    cascaded(toy)  # two workers: asynchronous
+def result(accuracy: float, l1: float) -> Evaluation:
+    return Evaluation("ok", objectives={"accuracy": accuracy, "l1": l1},
+                      metrics={"accuracy": accuracy, "l1": l1})
+
+
+@pytest.fixture
+def toy_config(toy):
+    return cfg.load(toy / cfg.CONFIG_NAME)  # accuracy max, l1 min, l1 <= 10
+
+
+def test_a_child_is_certain_once_too_few_siblings_could_pass_it(toy_config):
+    rung = Rung(vars={"points": "15"}, promote=0.5)
+    results = {"a": result(0.9, 1.0), "b": result(0.5, 2.0), "c": result(0.8, 0.5),
+               "d": result(0.4, 3.0)}
+    # 4 still to come, 4 places of 8: only `c` might be ahead of `a`, yet with the 4 that
+    # makes 5: nobody is certain
+    assert cascade.certain(results, 4, rung, toy_config, {}) == []
+    # 1 to come, 3 places of 5: a and c (each passed by the other at most, and the one to
+    # come) are certain; b, dominated by both, is not
+    assert cascade.certain(results, 1, rung, toy_config, {}) == ["a", "c"]
+    # the whole rung: the rule's own picks
+    assert cascade.due(results, 0, rung, toy_config, 1, {}, {"a"}) == ["c"]
+    assert cascade.due(results, None, rung, toy_config, 1, {}, set()) == []
+    # infeasible (l1 over 10): behind every feasible child, so never in its way
+    results["e"] = result(0.99, 20.0)
+    assert cascade.certain(results, 1, rung, toy_config, {}) == ["a", "c"]
+    # ASHA's rule: the best half, rounded down, of those scored
+    assert cascade.due(results, 3, rung, toy_config, 1, {}, set(), "asha") == ["a", "c"]
+
+
+def test_asynchronous_promotion_picks_whom_waiting_would_have(toy):
+    cascaded(toy)  # two workers: asynchronous, sure promotions only
+    cli("-C", str(toy), "generation", "--n", "8")
+    assert faults.promotion_problems(toy, {}) == []  # no more, no fewer than the rule's
+
+
+def test_asha_promotion_trains_in_full_before_the_rung_ends(toy):
+    cascaded(toy, promotion="asha")
     out = cli("-C", str(toy), "generation", "--n", "8", "--json")
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     store = Store(toy)
@@ -217,11 +254,11 @@ def test_asynchronous_promotion_trains_in_full_before_the_rung_ends(toy):
 
 
 @pytest.mark.slow
-def test_asynchronous_promotions_survive_kill_9(toy):
+def test_asha_promotions_survive_kill_9(toy):
     """Killed right after an early promotion, while siblings are still screened: the
     rerun keeps every recorded promotion, writes no screening note or promotion twice,
     and ends with every child settled by the rules."""
-    cascaded(toy)
+    cascaded(toy, promotion="asha")
     toml = toy / "gitevo.toml"
     # every evaluation takes a moment, so the kill lands with screens still running
     slow = "python -c 'import time; time.sleep(0.5)' && "
@@ -278,7 +315,7 @@ def test_rungs_are_read_in_order(tmp_path):
     ('rungs = [{ fidelity = "x", keep = 1 }]', "rungs[0].keep: unknown key"),
     ('rungs = [{ fidelity = "x", margin = -0.1 }]', "rungs[0].margin: must be >= 0"),
     ("steps = 2", "fitness.cascade.steps: unknown key"),
-    ('promotion = "eager"', 'fitness.cascade.promotion: must be "async" or "sync"'),
+    ('promotion = "eager"', 'fitness.cascade.promotion: must be "async", "asha" or "sync"'),
 ])
 def test_bad_cascades_are_one_line_naming_the_key(tmp_path, cascade, message):
     with pytest.raises(ConfigError) as info:

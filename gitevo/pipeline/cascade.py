@@ -66,19 +66,59 @@ def promote(results: dict[str, Evaluation], rung: Rung, config: Config, seed: in
     return _best(results, math.ceil(rung.promote * scored), rung, config, seed, parents)
 
 
-def due(results: dict[str, Evaluation], complete: bool, rung: Rung, config: Config,
-        seed: int, parents: dict[str, Evaluation], promoted: set[str]) -> list[str]:
-    """The ids to promote now that are not yet. Before the rung is `complete`, ASHA's
-    rule: the best `rung.promote` share (rounded down) of the children scored so far, so a
-    child goes on as soon as enough siblings are in to place it. Once complete, every one
-    `promote` picks: an asynchronous rung never screens out a child that waiting for
-    the whole rung would have promoted (it may promote a few more, early)."""
-    if complete:
+def due(results: dict[str, Evaluation], remaining: int | None, rung: Rung, config: Config,
+        seed: int, parents: dict[str, Evaluation], promoted: set[str],
+        rule: str = "async") -> list[str]:
+    """The ids to promote now that are not yet; `remaining`: how many children may still
+    come in at this rung (0: it is whole; None: not known yet). Once whole, every one
+    `promote` picks. Before, by `rule`: "async", every child already certain to be among
+    them (`certain`), so the rung promotes exactly whom waiting would have, only sooner;
+    "asha", ASHA's rule, the best `rung.promote` share (rounded down) of the children
+    scored so far, which starts more children early but may promote a few that the
+    whole rung would not have (never fewer)."""
+    if remaining == 0:
         chosen = promote(results, rung, config, seed, parents)
-    else:
+    elif rule == "asha":
         scored = sum(r.ok for r in results.values())
         chosen = _best(results, math.floor(rung.promote * scored), rung, config, seed, parents)
+    elif remaining is None:
+        chosen = []
+    else:
+        chosen = certain(results, remaining, rung, config, parents)
     return [i for i in chosen if i not in promoted]
+
+
+def certain(results: dict[str, Evaluation], remaining: int, rung: Rung, config: Config,
+            parents: dict[str, Evaluation]) -> list[str]:
+    """The children `promote` will pick whatever the `remaining` ones score. A child
+    that dominates another (or is feasible where it is not, or breaks the constraints
+    less) is ahead of it in every order by rank and crowding; so a child is certain
+    when the siblings that might be ahead of it, plus every one still to come, are fewer
+    than the places the rung will give even if all of those come in scored."""
+    eligible = [i for i, r in results.items()
+                if r.ok and behind(r, parents.get(i), rung, config) is None]
+    scored = sum(r.ok for r in results.values())
+    places = math.ceil(rung.promote * (scored + remaining))
+    keys = {i: (_oriented(results[i], config), violation(results[i], config))
+            for i in eligible}
+    return [c for c in eligible
+            if sum(not _ahead(keys[c], keys[d]) for d in eligible if d != c) + remaining
+            < places]
+
+
+def _oriented(result: Evaluation, config: Config) -> tuple[float, ...]:
+    """Objective values where lower is better."""
+    return tuple(-v if o.sense == "max" else v
+                 for o in config.objectives for v in [result.objectives[o.name]])
+
+
+def _ahead(mine: tuple, theirs: tuple) -> bool:
+    """Whether `mine` comes before `theirs` in every ranking: feasible before infeasible,
+    less violation among the infeasible, Pareto dominance among the feasible."""
+    (a, va), (b, vb) = mine, theirs
+    if va or vb:
+        return va < vb
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
 def _best(results: dict[str, Evaluation], n: int, rung: Rung, config: Config, seed: int,

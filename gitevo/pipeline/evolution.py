@@ -271,7 +271,7 @@ class Evolution:
         asynchronous cascade with workers to spare, every stage after it too, each child
         promoted as soon as its rung can place it."""
         executor = make_executor(self.config, self.store)
-        if (len(self.stages) == 1 or self.config.fitness.promotion != "async"
+        if (len(self.stages) == 1 or self.config.fitness.promotion == "sync"
                 or executor.workers < 2):
             return self._evaluate(children, count, self.stages[0], executor)
         finals = NoteWriter(self.store.root, self.stages[-1].ref, self._finished)
@@ -283,7 +283,7 @@ class Evolution:
                 self._write_rung(stage, job, result)
 
         steps = Steps(jobs=lambda kids, stage: self._jobs(kids, 0, executor.workers, stage),
-                      decide=lambda stage, complete: self._decide(plan, stage, complete),
+                      decide=lambda stage, remaining: self._decide(plan, stage, remaining),
                       write=write, started=self._started)
         try:
             Ladder(self.stages, executor, self.events, steps).run(children, count,
@@ -326,7 +326,7 @@ class Evolution:
         (after an asynchronous cascade, it only writes the screened children's notes)."""
         self._cascade_stats = []
         for stage, after in zip(self.stages, self.stages[1:], strict=False):
-            self._decide(plan, stage, complete=True)
+            self._decide(plan, stage, remaining=0)
             reached = self._reached(plan, stage)
             results = self._results_at(stage, reached)
             records = self._promoted(stage, reached)
@@ -346,26 +346,28 @@ class Evolution:
     def _results_at(self, stage: Stage, idents: list[str]) -> dict[str, Evaluation]:
         return {i: r for i in idents if (r := self._note(stage, self.commit_of(i))) is not None}
 
-    def _decide(self, plan: Plan, stage: Stage, complete: bool) -> list[str]:
-        """Promote from screening `stage` whoever is due (`cascade.due`), recording each
-        promotion before anyone acts on it; returns the ids promoted now."""
+    def _decide(self, plan: Plan, stage: Stage, remaining: int | None) -> list[str]:
+        """Promote from screening `stage` whoever is due (`cascade.due`) with `remaining`
+        children still to come in there, recording each promotion before anyone acts on
+        it; returns the ids promoted now."""
         reached = self._reached(plan, stage)
         results = self._results_at(stage, reached)
         seed = self.config.evolution.seed * 100_003 + plan.generation * 101 + stage.number
-        due = cascade.due(results, complete, stage.rung, self.config, seed,
+        due = cascade.due(results, remaining, stage.rung, self.config, seed,
                           self._parents_at(stage, results),
-                          set(self._promoted(stage, reached)))
+                          set(self._promoted(stage, reached)), self.config.fitness.promotion)
         # a child whose fitness note is written is settled: no rule may reopen it
         new = [i for i in due if self.evaluation(self.commit_of(i)) is None]
         if new:
             scored = sorted(i for i, r in results.items() if r.ok)
-            record = json.dumps({"rung": stage.number, "early": not complete,
-                                 "among": scored}, sort_keys=True) + "\n"
+            early = remaining != 0
+            record = json.dumps({"rung": stage.number, "early": early, "among": scored,
+                                 "remaining": remaining}, sort_keys=True) + "\n"
             self.store.write_notes(cascade.promoted_ref(self.run, stage.number),
                                    {self.commit_of(i): record for i in new},
                                    f"gitevo: rung {stage.number} promotes {', '.join(new)}")
             for ident in new:
-                self.events.emit("promoted", id=ident, rung=stage.number, early=not complete)
+                self.events.emit("promoted", id=ident, rung=stage.number, early=early)
         return new
 
     def _promoted(self, stage: Stage, idents: list[str]) -> dict[str, dict]:

@@ -33,7 +33,9 @@ class Steps:
     """What the ladder asks of the generation it runs for."""
 
     jobs: Callable[[Iterable[Child], Stage], Iterator[Job]]  # exported, not yet noted
-    decide: Callable[[Stage, bool], list[str]]  # newly promoted ids, recorded
+    # the ids newly promoted from a stage, recorded, given how many children may still
+    # come in there (0: none, it is whole; None: not known yet)
+    decide: Callable[[Stage, int | None], list[str]]
     write: Callable[[Stage, Job, Evaluation], None]  # the result's note
     started: Callable[[Job], None]
 
@@ -52,13 +54,14 @@ class Ladder:
         self._children_in = False
         self._runner_ended = False
         self._expected = 0  # evaluations known to come, for the progress display
+        self._incoming = 0  # children that may still come to the first stage, at most
 
     def run(self, children: Iterable[Child], count: int,
             waiting: list[tuple[str, Stage]]) -> None:
         """Evaluate `children` (`count` of them) at the first stage and every promotion
         from there on; `waiting`: children already promoted to a stage, not yet evaluated
         there (an earlier process recorded the promotion and was stopped)."""
-        self._expected = count
+        self._expected = self._incoming = count
         for ident, stage in waiting:
             self._enqueue(ident, stage)
         self._changed = {s.number for s in self.stages}  # decide on what is already in
@@ -83,11 +86,14 @@ class Ladder:
             kind, *rest = self._inbox.get()
             if kind == "queued":
                 self._track(*rest)
+                self._incoming -= 1
             elif kind == "refused":
                 self._expected -= 1
+                self._incoming -= 1
                 self._emit_count()
             elif kind == "children_in":
                 self._children_in = True
+                self._changed.add(1)
             elif kind == "result":
                 self._result(*rest)
             elif kind == "error":
@@ -130,19 +136,27 @@ class Ladder:
         """Decide on every stage that has news, lowest first, and queue who goes on; a
         stage is complete once the one before it is and none of its evaluations is left."""
         for stage, after in zip(self.stages, self.stages[1:], strict=False):
-            complete = self._is_complete(stage)
-            if stage.number in self._changed or (complete and
+            remaining = self._remaining(stage)
+            if stage.number in self._changed or (remaining == 0 and
                                                  stage.number not in self._complete):
                 self._changed.discard(stage.number)
-                for ident in self.steps.decide(stage, complete):
+                for ident in self.steps.decide(stage, remaining):
                     self._enqueue(ident, after)
-            if complete:
+            if remaining == 0:
                 self._complete.add(stage.number)
 
+    def _remaining(self, stage: Stage) -> int | None:
+        """How many children may still come in at `stage`, at most: the ones queued or
+        running there, and for the first stage the ones still to arrive; None while the
+        stage before is undecided (so is the number it promotes)."""
+        if stage.number == 1:
+            return self._pending[1] + (0 if self._children_in else max(0, self._incoming))
+        if stage.number - 1 not in self._complete:
+            return None
+        return self._pending[stage.number]
+
     def _is_complete(self, stage: Stage) -> bool:
-        before = (self._children_in if stage.number == 1
-                  else stage.number - 1 in self._complete)
-        return before and self._pending[stage.number] == 0
+        return self._remaining(stage) == 0
 
     def _done(self) -> bool:
         return all(self._is_complete(s) for s in self.stages)
