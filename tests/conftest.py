@@ -73,12 +73,23 @@ def exquisite_run(tmp_path_factory, _session_identity) -> Path:
     command = f"GITEVO_RESPONDER_SLOPPY=5 {sys.executable} {RESPONDER}"
     cli("init", str(repo), "--template", "exquisitenetv2", "--fidelity", "smoke",
         "--llm", "provider=command", "--llm", f"command={command}")
-    # two evaluations at once: most of a smoke evaluation is single-threaded start-up
+    # two evaluations at once: most of a smoke evaluation is single-threaded start-up;
+    # every child trained in full, so the run holds many of each kind (the template's
+    # cascade has a run of its own in test_guided_exquisitenetv2.py)
     text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
-    (repo / "gitevo.toml").write_text(text)
-    git(repo, "commit", "-qam", "evaluate two at a time")
+    (repo / "gitevo.toml").write_text(without_cascade(text))
+    git(repo, "commit", "-qam", "evaluate two at a time, every child in full")
     cli("-C", str(repo), "run", "--generations", "2", "--n", "8")
     return repo
+
+
+TEMPLATE_CASCADE = '[fitness.cascade]\nrungs = [{ vars = { budget = "screen" }, promote = 0.25 }]\n'
+
+
+def without_cascade(toml_text: str) -> str:
+    """The ExquisiteNetV2 template's gitevo.toml without its cascade."""
+    assert TEMPLATE_CASCADE in toml_text
+    return toml_text.replace(TEMPLATE_CASCADE, "")
 
 
 def copy_repo(repo: Path, dest: Path) -> Path:

@@ -22,7 +22,7 @@ import pytest
 from gitevo.store import ledger
 from gitevo.store.gitstore import Store
 from gitevo.variation import genome
-from tests.conftest import cli, git
+from tests.conftest import TEMPLATE_CASCADE, cli, git
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 CLASSES, TRAIN_PER_CLASS, TEST_PER_CLASS, SIDE = 10, 30, 10, 16
@@ -224,6 +224,8 @@ def configure(toml: Path, command: str) -> None:
         ("--artifacts {artifacts}", fast),
         ("\n[fitness.vars]", "\n[fitness.budget]\nratio = 2.0\ngrace = 15\n[fitness.vars]"),
         ("timeout = 1800", "timeout = 300"),
+        # every forgery measured in full, with no screen first: the scores are the test
+        (TEMPLATE_CASCADE, ""),
         ('# blocks = ["model.py::SE", ...]', 'blocks = ["model.py::get_optimizer"]'),
         ("prob_crossover = 0.3", "prob_crossover = 0.0"),
         ("prob_mutation = 0.5", "prob_mutation = 1.0"),

@@ -1,10 +1,12 @@
 """A guided run on the flagship target: ExquisiteNetV2 at smoke fidelity, real PyTorch
-training per individual, the `command` provider answering through the scripted responder.
+training per individual, the `command` provider answering through the scripted responder;
+and one generation under the template's own cascade.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ import pytest
 from gitevo.store import ledger
 from gitevo.store.gitstore import Store
 from gitevo.store.individuals import load_all
-from tests.conftest import cli, git
+from tests.conftest import RESPONDER, cli, git
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -66,3 +68,45 @@ def test_ledger_and_repository_stay_consistent(evolved):
     assert "valid offspring" in cli("-C", str(evolved), "status")
     git(evolved, "fsck", "--strict")
     assert git(evolved, "worktree", "list").count("\n") == 1  # no exported tree left behind
+
+
+@pytest.fixture(scope="module")
+def cascaded(tmp_path_factory, _session_identity) -> Store:
+    """One guided generation of 6 under the template's shipped cascade (every child
+    screened at an eighth of the training, the best quarter trained in full), two
+    evaluations at a time: promotions are asynchronous, children come from the LLM."""
+    repo = tmp_path_factory.mktemp("cascaded") / "enet"
+    cli("init", str(repo), "--template", "exquisitenetv2", "--fidelity", "smoke",
+        "--llm", "provider=command", "--llm", f"command={sys.executable} {RESPONDER}")
+    text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
+    (repo / "gitevo.toml").write_text(text)
+    git(repo, "commit", "-qam", "evaluate two at a time")
+    cli("-C", str(repo), "generation", "--n", "6")
+    return Store(repo)
+
+
+def test_the_shipped_cascade_screens_every_child_and_trains_the_best_quarter(cascaded):
+    store = cascaded
+    screens = {c: json.loads(t) for c, t in store.read_notes(
+        "refs/notes/gitevo/main-rung1").items()}
+    promoted = store.read_notes("refs/notes/gitevo/main-rung1-promoted")
+    gen = ledger.read(store, "main")
+    rows = [r for r in gen.offspring if r.get("commit")]
+    assert rows and all(r["commit"] in screens for r in rows)
+    for row in rows:
+        screen = screens[row["commit"]]
+        if screen["status"] == "ok":  # trained at the screening budget: 1 of 3 epochs
+            assert screen["metrics"]["trainer"]["epochs"] == 1
+        final = json.loads(store.read_note("refs/notes/gitevo/main", row["commit"]))
+        assert final["rungs"][0]["vars"] == {"budget": "screen"}
+        went_on = final["status"] != "screened" and screen["status"] == "ok"
+        assert (row["commit"] in promoted) == went_on, (row, final)
+        if went_on and final["status"] == "ok":  # trained in full: all 3 epochs
+            assert final["metrics"]["trainer"]["epochs"] == 3
+    scored = sum(screens[r["commit"]]["status"] == "ok" for r in rows)
+    rung = gen.stats["cascade"][0]
+    assert rung["promoted"] == len([r for r in rows if r["commit"] in promoted]) == (
+        -(-scored // 4))  # a quarter, rounded up: exactly whom waiting would promote
+    assert rung["screened"] == len(rows) - rung["promoted"] and rung["training_seconds"] > 0
+    assert all(m.id == "g000-000" or m.commit in promoted for m in gen.population)
+    assert "screened" in cli("-C", str(store.root), "status")
