@@ -46,6 +46,16 @@ def cascaded(repo, extra: str = "", promotion: str = "async") -> None:
     git(repo, "commit", "-qam", "screen children on 15 points before the full grid")
 
 
+def start_slowed(repo, promotion: str, pause: str):
+    """A cascaded generation of 8 as a process to kill, `pause` before each evaluation."""
+    cascaded(repo, promotion=promotion)
+    toml = repo / "gitevo.toml"
+    toml.write_text(toml.read_text().replace('command = "python fitness.py --points',
+                                             f'command = "{pause}python fitness.py --points'))
+    git(repo, "commit", "-qam", "evaluations take a while")
+    return gitevo_process("generation", "--json", "--n", "8", cwd=repo, start_new_session=True)
+
+
 def notes(store: Store, ref: str) -> dict[str, dict]:
     return {c: json.loads(t) for c, t in store.read_notes(ref).items()}
 
@@ -127,15 +137,9 @@ def test_without_a_cascade_notes_and_stats_are_as_before(toy):
 def test_a_rerun_after_kill_9_runs_no_rung_twice(toy):
     """Killed while the promoted children train in full: the rerun finishes the full
     evaluations, screens the same children and writes no screening note again."""
-    cascaded(toy, promotion="sync")
-    toml = toy / "gitevo.toml"
     # the full evaluation takes seconds, the screen none: the kill lands in the full stage
     slow = "python -c 'import sys, time; time.sleep(3 * (sys.argv[1] != \\\"15\\\"))' {points} && "
-    toml.write_text(toml.read_text().replace('command = "python fitness.py --points',
-                                             f'command = "{slow}python fitness.py --points'))
-    git(toy, "commit", "-qam", "full evaluations take a while")
-    proc = gitevo_process("generation", "--json", "--n", "8", cwd=toy,
-                          start_new_session=True)
+    proc = start_slowed(toy, "sync", slow)
     stages = 0
     for line in proc.stdout:
         event = json.loads(line)
@@ -258,15 +262,8 @@ def test_asha_promotions_survive_kill_9(toy):
     """Killed right after an early promotion, while siblings are still screened: the
     rerun keeps every recorded promotion, writes no screening note or promotion twice,
     and ends with every child settled by the rules."""
-    cascaded(toy, promotion="asha")
-    toml = toy / "gitevo.toml"
     # every evaluation takes a moment, so the kill lands with screens still running
-    slow = "python -c 'import time; time.sleep(0.5)' && "
-    toml.write_text(toml.read_text().replace('command = "python fitness.py --points',
-                                             f'command = "{slow}python fitness.py --points'))
-    git(toy, "commit", "-qam", "evaluations take a moment")
-    proc = gitevo_process("generation", "--json", "--n", "8", cwd=toy,
-                          start_new_session=True)
+    proc = start_slowed(toy, "asha", "python -c 'import time; time.sleep(0.5)' && ")
     for line in proc.stdout:
         if json.loads(line)["kind"] == "promoted":
             break
