@@ -1,6 +1,7 @@
-"""Asynchronous promotion up a fidelity cascade (ASHA): one stream of evaluations for
-every rung, in which a child goes on to the next rung as soon as enough of its siblings
-are in to place it, so that no worker waits for a whole rung to end.
+"""Asynchronous promotion up a fidelity cascade: one stream of evaluations for every
+rung, in which a child goes on to the next rung as soon as the rung's rule can place it
+(`cascade.due`: once it is certain to go on, or by ASHA's rule), so that no worker
+waits for a whole rung to end.
 
 The main thread takes every decision and writes every screening note; a pump thread
 turns children into first-rung jobs as they come (the LLM may still be writing them),
