@@ -95,8 +95,7 @@ def certain(results: dict[str, Evaluation], remaining: int, rung: Rung, config: 
     less) is ahead of it in every order by rank and crowding; so a child is certain
     when the siblings that might be ahead of it, plus every one still to come, are fewer
     than the places the rung will give even if all of those come in scored."""
-    eligible = [i for i, r in results.items()
-                if r.ok and behind(r, parents.get(i), rung, config) is None]
+    eligible = _eligible(results, rung, config, parents)
     scored = sum(r.ok for r in results.values())
     places = math.ceil(rung.promote * (scored + remaining))
     keys = {i: (_oriented(results[i], config), violation(results[i], config))
@@ -121,11 +120,16 @@ def _ahead(mine: tuple, theirs: tuple) -> bool:
     return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
 
+def _eligible(results: dict[str, Evaluation], rung: Rung, config: Config,
+              parents: dict[str, Evaluation]) -> list[str]:
+    """The children scored at this rung that its margin does not hold back."""
+    return [i for i, r in results.items()
+            if r.ok and behind(r, parents.get(i), rung, config) is None]
+
+
 def _best(results: dict[str, Evaluation], n: int, rung: Rung, config: Config, seed: int,
           parents: dict[str, Evaluation] | None) -> list[str]:
-    parents = parents or {}
-    eligible = [i for i, r in results.items()
-                if r.ok and behind(r, parents.get(i), rung, config) is None]
+    eligible = _eligible(results, rung, config, parents or {})
     if not eligible or n <= 0:
         return []
     names = config.objective_names
