@@ -199,6 +199,25 @@ class Sandbox:
     hide: tuple[str, ...] = ()
 
 
+SECTIONS = ("task", "scores", "history", "inspiration", "notebook")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """[prompt]: what a prompt shows of the task and of the run so far, and how much.
+
+    `tokens` caps each section (estimated at 4 characters a token); the prompt builder
+    drops the oldest history (the lowest-ranked inspiration) first to stay under it."""
+
+    task: str = ".gitevo/task.md"  # the task file, relative to the repository
+    recipe: str | None = None  # a command run on the seed; its output fills {recipe}
+    history: int = 4  # earlier attempts on the block shown (0: none)
+    inspiration: int = 0  # best individuals' versions of the block shown (0: none)
+    notebook: bool = False  # an LLM call after each generation keeps a notebook of lessons
+    tokens: dict[str, int] = field(default_factory=lambda: {
+        "task": 1200, "scores": 300, "history": 1200, "inspiration": 2000, "notebook": 600})
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -210,6 +229,7 @@ class Config:
     executor: Executor
     raw: dict[str, Any]
     sandbox: Sandbox = field(default_factory=Sandbox)
+    prompt: Prompt = field(default_factory=Prompt)
 
     @property
     def senses(self) -> list[str]:
@@ -293,14 +313,15 @@ def parse(text: str, path: Path | str = CONFIG_NAME) -> Config:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     top = _Reader(path, raw, "")
     top.reject_unknown({"genes", "fitness", "objectives", "evolution", "llm", "executor",
-                        "sandbox"})
+                        "sandbox", "prompt"})
     objectives = _objectives(top)
     evolution = _evolution(top.sub("evolution"), {o.name for o in objectives})
     fitness = _fitness(top.sub("fitness"), objectives)
     return Config(path=path, genes=_genes(top.sub("genes")), fitness=fitness,
                   objectives=objectives, evolution=evolution, llm=_llm(top.sub("llm")),
                   executor=_executor(top.sub("executor")), raw=raw,
-                  sandbox=_sandbox(top.sub("sandbox"), set(fitness.vars)))
+                  sandbox=_sandbox(top.sub("sandbox"), set(fitness.vars)),
+                  prompt=_prompt(top.sub("prompt"), set(fitness.vars)))
 
 
 def _genes(r: _Reader) -> Genes:
@@ -584,6 +605,25 @@ def _sandbox(r: _Reader, variables: set[str]) -> Sandbox:
                    memory=None if memory == "auto" else float(memory),
                    processes=r.integer("processes", 1024, 8),
                    file_size=r.number("file_size", 16.0, 0.0), hide=tuple(hide))
+
+
+def _prompt(r: _Reader, variables: set[str]) -> Prompt:
+    r.reject_unknown({"task", "recipe", "history", "inspiration", "notebook", "tokens"})
+    task = r.get("task", str, Prompt.task)
+    if not task.strip() or Path(task).is_absolute() or ".." in Path(task).parts:
+        raise r.fail("task", f"must be a path inside the repository, got {task!r}")
+    recipe = r.get("recipe", str, None)
+    if recipe is not None:
+        if not recipe.strip():
+            raise r.fail("recipe", "must be a command (leave the key out for none)")
+        _check_placeholders(r, "recipe", recipe, {"fidelity", *variables})
+    tokens = r.sub("tokens")
+    tokens.reject_unknown(set(SECTIONS))
+    defaults = Prompt().tokens
+    return Prompt(task=task, recipe=recipe, history=r.integer("history", Prompt.history, 0),
+                  inspiration=r.integer("inspiration", Prompt.inspiration, 0),
+                  notebook=r.get("notebook", bool, Prompt.notebook),
+                  tokens={k: tokens.integer(k, defaults[k], 50) for k in SECTIONS})
 
 
 def render(files: list[str], command: str, objectives: list[tuple[str, str]], *,

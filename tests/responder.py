@@ -40,13 +40,30 @@ def answer_mutation(turn: str, name: str, path: str, rng: random.Random) -> str:
 
 
 def answer_crossover(turn: str, name: str) -> str:
-    _a, b = python_fences(turn)[:2]
+    _a, b = python_fences(turn)[-2:]  # the parents' versions come last (after inspiration)
     return (f"Parent B's `{name}` scores better, so the merge keeps its version.\n\n"
             f"```python\n{b}\n```\n")
 
 
+def answer_notebook(prompt: str) -> str:
+    """A notebook that names the generation and the children it read, as a model would."""
+    generation = re.search(r"What the children of generation (\d+) tried", prompt).group(1)
+    children = re.findall(r"^- (g\d{3}-\d{3}) \((\w+), ", prompt, flags=re.M)
+    hurt = re.findall(r"^- (g\d{3}-\d{3}) .*\n  -> (?:invalid|crashed|rejected)", prompt,
+                      flags=re.M)
+    blocks = sorted({block for _, block in children})
+    return ("## What helped\n"
+            f"- Lessons after generation {generation}: small constant changes in "
+            f"{', '.join(blocks) or 'no block'} ({len(children)} children read).\n"
+            "## What hurt\n"
+            f"- {', '.join(hurt) or 'nothing broke'}.\n"
+            "## What to try next\n- Larger steps on the blocks that helped.\n")
+
+
 def answer(prompt: str, sloppy: int = 0) -> str:
     """The answer to one prompt in the command provider's `=== role ===` text form."""
+    if "lab notebook" in prompt.split("=== user ===")[0]:
+        return answer_notebook(prompt)
     digest = hashlib.sha256(prompt.encode()).hexdigest()
     rng = random.Random(digest)
     path = re.search(r'<seed-file path="([^"]+)">', prompt).group(1)

@@ -30,6 +30,7 @@ def test_wheel_ships_prompts_hooks_and_templates(wheel):
     assert "gitevo/hooks/pre-commit" in names
     assert "gitevo/templates/toy/gitevo.toml" in names
     assert "gitevo/templates/toy/.gitignore" in names
+    assert "gitevo/templates/toy/.gitevo/task.md" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gitevo = gitevo.cli:main" in wheel.read(entry).decode()
 

@@ -207,7 +207,7 @@ def test_objective_changes_cover_worse_missing_and_unchanged():
                     [], "g001-001")
     lines = objective_changes(lesson).splitlines()
     assert lines[0] == "- accuracy: 0.9 -> 0.85 (-0.05, -5.6%, worse, maximised)"
-    assert lines[1] == "- params: 100 -> 100 (+0, +0.0%, unchanged, minimised)"
+    assert lines[1] == "- params: 100 -> 100 (unchanged, minimised)"
     assert lines[2] == "- loss: 1 -> ?"
 
 

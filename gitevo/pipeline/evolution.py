@@ -21,7 +21,7 @@ from gitevo.execution.executors import Executor, make_executor
 from gitevo.execution.job import Job, make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.llm import Usage
-from gitevo.pipeline import cascade, selection
+from gitevo.pipeline import cascade, notebook, selection
 from gitevo.pipeline.cascade import Stage
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.ladder import Ladder, Steps
@@ -43,7 +43,8 @@ from gitevo.store import ledger
 from gitevo.store.fitness import VALID, Evaluation
 from gitevo.store.gitstore import Store, individual_ref, notes_ref
 from gitevo.store.ledger import Generation, Member
-from gitevo.variation import operators
+from gitevo.variation import evidence, operators, task
+from gitevo.variation.evidence import Evidence
 from gitevo.variation.operators import imports_like_parent
 from gitevo.variation.patch import PatchError
 from gitevo.variation.prompts import PromptLibrary
@@ -61,7 +62,13 @@ class Evolution:
         self.plan_path = self.state / "plan.json"
         self.pid_dir = self.state / "running"
         guided = config.llm.provider != "offline"
-        self.library = PromptLibrary.load(store.root) if guided else None
+        try:  # a bad prompt template or task file stops the run before it starts
+            self.library = PromptLibrary.load(store.root) if guided else None
+            if guided:
+                task.check(store.root, config)
+        except ValueError as exc:
+            raise EvolutionError(str(exc)) from None
+        self._task: str | None = None  # the task text, rendered once per process
         self.budget_exhausted = False
         self._prepared = False  # [fitness] prepare ran in this process
         self.stages = cascade.stages(config, run)  # screening rungs, then the full evaluation
@@ -77,6 +84,19 @@ class Evolution:
 
     def current(self) -> Generation | None:
         return ledger.read(self.store, self.run)
+
+    def evidence(self, generation: int) -> Evidence:
+        """What the prompts of `generation` show of the run before it."""
+        return evidence.gather(self.store, self.config, self.run, generation)
+
+    def task_text(self) -> str:
+        """The task file filled from the config (its recipe command runs once)."""
+        if self._task is None:
+            try:
+                self._task = task.render(self.store, self.config, self.commit_of(SEED_ID))
+            except task.TaskError as exc:
+                raise EvolutionError(str(exc)) from None
+        return self._task
 
     # ---- entry points ------------------------------------------------------------------------
 
@@ -500,15 +520,29 @@ class Evolution:
             self.config.evolution.hall_of_fame, seed)]
         usage, calls = ((generation_usage(self, plan), generation_calls(self, plan))
                         if self.library else (Usage(), None))
+        entry = self._notebook(Generation(plan.generation, survivors, hall, current.reference,
+                                          offspring=rows), current, usage)
+        if entry is not None:
+            usage, calls = usage + entry.usage, {**calls, "ok": calls["ok"] + entry.calls}
         stats = self._stats(survivors, current, rows, current.reference, seconds, usage, calls)
         if self._cascade_stats:
             stats["cascade"] = self._cascade_stats
         gen = Generation(plan.generation, survivors, hall, current.reference, stats, rows,
-                         self._config_text())
+                         self._config_text(), notebook=entry.text if entry else None)
         ledger.record(self.store, self.run, gen, self._champion(hall).commit,
-                      self._ledger_message(gen, current))
+                      self._ledger_message(gen, current),
+                      provenance=entry.provenance if entry else None)
         self.events.emit("summary", **summary(gen.generation, gen.stats))
         return gen
+
+    def _notebook(self, gen: Generation, current: Generation,
+                  usage: Usage) -> notebook.Entry | None:
+        """The run notebook after `gen`, when one is kept (None: it is not)."""
+        if self.library is None or not self.config.prompt.notebook:
+            return None
+        spent = Usage(**current.stats.get("llm_total", {})) + usage
+        return notebook.update(self.store, self.config, self.run, self.library, gen,
+                               self.task_text(), spent, self.events)
 
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
         row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,

@@ -39,7 +39,8 @@ from gitevo.variation.spec import Spec
 if TYPE_CHECKING:
     from gitevo.config import Config
     from gitevo.store.fitness import Evaluation
-    from gitevo.variation.prompts import PromptLibrary
+    from gitevo.variation.evidence import Evidence
+from gitevo.variation.prompts import PromptLibrary
 
 # gitevo's own sys.path, so that the process runs this very gitevo, wherever it came from
 _MAIN = ("import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
@@ -65,6 +66,10 @@ class Generating(Protocol):
     def commit_of(self, ident: str) -> str | None: ...
 
     def evaluation(self, commit: str) -> Evaluation | None: ...
+
+    def evidence(self, generation: int) -> Evidence: ...
+
+    def task_text(self) -> str: ...
 
 
 class ProposerProcess:
@@ -150,7 +155,8 @@ class Proposals:
             seed_objectives=self.evo.evaluation(seed).objectives,
             generation=self.plan.generation,
             members={m.id: m for m in self.current.population}, pending=self.pending,
-            spent=spent_so_far(self.evo, self.plan, self.current)))
+            spent=spent_so_far(self.evo, self.plan, self.current),
+            evidence=self.evo.evidence(self.plan.generation), task=self.evo.task_text()))
         self._thread.start()
 
     def settled(self) -> Iterator[Child]:

@@ -31,6 +31,7 @@ from gitevo.config import Config
 from gitevo.core.events import Events
 from gitevo.llm import BudgetExceeded, Client, LLMError, LLMSettings, Usage, make_provider
 from gitevo.store.ledger import Member
+from gitevo.variation.evidence import Evidence
 from gitevo.variation.guided import Guide, Outcome
 from gitevo.variation.prompts import PromptLibrary
 from gitevo.variation.spec import Spec
@@ -53,6 +54,8 @@ class Setup:
     members: dict[str, Member]
     pending: list[Spec]
     spent: Usage  # the run's LLM usage so far: the budget counts from there
+    evidence: Evidence | None = None  # what the prompts show of the run so far
+    task: str = ""  # the task text, filled from the config
 
 
 @dataclass
@@ -83,7 +86,7 @@ class Worker:
         s = self.setup
         events = Events(lambda e: self.send(("event", e.kind, e.fields)))
         guide = Guide(s.root, s.config, s.run, self.client, s.library, s.seed,
-                      s.seed_objectives, events)
+                      s.seed_objectives, events, evidence=s.evidence, task=s.task)
         with self.client, ThreadPoolExecutor(self.client.settings.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
             try:

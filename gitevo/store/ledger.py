@@ -11,7 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gitevo.store.gitstore import Store, best_ref, ledger_ref
+from gitevo.store.gitstore import Store, best_ref, ledger_ref, llm_notes_ref
+
+NOTEBOOK_FILE = "notebook.md"  # the run notebook's lessons, rewritten after a generation
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Generation:
     stats: dict[str, Any] = field(default_factory=dict)
     offspring: list[dict[str, Any]] = field(default_factory=list)
     config: str = ""
+    notebook: str | None = None  # the run notebook's text after this generation, if kept
 
 
 def _dump(value: Any) -> str:
@@ -54,7 +57,8 @@ def read(store: Store, run: str, commit: str | None = None) -> Generation | None
                       hall_of_fame=_members(files["hall_of_fame.json"]),
                       reference=stats.get("reference", []), stats=stats,
                       offspring=json.loads(files.get("offspring.json", "[]")),
-                      config=files.get("config.toml", ""))
+                      config=files.get("config.toml", ""),
+                      notebook=files.get(NOTEBOOK_FILE))
 
 
 def history(store: Store, run: str) -> list[Generation]:
@@ -66,16 +70,25 @@ def history(store: Store, run: str) -> list[Generation]:
     return [g for g in reversed(found) if g is not None]
 
 
-def record(store: Store, run: str, gen: Generation, champion: str, message: str) -> str:
-    """Commit a generation to the ledger and move `best`, in one ref transaction."""
+def record(store: Store, run: str, gen: Generation, champion: str, message: str,
+           provenance: str | None = None) -> str:
+    """Commit a generation to the ledger and move `best`, in one ref transaction; with
+    `provenance` (the notebook call's conversation), its note on the ledger commit in the
+    same transaction."""
     stats = {**gen.stats, "generation": gen.generation, "reference": gen.reference}
     files = {"population.json": _dump([asdict(m) for m in gen.population]),
              "hall_of_fame.json": _dump([asdict(m) for m in gen.hall_of_fame]),
              "offspring.json": _dump(gen.offspring), "stats.json": _dump(stats),
              "config.toml": gen.config}
+    if gen.notebook is not None:
+        files[NOTEBOOK_FILE] = gen.notebook.rstrip("\n") + "\n"
     old = store.resolve_ref(ledger_ref(run))
     commit = store.commit(store.flat_tree(files), [old] if old else [], message)
-    store.update_refs([(ledger_ref(run), commit, old),
-                       (best_ref(run), champion, store.resolve_ref(best_ref(run)))],
-                      f"gitevo: generation {gen.generation}")
+    moves = [(ledger_ref(run), commit, old),
+             (best_ref(run), champion, store.resolve_ref(best_ref(run)))]
+    if provenance is None:
+        store.update_refs(moves, f"gitevo: generation {gen.generation}")
+    else:
+        store.write_notes(llm_notes_ref(run), {commit: provenance},
+                          f"gitevo: generation {gen.generation} notebook", with_refs=moves)
     return commit

@@ -30,7 +30,8 @@ from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store
 from gitevo.store.ledger import Member
-from gitevo.variation import genome, operators, prompts, responses
+from gitevo.variation import genome, operators, prompts, responses, sections
+from gitevo.variation.evidence import Evidence
 from gitevo.variation.patch import PatchError
 from gitevo.variation.spec import CROSSOVER, EOT, Spec
 
@@ -56,6 +57,8 @@ class Guide:
     seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
     seed_objectives: dict[str, float]
     events: Events = field(default_factory=Events)
+    evidence: Evidence | None = None  # what the run learned before this generation
+    task: str = ""  # the task file's text, filled from the config
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def _store(self) -> Store:
@@ -67,14 +70,17 @@ class Guide:
     def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
         store = self._store()
         parents = [members[p].commit for p in spec.parents]
-        prompt = self._prompt(store, spec, parents, members)
+        prompt, shown = self._prompt(store, spec, parents, members)
         request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,
                           spec.max_tokens or self.config.llm.max_output_tokens[1],
                           stable_prefix=prompt.stable)
         record = {"template": spec.template, "persona": spec.persona, "model": self.client.model,
                   "provider": self.client.name, "temperature": spec.temperature,
                   "max_tokens": request.max_tokens, "system": prompt.system,
-                  "stable": prompt.stable, "turns": []}
+                  "stable": prompt.stable, "sections": shown.as_dict(),
+                  "spec": {"operator": spec.operator, "block": spec.block,
+                           "parents": spec.parents, "elite": spec.elite,
+                           "lesson": spec.lesson}, "turns": []}
         try:
             outcome = self._converse(store, spec, generation, parents, prompt, request, record)
         except LLMError as exc:
@@ -178,24 +184,59 @@ class Guide:
     # ---- prompts -----------------------------------------------------------------------------
 
     def _prompt(self, store: Store, spec: Spec, parents: list[str],
-                members: dict[str, Member]) -> prompts.Prompt:
+                members: dict[str, Member]) -> tuple[prompts.Prompt, sections.Sections]:
+        """This call's prompt, and the evidence sections in it (for the provenance note)."""
         path, name = spec.block.split("::", 1)
         source = store.read_file(parents[0], path) or ""
         seed_source = store.read_file(self.seed, path) or source
         block_text = genome.get_block(source, name, path).text
-        common = {"path": path, "seed_source": seed_source, "block_name": name}
+        shown = self._sections(store, spec, block_text, members)
+        common = {"path": path, "seed_source": seed_source, "block_name": name,
+                  "task": shown.task, "evidence": shown.evidence}
         if spec.operator == CROSSOVER:
             other = genome.get_block(store.read_file(parents[1], path) or "", name, path).text
             a, b = (members[p] for p in spec.parents)
             return prompts.crossover(self.library, **common, text_a=block_text, text_b=other,
                                      fitness_a=a.objectives, fitness_b=b.objectives,
-                                     ids=(a.id, b.id))
+                                     ids=(a.id, b.id)), shown
         if spec.operator == EOT:
             return prompts.eot(self.library, **common, block_text=block_text,
-                               lesson=self._lesson(store, spec, members), persona=spec.persona)
+                               lesson=self._lesson(store, spec, members),
+                               persona=spec.persona), shown
         direction = spec.template.split("/", 1)[1]
         return prompts.mutation(self.library, **common, block_text=block_text,
-                                direction=direction, persona=spec.persona)
+                                direction=direction, persona=spec.persona), shown
+
+    def _sections(self, store: Store, spec: Spec, block_text: str,
+                  members: dict[str, Member]) -> sections.Sections:
+        if self.evidence is None:  # the seed's own prompts have nothing to look back on
+            return sections.Sections(task=sections.task_section(self.library, self.config,
+                                                                self.task))
+        return sections.build(self.library, self.config, self.evidence, task=self.task,
+                              block=spec.block, parents=spec.parents,
+                              versions=self._versions(store, spec, block_text, members))
+
+    def _versions(self, store: Store, spec: Spec, block_text: str,
+                  members: dict[str, Member]) -> list[sections.Version]:
+        """The best individuals' versions of the block that differ from the one edited
+        and from each other, best first: at most [prompt] inspiration of them."""
+        wanted = self.config.prompt.inspiration
+        path, name = spec.block.split("::", 1)
+        seen, found = {block_text.strip()}, []
+        for ident in self.evidence.ranking:
+            if len(found) >= wanted:
+                break
+            if ident in spec.parents or ident not in members:
+                continue
+            try:
+                text = genome.get_block(store.read_file(members[ident].commit, path) or "",
+                                        name, path).text
+            except genome.GenomeError:
+                continue  # a version without the block has nothing to show
+            if text.strip() and text.strip() not in seen:
+                seen.add(text.strip())
+                found.append(sections.Version(self.evidence.members[ident], text))
+        return found
 
     def _lesson(self, store: Store, spec: Spec, members: dict[str, Member]) -> prompts.Lesson:
         """What changed from the seed to the elite in one block, and what it was worth."""

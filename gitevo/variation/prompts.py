@@ -16,6 +16,7 @@ a file at the same relative path under `.gitevo/prompts/`.
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,22 +29,32 @@ OVERRIDE_DIR = Path(".gitevo") / "prompts"
 NO_PERSONA = "none"
 DIRECTIONS, PERSONAS = "mutation", "personas"
 
-_BLOCK = {"path", "block_name", "block_text"}
+_BLOCK = {"path", "block_name", "block_text", "evidence"}
+SECTIONS = "sections"
 # The fields each template may use; a name ending in "/" covers the files of that folder.
 FIELDS: dict[str, frozenset[str]] = {
     "system": frozenset(),
     "rules": frozenset({"path"}),
-    "stable": frozenset({"path", "seed_source", "rules"}),
+    "stable": frozenset({"path", "seed_source", "rules", "task"}),
     "mutation": frozenset(_BLOCK | {"direction"}),
     "eot": frozenset(_BLOCK | {"lesson_block", "elite_id", "seed_block_text",
                                "elite_block_text", "objective_changes", "rationales"}),
     "crossover": frozenset({"path", "block_name", "id_a", "id_b", "text_a", "text_b",
-                            "fitness_a", "fitness_b"}),
+                            "fitness_a", "fitness_b", "evidence"}),
     "repair": frozenset({"error"}),
+    f"{SECTIONS}/task": frozenset({"task"}),
+    f"{SECTIONS}/scores": frozenset({"objectives", "lines"}),
+    f"{SECTIONS}/history": frozenset({"block_name", "attempts", "omitted"}),
+    f"{SECTIONS}/inspiration": frozenset({"block_name", "versions", "omitted"}),
+    f"{SECTIONS}/notebook": frozenset({"generation", "notebook"}),
+    "notebook_system": frozenset(),
+    "notebook": frozenset({"task", "generation", "notebook", "outcomes", "tokens"}),
     f"{DIRECTIONS}/": frozenset({"path", "block_name"}),
     f"{PERSONAS}/": frozenset(),
 }
-REQUIRED = ("system", "rules", "stable", "mutation", "eot", "crossover", "repair")
+REQUIRED = ("system", "rules", "stable", "mutation", "eot", "crossover", "repair",
+            f"{SECTIONS}/task", f"{SECTIONS}/scores", f"{SECTIONS}/history",
+            f"{SECTIONS}/inspiration", f"{SECTIONS}/notebook", "notebook_system", "notebook")
 
 
 @dataclass
@@ -98,10 +109,12 @@ def _allowed(name: str) -> frozenset[str] | None:
     if name in FIELDS:
         return FIELDS[name]
     folder, _, leaf = name.rpartition("/")
+    if folder == SECTIONS:
+        return None  # the sections are a fixed set: no new ones
     return FIELDS.get(f"{folder}/") if leaf and "/" not in folder else None
 
 
-def _placeholders(text: str, origin: str) -> set[str]:
+def placeholders(text: str, origin: str) -> set[str]:
     """The field names a template uses; malformed braces are a ValueError naming the file."""
     try:
         parsed = list(string.Formatter().parse(text))
@@ -147,7 +160,7 @@ class PromptLibrary:
             if _allowed(name) is None:
                 continue  # a stray file in the shipped folder is not a template
             text = path.read_text(encoding="utf-8").strip()
-            unknown = _placeholders(text, str(path)) - _allowed(name)
+            unknown = placeholders(text, str(path)) - _allowed(name)
             if unknown:
                 raise ValueError(f"{path}: unknown placeholder "
                                  f"{', '.join(f'{{{u}}}' for u in sorted(unknown))} (allowed: "
@@ -186,8 +199,8 @@ class PromptLibrary:
         """Template `name` filled in; a missing template or placeholder is a ValueError."""
         if name not in self.texts:
             raise ValueError(f"{self.origin(name)}: no such prompt template {name!r}")
-        fields = _Fields(self.origin(name), {k: str(v) for k, v in values.items()})
-        return self.texts[name].format_map(fields)
+        fields = _Fields(self.origin(name), {k: str(v) or _EMPTY for k, v in values.items()})
+        return _without_empty(self.texts[name].format_map(fields))
 
     def persona_text(self, persona: str | None) -> tuple[str, str]:
         """(name, text) of a persona; no persona gives ("none", "")."""
@@ -202,13 +215,22 @@ class PromptLibrary:
 
 # ------------------------------------------------------------------------ formatting
 
+_EMPTY = "\x00"  # stands for an empty field until the paragraph around it is removed
+
+
+def _without_empty(text: str) -> str:
+    """An empty field that stood alone in its paragraph leaves no blank paragraph."""
+    text = re.sub(f"\n\n{_EMPTY}(?=\n\n)", "", text)
+    text = re.sub(f"^{_EMPTY}\n\n|\n\n{_EMPTY}$", "", text)
+    return text.replace(_EMPTY, "")
+
 
 def _display(code: str) -> str:
     """Source as shown in a prompt: "\\n" line ends, no trailing blank lines."""
     return code.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 1000):
@@ -218,24 +240,31 @@ def _number(value: Any) -> str:
 
 def format_fitness(fitness: Mapping[str, Any]) -> str:
     """"accuracy 0.9252, params 518,230"; "not measured" for an empty mapping."""
-    return ", ".join(f"{k} {_number(v)}" for k, v in fitness.items()) or "not measured"
+    return ", ".join(f"{k} {number(v)}" for k, v in fitness.items()) or "not measured"
+
+
+def movement(old: Any, new: Any, sense: str | None) -> str:
+    """"+0.012, +1.5%, better" for a move from `old` to `new` ("" unless both are numbers)."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
+    if not numeric or not all(math.isfinite(v) for v in (old, new)):
+        return ""
+    delta = new - old
+    if delta == 0:
+        return "unchanged"
+    parts = [("+" if delta >= 0 else "-") + number(abs(delta))]
+    if old:
+        parts.append(f"{100 * delta / abs(old):+.1f}%")
+    if sense in ("max", "min"):
+        parts.append("better" if (delta > 0) == (sense == "max") else "worse")
+    return ", ".join(parts)
 
 
 def _change(name: str, old: Any, new: Any, sense: str | None) -> str:
-    line = f"- {name}: {_number(old)} -> {_number(new)}"
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (old, new))
-    if not numeric or not all(math.isfinite(v) for v in (old, new)):
-        return line
-    delta = new - old
-    parts = [("+" if delta >= 0 else "-") + _number(abs(delta))]
-    if old:
-        parts.append(f"{100 * delta / abs(old):+.1f}%")
-    if sense in ("max", "min") and delta:
-        better = (delta > 0) == (sense == "max")
-        parts.append(f"{'better' if better else 'worse'}, {sense}imised")
-    elif sense in ("max", "min"):
-        parts.append(f"unchanged, {sense}imised")
-    return f"{line} ({', '.join(parts)})"
+    line = f"- {name}: {number(old)} -> {number(new)}"
+    moved = movement(old, new, sense)
+    if moved and sense in ("max", "min"):
+        moved += f", {sense}imised"
+    return f"{line} ({moved})" if moved else line
 
 
 def objective_changes(lesson: Lesson) -> str:
@@ -261,9 +290,9 @@ def _rationales(items: list[str]) -> str:
 # -------------------------------------------------------------------------- builders
 
 
-def _stable(lib: PromptLibrary, path: str, seed_source: str) -> str:
+def _stable(lib: PromptLibrary, path: str, seed_source: str, task: str) -> str:
     return lib.render("stable", path=path, seed_source=_display(seed_source),
-                      rules=lib.render("rules", path=path))
+                      rules=lib.render("rules", path=path), task=task)
 
 
 def _with_persona(persona_text: str, body: str) -> str:
@@ -271,22 +300,25 @@ def _with_persona(persona_text: str, body: str) -> str:
 
 
 def mutation(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str,
-             block_text: str, direction: str, persona: str | None) -> Prompt:
-    """A mutation prompt: one direction (e.g. "reduce_params"), optionally in a persona."""
+             block_text: str, direction: str, persona: str | None, task: str = "",
+             evidence: str = "") -> Prompt:
+    """A mutation prompt: one direction (e.g. "reduce_params"), optionally in a persona.
+    `task` (the rendered task section) goes into the stable part, `evidence` (scores,
+    notebook, the block's history, inspiration) into this call's part."""
     template = f"{DIRECTIONS}/{direction}"
     if template not in lib.texts:
         raise ValueError(f"{lib.origin(template)}: unknown mutation direction {direction!r} "
                          f"(known: {', '.join(lib.directions)})")
     goal = lib.render(template, path=path, block_name=block_name)
     body = lib.render("mutation", path=path, block_name=block_name,
-                      block_text=_display(block_text), direction=goal)
+                      block_text=_display(block_text), direction=goal, evidence=evidence)
     name, persona_text = lib.persona_text(persona)
-    return Prompt(lib.render("system"), _stable(lib, path, seed_source),
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source, task),
                   _with_persona(persona_text, body), template, name)
 
 
 def eot(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str, block_text: str,
-        lesson: Lesson, persona: str | None) -> Prompt:
+        lesson: Lesson, persona: str | None, task: str = "", evidence: str = "") -> Prompt:
     """Evolution of Thought: explain why an elite's change helped, then reuse the idea."""
     body = lib.render("eot", path=path, block_name=block_name, block_text=_display(block_text),
                       lesson_block=lesson.block.rpartition("::")[2],  # "path::Name" ok
@@ -294,21 +326,23 @@ def eot(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str, blo
                       seed_block_text=_display(lesson.seed_text),
                       elite_block_text=_display(lesson.elite_text),
                       objective_changes=objective_changes(lesson),
-                      rationales=_rationales(lesson.rationales))
+                      rationales=_rationales(lesson.rationales), evidence=evidence)
     name, persona_text = lib.persona_text(persona)
-    return Prompt(lib.render("system"), _stable(lib, path, seed_source),
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source, task),
                   _with_persona(persona_text, body), "eot", name)
 
 
 def crossover(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str,
               text_a: str, text_b: str, fitness_a: Mapping[str, Any],
-              fitness_b: Mapping[str, Any], ids: tuple[str, str]) -> Prompt:
+              fitness_b: Mapping[str, Any], ids: tuple[str, str], task: str = "",
+              evidence: str = "") -> Prompt:
     """Merge two parents' versions of one block; the diff goes against parent A's file."""
     body = lib.render("crossover", path=path, block_name=block_name, id_a=ids[0], id_b=ids[1],
                       text_a=_display(text_a), text_b=_display(text_b),
-                      fitness_a=format_fitness(fitness_a), fitness_b=format_fitness(fitness_b))
-    return Prompt(lib.render("system"), _stable(lib, path, seed_source), body, "crossover",
-                  NO_PERSONA)
+                      fitness_a=format_fitness(fitness_a), fitness_b=format_fitness(fitness_b),
+                      evidence=evidence)
+    return Prompt(lib.render("system"), _stable(lib, path, seed_source, task), body,
+                  "crossover", NO_PERSONA)
 
 
 def repair(error: str, lib: PromptLibrary | None = None) -> str:
