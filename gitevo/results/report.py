@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from gitevo.config import Config
+from gitevo.pipeline import replay
 from gitevo.pipeline.plan import SEED_ID, no_seed
 from gitevo.results.lines import rung_line
 from gitevo.store import ledger
@@ -22,6 +23,7 @@ from gitevo.store.gitstore import (
     notes_ref,
 )
 from gitevo.store.individuals import Individual, by_commit, load_all
+from gitevo.variation.sections import tokens
 
 
 def status(store: Store, config: Config, run: str, console: Console | None = None) -> None:
@@ -226,10 +228,26 @@ def show(store: Store, config: Config, run: str, ident: str, with_prompt: bool =
         console.rule(f"diff against {by_commit(everyone).get(parent, ind).id} {parent[:10]}")
         console.print(store.diff(parent, ind.commit).rstrip(), markup=False)
     if with_prompt:
-        _provenance(store, run, ind, console)
+        _provenance(store, config, run, ind, console)
 
 
-def _provenance(store: Store, run: str, ind: Individual, console: Console) -> None:
+def _sections(shown: dict[str, str], config: Config, console: Console) -> None:
+    """The evidence sections the prompt carried, each with its size against its budget
+    (they appear again, in place, in the exact conversation below)."""
+    if not shown:
+        return
+    budgets = config.prompt.tokens
+    sizes = ", ".join(f"{name} {tokens(text)}/{budgets.get(name, '-')}" if text
+                      else f"{name} -" for name, text in shown.items())
+    console.print(f"sections (estimated tokens / budget): {sizes}", markup=False)
+    for name, text in shown.items():
+        if text:
+            where = "cached part" if name == "task" else "this call's part"
+            console.print(f"=== section: {name} ({where}) ===\n{text}", markup=False)
+
+
+def _provenance(store: Store, config: Config, run: str, ind: Individual,
+                console: Console) -> None:
     text = store.read_note(llm_notes_ref(run), ind.commit)
     console.rule("prompt and response")
     if text is None:
@@ -241,6 +259,7 @@ def _provenance(store: Store, run: str, ind: Individual, console: Console) -> No
                   f"{record.get('template')}, persona {record.get('persona')}, temperature "
                   f"{record.get('temperature')}, max tokens {record.get('max_tokens')}",
                   markup=False)
+    _sections(record.get("sections") or {}, config, console)
     console.print(f"=== system ===\n{record.get('system', '')}", markup=False)
     console.print(f"=== stable (cached) ===\n{record.get('stable', '')}", markup=False)
     for number, turn in enumerate(record.get("turns", []), 1):
@@ -250,3 +269,16 @@ def _provenance(store: Store, run: str, ind: Individual, console: Console) -> No
         if turn.get("error"):
             console.print(f"=== turn {number}: error ===\n{turn['error']}", markup=False)
     console.print(f"usage: {record.get('usage')}", markup=False)
+    if record.get("spec"):
+        console.print(_replayed(store, config, run, ind.id), markup=False)
+
+
+def _replayed(store: Store, config: Config, run: str, ident: str) -> str:
+    """Whether the prompt, built again from refs and notes, is the one recorded."""
+    try:
+        same = replay.same_as_recorded(store, config, run, ident)
+    except (ValueError, KeyError, GitError) as exc:
+        return f"rebuilt from refs and notes: could not ({exc})"
+    return ("rebuilt from refs and notes: identical to the recorded prompt" if same else
+            "rebuilt from refs and notes: differs from the recorded prompt (the task file, "
+            "the prompt templates or [prompt] changed since it was sent)")

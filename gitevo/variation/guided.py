@@ -52,7 +52,7 @@ class Guide:
     root: Path
     config: Config
     run: str
-    client: Client
+    client: Client | None  # None: only building prompts (pipeline.replay)
     library: prompts.PromptLibrary
     seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
     seed_objectives: dict[str, float]
@@ -70,7 +70,7 @@ class Guide:
     def propose(self, spec: Spec, generation: int, members: dict[str, Member]) -> Outcome:
         store = self._store()
         parents = [members[p].commit for p in spec.parents]
-        prompt, shown = self._prompt(store, spec, parents, members)
+        prompt, shown = self.prompt_for(store, spec, parents, members)
         request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,
                           spec.max_tokens or self.config.llm.max_output_tokens[1],
                           stable_prefix=prompt.stable)
@@ -183,7 +183,7 @@ class Guide:
 
     # ---- prompts -----------------------------------------------------------------------------
 
-    def _prompt(self, store: Store, spec: Spec, parents: list[str],
+    def prompt_for(self, store: Store, spec: Spec, parents: list[str],
                 members: dict[str, Member]) -> tuple[prompts.Prompt, sections.Sections]:
         """This call's prompt, and the evidence sections in it (for the provenance note)."""
         path, name = spec.block.split("::", 1)
