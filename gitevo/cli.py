@@ -122,6 +122,9 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
     for warning in initialize.install(store, ctx.obj["run"]):
         click.echo(f"gitevo: warning: {warning}", err=True)
     click.echo(f"seed {seed[:10]} recorded as {branch} in {store.root}")
+    notice = initialize.task_notice(store)
+    if notice:
+        click.echo(f"gitevo: {notice}", err=notice.startswith("warning"))
     if no_eval:
         click.echo("not evaluated yet: `gitevo seed` evaluates it (`gitevo generation` and "
                    "`gitevo run` do too, before their first generation)")

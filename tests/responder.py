@@ -5,7 +5,9 @@ text, the other parent's version) and answers in the formats models use: a unifi
 with prose around it for mutation and EoT (its line numbers are relative to the block,
 so gitevo must match hunks by context), a full replacement block for crossover. With
 GITEVO_RESPONDER_SLOPPY=N every Nth first answer is prose without code, so the repair
-turn gets exercised. Deterministic: everything derives from the prompt text.
+turn gets exercised; with GITEVO_RESPONDER_BROKEN=N every Nth first answer is code that
+fails its check. A notebook prompt gets a notebook naming the children it read.
+Deterministic: everything derives from the prompt text.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ def answer_crossover(turn: str, name: str) -> str:
             f"```python\n{b}\n```\n")
 
 
+def answer_broken(turn: str) -> str:
+    """A whole block that names something undefined: it applies, and fails its check."""
+    name = re.search(r"(?:The block to change is|apply the same idea to|two versions of) "
+                     r"`(\w+)`", turn).group(1)
+    return (f"Scaling by a learned gain should help.\n\n```python\ndef {name}(x):\n"
+            f"    return undefined_gain * x\n```\n")
+
+
 def answer_notebook(prompt: str) -> str:
     """A notebook that names the generation and the children it read, as a model would."""
     generation = re.search(r"What the children of generation (\d+) tried", prompt).group(1)
@@ -70,7 +80,10 @@ def answer(prompt: str, sloppy: int = 0) -> str:
     repair = len(prompt.split("=== user ===")) > 2
     if sloppy and not repair and int(digest[:8], 16) % sloppy == 0:
         return "I would change the constants a bit, but I am not sure which ones."
+    broken = int(os.environ.get("GITEVO_RESPONDER_BROKEN", "0"))
     first_turn = prompt.split("=== user ===")[1]
+    if broken and not repair and int(digest[8:16], 16) % broken == 0:
+        return answer_broken(first_turn)
     crossover = re.search(r"Combine two versions of `(\w+)`", first_turn)
     if crossover:
         return answer_crossover(first_turn, crossover.group(1))

@@ -773,3 +773,38 @@ def test_the_scorer_refuses_graphs_that_hide_or_vary(harness_root, seed_model, e
 
     with pytest.raises(export.ScoreError, match=re.escape(reason)):
         _exported(harness_root, seed_model, extra)
+
+
+# ---- the task the prompts describe -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", ["demo", "proxy"])
+def test_the_task_text_states_the_recipe_of_the_fidelity_table(tmp_path, harness_root, level):
+    """The task every prompt carries is written from harness/fidelity.py's table at the
+    configured fidelity, full and screening budgets, by the harness itself."""
+    from harness import fidelity
+
+    from gitevo import config as gitevo_config
+    from gitevo.store.gitstore import Store
+    from gitevo.variation import task
+    from tests.conftest import cli
+
+    repo = tmp_path / "exq"
+    cli("init", str(repo), "--template", "exquisitenetv2", "--no-eval")
+    toml = repo / "gitevo.toml"
+    toml.write_text(toml.read_text().replace('fidelity = "demo"', f'fidelity = "{level}"'))
+    store = Store(repo)
+    text = task.render(store, gitevo_config.load(toml),
+                       store.resolve_ref("refs/heads/gitevo/main/g000-000"))
+    full, screen = fidelity.resolve(level), fidelity.resolve(level, budget="screen")
+    per_class = full.train_per_class or fidelity.FULL_TRAIN_PER_CLASS
+    assert f"Training recipe at fidelity '{level}'" in text
+    assert f"- data: {per_class * 10:,} CIFAR-10 training images ({per_class:,} per class" in text
+    assert f"- {full.epochs} epochs, batch size {full.batch_size}\n" in text
+    assert f"lr={full.lr:g} and weight_decay={full.weight_decay:g}" in text
+    assert f"shorter: {screen.epochs} epochs on {screen.train_per_class * 10:,} CIFAR-10" in text
+    assert f"accuracy on {screen.val_per_class * 10:,} validation images" in text
+    assert "screening rung 1 (fidelity " + repr(level) + ", budget=screen) passes on the " \
+        "best 25%" in text
+    assert "- accuracy: higher is better" in text and "- params: lower is better" in text
+    assert "{" not in text  # every placeholder filled

@@ -115,6 +115,8 @@ class Evolution:
             proposer = start_proposer(self.config) if self.library is not None else None
             try:
                 self._prepare()
+                if self.library is not None:
+                    self.task_text()  # a task file that cannot be used stops it before the plan
                 self.timeline.restart()
                 plan = self._plan(current, n or self.config.evolution.offspring)
                 started = time.monotonic()

@@ -20,6 +20,7 @@ from gitevo.store.gitstore import (
     init_repository,
     notes_ref,
 )
+from gitevo.variation import task
 
 HOOKS = ("pre-commit",)
 HOOK_MARK = "gitevo-hook"
@@ -132,6 +133,21 @@ def install(store: Store, run: str) -> list[str]:
         dest.write_text(text)
         dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return skipped
+
+
+def task_notice(store: Store) -> str | None:
+    """What `init` says about the task file the LLM prompts start with: a problem in it,
+    or where to write one; None when it is there and usable."""
+    conf = cfg.load(store.root / cfg.CONFIG_NAME)
+    try:
+        task.check(store.root, conf)
+    except task.TaskError as exc:
+        return f"warning: {exc}"
+    if task.task_path(store.root, conf).is_file():
+        return None
+    return (f"no {conf.prompt.task} yet: with an LLM, describe the task there (the data, how "
+            "a child is trained and measured); {objectives}, {constraints}, {fidelity} and "
+            "[fitness.vars] placeholders are filled from gitevo.toml")
 
 
 # [llm] keys whose values are plain strings, so `gitevo init --llm KEY=VALUE` can set them

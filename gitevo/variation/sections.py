@@ -69,7 +69,7 @@ def build(lib: PromptLibrary, config: Config, evidence: Evidence, *, task: str, 
     name = block.rpartition("::")[2]
     budgets = config.prompt.tokens
     notebook = ""
-    if evidence.notebook:
+    if evidence.notebook and config.prompt.notebook:  # switched off: no longer shown
         notebook = _cut_to(lib, "notebook", budgets["notebook"], "notebook", evidence.notebook,
                            generation=evidence.notebook_generation)
     return Sections(task=task_section(lib, config, task),
