@@ -147,6 +147,10 @@ class Evolution:
     seed: int = 0
     hall_of_fame: int = 10
     constraints: tuple[Constraint, ...] = ()
+    # refuse a child whose gene files only restate its parent's or a population member's
+    # (comments, docstrings, formatting, local names aside); reuse the evaluation of a
+    # child whose tree an earlier individual already had
+    dedupe: bool = True
 
 
 @dataclass(frozen=True)
@@ -484,14 +488,15 @@ def _objectives(top: _Reader) -> tuple[Objective, ...]:
 
 def _evolution(r: _Reader, objective_names: set[str]) -> Evolution:
     r.reject_unknown({"population", "offspring", "prob_crossover", "prob_mutation", "prob_eot",
-                      "seed", "hall_of_fame", "constraints"})
+                      "seed", "hall_of_fame", "constraints", "dedupe"})
     constraints = tuple(_constraint(r, c) for c in r.get("constraints", list, []))
     evo = Evolution(
         population=r.integer("population", 8, 1), offspring=r.integer("offspring", 8, 1),
         prob_crossover=r.number("prob_crossover", 0.3, 0.0, 1.0),
         prob_mutation=r.number("prob_mutation", 0.7, 0.0, 1.0),
         prob_eot=r.number("prob_eot", 0.0, 0.0, 1.0), seed=r.integer("seed", 0, 0),
-        hall_of_fame=r.integer("hall_of_fame", 10, 1), constraints=constraints)
+        hall_of_fame=r.integer("hall_of_fame", 10, 1), constraints=constraints,
+        dedupe=r.get("dedupe", bool, True))
     if evo.prob_crossover + evo.prob_mutation + evo.prob_eot <= 0:
         raise r.fail("prob_mutation", "prob_crossover + prob_mutation + prob_eot must be > 0")
     return evo

@@ -72,7 +72,7 @@ def test_ledger_and_repository_stay_consistent(evolved):
 
 @pytest.fixture(scope="module")
 def cascaded(tmp_path_factory, _session_identity) -> Store:
-    """One guided generation of 6 under the template's shipped cascade (every child
+    """One guided generation of 4 under the template's shipped cascade (every child
     screened at an eighth of the training, the best quarter trained in full), two
     evaluations at a time: promotions are asynchronous, children come from the LLM."""
     repo = tmp_path_factory.mktemp("cascaded") / "enet"
@@ -81,7 +81,7 @@ def cascaded(tmp_path_factory, _session_identity) -> Store:
     text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
     (repo / "gitevo.toml").write_text(text)
     git(repo, "commit", "-qam", "evaluate two at a time")
-    cli("-C", str(repo), "generation", "--n", "6")
+    cli("-C", str(repo), "generation", "--n", "4")
     return Store(repo)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -128,7 +129,7 @@ class Evolution:
                     todo = [(ident, False) for ident in self._unevaluated(
                         [s.id for s in plan.specs if not s.rejected], self.stages[0])]
                     if todo:
-                        self._evaluate_first(todo, len(todo), plan)
+                        self._evaluate_first(self._reusing(todo), len(todo), plan)
                 self._cascade(plan)
             finally:
                 if proposer is not None:  # whatever stopped the generation
@@ -234,7 +235,7 @@ class Evolution:
                                                 first)]
         proposals.start()
         try:
-            self._evaluate_first(itertools.chain(ready, proposals.settled()),
+            self._evaluate_first(self._reusing(itertools.chain(ready, proposals.settled())),
                                  len(ready) + len(proposals.pending), plan)
         except BaseException:
             proposals.stop()  # start no more; the ones in flight are kept
@@ -247,6 +248,9 @@ class Evolution:
 
     def _produce(self, plan: Plan, current: Generation) -> None:
         commits = {m.id: m.commit for m in current.population}
+        forms = operators.Forms(self.store, self.config.genes.files) \
+            if self.config.evolution.dedupe else None
+        others = dict(commits)  # the population, then each sibling made before
         created = []
         for spec in plan.specs:
             if spec.rejected or self.commit_of(spec.id):
@@ -255,13 +259,15 @@ class Evolution:
             try:
                 proposal = operators.propose_offline(self.store, spec, parents)
                 child = operators.build_child(self.store, self.config, self.run,
-                                              plan.generation, spec, parents, proposal)
+                                              plan.generation, spec, parents, proposal,
+                                              forms, others)
             except PatchError as exc:
                 spec.rejected = f"{exc.reason}: {exc}"
                 self.events.emit("rejected", id=spec.id, operator=spec.operator,
                                  reason=spec.rejected.splitlines()[0])
                 continue
             created.append((spec, child))
+            others[spec.id] = child
         plan.save(self.plan_path)  # rejections first: they are cheap to redo, refs are not
         if created:
             self.store.update_refs([(individual_ref(self.run, spec.id), child, None)
@@ -278,6 +284,36 @@ class Evolution:
         return [ident for ident in idents
                 if (commit := self.commit_of(ident)) and self.evaluation(commit) is None
                 and (stage.final or self._note(stage, commit) is None)]
+
+    def _reusing(self, children: Iterable[Child]) -> Iterator[Child]:
+        """The children as they come, but one whose tree an individual evaluated before
+        had is not trained again: it gets that evaluation as its note (marked reused) and
+        goes on as (id, None), one evaluation fewer to wait for. Runs in whichever thread
+        takes the children, so it opens a Store of its own."""
+        if not self.config.evolution.dedupe:
+            yield from children
+            return
+        store, known = None, None
+        for ident, validated in children:
+            if validated is not None:
+                if store is None:
+                    store = Store(self.store.root)
+                    known = _evaluated_trees(store, self.run)
+                commit = store.resolve_ref(individual_ref(self.run, ident))
+                match = known.get(store.tree_id(commit))
+                if match is not None:
+                    self._reuse(store, ident, commit, *match)
+                    validated = None
+            yield ident, validated
+
+    def _reuse(self, store: Store, ident: str, commit: str, match: str, matched: str,
+               note: Evaluation) -> None:
+        reused = dataclasses.replace(note, seconds=0.0, timings={},
+                                     reused={"id": match, "commit": matched})
+        store.write_notes(notes_ref(self.run), {commit: note_text(reused)},
+                          f"gitevo: {ident} reuses the evaluation of {match}")
+        self.events.emit("notice", message=f"{ident} has the tree of {match}: its evaluation "
+                                           f"({note.status}) is reused, not run again")
 
     def _note(self, stage: Stage, commit: str) -> Evaluation | None:
         return _read_note(self.store, stage.ref, commit)
@@ -558,6 +594,8 @@ class Evolution:
         if result is None:  # cannot happen after _evaluate; keep the ledger honest if it does
             return {**row, "commit": commit, "status": "missing"}, None
         row.update(commit=commit, status=result.status, objectives=result.objectives)
+        if result.reused:
+            row["reused"] = result.reused["id"]
         if result.error:
             row["error"] = _first_line(result.error)
         return row, (self._member(spec.id, commit, result) if result.ok else None)
@@ -599,7 +637,8 @@ class Evolution:
                 "offspring": len(rows), "statuses": dict(statuses),
                 "valid": sum(statuses[s] for s in VALID),
                 "valid_rate": sum(statuses[s] for s in VALID) / len(rows) if rows else 1.0,
-                "rejected": dict(rejected), "seconds": {k: round(v, 3) for k, v in
+                "rejected": dict(rejected), "reused": sum("reused" in r for r in rows),
+                "seconds": {k: round(v, 3) for k, v in
                                                        seconds.items()},
                 "tokens": usage.total_tokens, "cost": usage.cost, "llm": asdict(usage),
                 "llm_total": asdict(usage + Usage(**(previous.stats.get("llm_total", {})
@@ -622,6 +661,24 @@ class Evolution:
             return self.config.path.read_text()
         except OSError:
             return ""
+
+
+_INDIVIDUAL = re.compile(r"g\d{3,}-\d{3,}")  # not best, not the ledger
+
+
+def _evaluated_trees(store: Store, run: str) -> dict[str, tuple[str, str, Evaluation]]:
+    """Tree id -> (id, commit, fitness note) of every individual of `run` evaluated so far
+    (the first one, where several share a tree)."""
+    notes = store.read_notes(notes_ref(run))
+    prefix = individual_ref(run, "")
+    found: dict[str, tuple[str, str, Evaluation]] = {}
+    for ref, commit in sorted(store.refs_under(prefix).items()):
+        text = notes.get(commit)
+        if text is not None and _INDIVIDUAL.fullmatch(ref[len(prefix):]):
+            note = Evaluation.from_dict(json.loads(text))
+            if note.reused is None:  # the evaluation itself, not a copy of it
+                found.setdefault(store.tree_id(commit), (ref[len(prefix):], commit, note))
+    return found
 
 
 def _read_note(store: Store, ref: str, commit: str) -> Evaluation | None:

@@ -31,6 +31,9 @@ class Evaluation:
     rungs: list[dict[str, Any]] = field(default_factory=list)
     # the fitness command's learning curve ({progress}), as it reported it
     curve: list[dict[str, float]] = field(default_factory=list)
+    # the earlier individual ({"id", "commit"}) whose tree this one has, and whose
+    # evaluation it carries instead of being trained again
+    reused: dict[str, str] | None = None
     # keys this version does not know (newer gitevo, other tools): kept as they were read
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -40,7 +43,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("rungs", "curve"):
+        for optional in ("rungs", "curve", "reused"):
             if not data[optional]:
                 del data[optional]  # notes of runs without them read as they always did
         return {**data.pop("unknown"), **data}

@@ -59,7 +59,21 @@ class Guide:
     events: Events = field(default_factory=Events)
     evidence: Evidence | None = None  # what the run learned before this generation
     task: str = ""  # the task file's text, filled from the config
+    # id -> commit of the current population: a child that restates one is refused
+    population: dict[str, str] = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local, repr=False)
+    # this generation's children so far (id -> commit), and the lock that checks a new
+    # one against them and adds it in one step
+    _siblings: dict[str, str] = field(default_factory=dict, repr=False)
+    _claims: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _forms(self, store: Store) -> operators.Forms | None:
+        """This thread's normal forms, when duplicates are refused."""
+        if not self.config.evolution.dedupe:
+            return None
+        if getattr(self._local, "forms", None) is None:
+            self._local.forms = operators.Forms(store, self.config.genes.files)
+        return self._local.forms
 
     def _store(self) -> Store:
         """This thread's Store, opened on its first proposal."""
@@ -109,6 +123,7 @@ class Guide:
                 return Outcome(commit, None, usage=usage, validated=error is None)
             if turn_number == turns:
                 return Outcome(None, error, usage=usage)
+            self._siblings.pop(spec.id, None)  # its next turn replaces this try
             request = _with_repair(request, reply.text, prompts.repair(error, self.library))
         raise AssertionError("unreachable: the last turn returns")
 
@@ -142,8 +157,11 @@ class Guide:
                                           f"of {name}", found.rationale,
                                           prompt=_prompt_name(prompt), model=self.client.model,
                                           temperature=spec.temperature)
-            commit = operators.build_child(store, self.config, self.run, generation, spec,
-                                           parents, proposal)
+            with self._claims:  # two siblings with the same code: the second is refused
+                commit = operators.build_child(store, self.config, self.run, generation,
+                                               spec, parents, proposal, self._forms(store),
+                                               {**self.population, **self._siblings})
+                self._siblings[spec.id] = commit
         except PatchError as exc:
             return None, f"{exc.reason}: {exc}"
         failed = self._validate(store, spec, commit, turn)

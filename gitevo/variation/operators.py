@@ -10,11 +10,12 @@ from __future__ import annotations
 import difflib
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gitevo.config import Config
 from gitevo.store.gitstore import Store, notes_ref
-from gitevo.variation import genome, offline, patch
+from gitevo.variation import genome, normalize, offline, patch
 from gitevo.variation.spec import CROSSOVER, Spec
 
 
@@ -45,10 +46,13 @@ def propose_offline(store: Store, spec: Spec, parents: list[str]) -> Proposal:
 
 
 def build_child(store: Store, config: Config, run: str, generation: int, spec: Spec,
-                parents: list[str], proposal: Proposal) -> str:
+                parents: list[str], proposal: Proposal, forms: Forms | None = None,
+                others: Mapping[str, str] | None = None) -> str:
     """Apply the proposal to the first parent's tree and write the commit; returns its id.
 
-    Raises patch.PatchError (with a reason) when the proposal cannot become an individual.
+    Raises patch.PatchError (with a reason) when the proposal cannot become an individual:
+    among others "duplicate", when the result does what its parent, or one of `others`
+    (id -> commit: the population, earlier siblings), already does (see `Forms`).
     """
     path, name = spec.block.split("::", 1)
     base = {f: store.read_file(parents[0], f) for f in config.genes.files}
@@ -60,7 +64,50 @@ def build_child(store: Store, config: Config, run: str, generation: int, spec: S
     tree = store.tree_with(parents[0], changed)
     if tree == store.tree_id(parents[0]):
         raise patch.PatchError("no-change", f"{spec.id}: the proposal changes nothing")
+    if forms is not None:
+        forms.refuse_duplicate(spec, {**files, **changed}, parents[0], others or {})
     return store.commit(tree, parents, commit_message(run, generation, spec, proposal))
+
+
+class Forms:
+    """The gene files' normal forms (variation/normalize.py) of the commits met so far,
+    to refuse a child that only rewrites what its parent, or another individual, does:
+    comments, docstrings, formatting or local names changed, nothing else."""
+
+    def __init__(self, store: Store, gene_files: tuple[str, ...]):
+        self.store, self.gene_files = store, gene_files
+        self._known: dict[str, tuple] = {}  # commit -> its files' normal forms
+
+    def of_files(self, files: Mapping[str, str]) -> tuple:
+        return tuple((f, _form(f, files.get(f))) for f in self.gene_files)
+
+    def of_commit(self, commit: str) -> tuple:
+        if commit not in self._known:
+            self._known[commit] = self.of_files(
+                {f: text for f in self.gene_files
+                 if (text := self.store.read_file(commit, f)) is not None})
+        return self._known[commit]
+
+    def refuse_duplicate(self, spec: Spec, files: Mapping[str, str], parent: str,
+                         others: Mapping[str, str]) -> None:
+        """Raise PatchError("duplicate") when `files` do what `parent` or one of `others`
+        does, naming which."""
+        mine = self.of_files(files)
+        matched = ("its parent " + spec.parents[0] if mine == self.of_commit(parent) else
+                   next((ident for ident, commit in others.items()
+                         if ident not in spec.parents[:1] and mine == self.of_commit(commit)),
+                        None))
+        if matched is not None:
+            raise patch.PatchError(
+                "duplicate", f"{spec.id}: the change does nothing new: apart from comments, "
+                f"docstrings, formatting and local names, the result is the same code as "
+                f"{matched} (make a change that alters what the code computes)")
+
+
+def _form(path: str, text: str | None) -> str | None:
+    if text is None or not path.endswith(".py"):
+        return text
+    return normalize.normal_form(text) or text
 
 
 def imports_like_parent(store: Store, gene_files: tuple[str, ...], run: str,
