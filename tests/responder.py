@@ -41,10 +41,13 @@ def answer_mutation(turn: str, name: str, path: str, rng: random.Random) -> str:
             f"the fit without adding cost.\n\n```diff\n{diff}```\n\nThis keeps the signature.")
 
 
-def answer_crossover(turn: str, name: str) -> str:
+def answer_crossover(turn: str, name: str, rng: random.Random) -> str:
     _a, b = python_fences(turn)[-2:]  # the parents' versions come last (after inspiration)
-    return (f"Parent B's `{name}` scores better, so the merge keeps its version.\n\n"
-            f"```python\n{b}\n```\n")
+    # B's version alone would be B itself where the parents differ only here: a merge
+    # that adds nothing, which gitevo refuses as a duplicate; so B's, retuned a little
+    merged = mutated(b, name, rng).rstrip("\n")
+    return (f"Parent B's `{name}` scores better, so the merge starts from its version and "
+            f"retunes its constants.\n\n```python\n{merged}\n```\n")
 
 
 def answer_broken(turn: str) -> str:
@@ -86,7 +89,7 @@ def answer(prompt: str, sloppy: int = 0) -> str:
         return answer_broken(first_turn)
     crossover = re.search(r"Combine two versions of `(\w+)`", first_turn)
     if crossover:
-        return answer_crossover(first_turn, crossover.group(1))
+        return answer_crossover(first_turn, crossover.group(1), rng)
     name = re.search(r"(?:The block to change is|apply the same idea to) `(\w+)`",
                      first_turn).group(1)
     return answer_mutation(first_turn, name, path, rng)
