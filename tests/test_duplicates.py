@@ -50,6 +50,32 @@ def test_rewrites_that_change_nothing_share_the_normal_form(rewrite):
     assert normal_form(rewrite(SEED)) == normal_form(SEED)
 
 
+NESTED = """
+def build(sizes, scale=2):
+    layers = []
+
+    def block(n):
+        layers = [n * scale]
+        return layers
+
+    for size in sizes:
+        layers += block(size)
+    return lambda x: [x * w for w in layers]
+"""
+
+
+def test_each_nested_scope_renames_its_own_locals():
+    """The outer `layers` and the inner one are different variables: renaming only one
+    of them (as a careful rewrite may) changes nothing; swapping what one reads does."""
+    inner = NESTED.replace("        layers = [n * scale]\n        return layers",
+                           "        out = [n * scale]\n        return out")
+    outer = NESTED.replace("    layers = []", "    acc = []").replace(
+        "        layers += block", "        acc += block").replace("in layers]", "in acc]")
+    assert normal_form(inner) == normal_form(NESTED) == normal_form(outer)
+    assert normal_form(NESTED.replace("[n * scale]", "[n * sizes]")) != normal_form(NESTED)
+    assert normal_form(NESTED.replace("x * w for w", "x + w for w")) != normal_form(NESTED)
+
+
 @pytest.mark.parametrize("change", [
     lambda s: s.replace("scale=1.0", "scale=1.5"),  # one hyperparameter
     lambda s: s.replace("bias=0.1", "bias=0.2"),

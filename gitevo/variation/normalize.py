@@ -16,6 +16,7 @@ from gitevo.variation import genome
 
 # statements and clauses that carry the name they bind as `.name`
 _NAMED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ExceptHandler)
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)  # each renames its own names
 
 def normal_form(source: str) -> str | None:
     """The file's normal form, or None when it does not parse (compare it as text)."""
@@ -53,27 +54,59 @@ def _outermost(body: list[ast.stmt]) -> list[ast.FunctionDef | ast.AsyncFunction
     return found
 
 
-def _rename_locals(function: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-    """Rename, in place, the names `function` (with everything nested in it) binds for
-    itself, to _l0, _l1, ... in the order ast.walk meets them."""
-    kept = {a.arg for node in ast.walk(function) if isinstance(node, ast.arguments)
-            for a in [*node.posonlyargs, *node.args, *node.kwonlyargs,
-                      *filter(None, [node.vararg, node.kwarg])]}
-    for node in ast.walk(function):
+def _rename_locals(function: ast.AST, outer: dict[str, str] | None = None,
+                   depth: int = 0) -> None:
+    """Rename, in place, the names `function` binds in its own scope to _<depth>_<i>, in
+    the order of their first appearance; names it only reads keep the enclosing
+    function's renaming (`outer`); nested functions and lambdas get their own, in turn."""
+    kept = _parameters(function)
+    for node in _own(function):
         if isinstance(node, (ast.Global, ast.Nonlocal)):
             kept.update(node.names)
-    bound: dict[str, str] = {}
-    for node in ast.walk(function):
+    mapping = {k: v for k, v in (outer or {}).items() if k not in kept}
+    fresh: set[str] = set()  # bound here: a local of this scope, whatever encloses it
+    for node in _own(function):
         name = _bound_name(node)
-        if node is not function and name and name not in kept and name not in bound:
-            bound[name] = f"_l{len(bound)}"
-    for node in ast.walk(function):
-        if isinstance(node, ast.Name) and node.id in bound:
-            node.id = bound[node.id]
-        elif node is not function and isinstance(node, _NAMED) and node.name in bound:
-            node.name = bound[node.name]
-        elif isinstance(node, ast.alias) and (node.asname or node.name) in bound:
-            node.asname = bound[node.asname or node.name]
+        if name and name not in kept and name not in fresh:
+            mapping[name] = f"_{depth}_{len(fresh)}"
+            fresh.add(name)
+    nested = []
+    for node in _own(function):
+        if isinstance(node, ast.Name) and node.id in mapping:
+            node.id = mapping[node.id]
+        elif isinstance(node, _NAMED) and node.name in mapping:
+            node.name = mapping[node.name]
+        elif isinstance(node, ast.alias) and (node.asname or node.name) in mapping:
+            node.asname = mapping[node.asname or node.name]
+        if isinstance(node, _SCOPES):
+            nested.append(node)
+    for inner in nested:
+        _rename_locals(inner, mapping, depth + 1)
+
+
+def _parameters(function: ast.AST) -> set[str]:
+    args = function.args
+    return {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs,
+                            *filter(None, [args.vararg, args.kwarg])]}
+
+
+def _own(function: ast.AST):
+    """The nodes of `function`'s own scope: its body, down to (and including) the nested
+    functions, lambdas and classes it defines, but not into their bodies."""
+    roots = function.body if isinstance(function.body, list) else [function.body]
+    stack = list(reversed(roots))
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, _SCOPES):
+            # decorators and defaults are evaluated here; the body is the inner scope's
+            inner = [*getattr(node, "decorator_list", []), *node.args.defaults,
+                     *filter(None, node.args.kw_defaults)]
+        elif isinstance(node, ast.ClassDef):
+            inner = [*node.decorator_list, *node.bases]  # its body: attributes, kept
+        else:
+            inner = list(ast.iter_child_nodes(node))
+        stack.extend(reversed(inner))
 
 
 def _bound_name(node: ast.AST) -> str | None:
