@@ -257,10 +257,8 @@ class Evolution:
                 continue
             parents = [commits[p] for p in spec.parents]
             try:
-                proposal = operators.propose_offline(self.store, spec, parents)
-                child = operators.build_child(self.store, self.config, self.run,
-                                              plan.generation, spec, parents, proposal,
-                                              forms, others)
+                child = operators.build_offline(self.store, self.config, self.run,
+                                                plan.generation, spec, parents, forms, others)
             except PatchError as exc:
                 spec.rejected = f"{exc.reason}: {exc}"
                 self.events.emit("rejected", id=spec.id, operator=spec.operator,

@@ -7,6 +7,7 @@ it touched only its gene block, and a commit whose trailers say what was done.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import random
@@ -67,6 +68,26 @@ def build_child(store: Store, config: Config, run: str, generation: int, spec: S
     if forms is not None:
         forms.refuse_duplicate(spec, {**files, **changed}, parents[0], others or {})
     return store.commit(tree, parents, commit_message(run, generation, spec, proposal))
+
+
+OFFLINE_TRIES = 4  # random edits drawn again when one only repeats existing code
+
+
+def build_offline(store: Store, config: Config, run: str, generation: int, spec: Spec,
+                  parents: list[str], forms: Forms | None,
+                  others: Mapping[str, str]) -> str:
+    """An offline child: random edits drawn again (from the next seed) while they only
+    repeat what an individual already does, as an LLM would be asked again."""
+    for attempt in range(OFFLINE_TRIES):
+        drawn = dataclasses.replace(spec, seed=spec.seed + 1_000_003 * attempt)
+        try:
+            return build_child(store, config, run, generation, spec, parents,
+                               propose_offline(store, drawn, parents), forms, others)
+        except patch.PatchError as exc:
+            if exc.reason != "duplicate" or spec.operator == CROSSOVER \
+                    or attempt == OFFLINE_TRIES - 1:
+                raise  # a crossover swaps the same block whatever the seed
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 class Forms:
