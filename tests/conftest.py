@@ -105,6 +105,17 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return proc.stdout
 
 
+def committed_repo(repo: Path, files: dict[str, str]) -> Path:
+    """A new repository at `repo` whose one commit holds `files` (name -> text)."""
+    repo.mkdir(parents=True)
+    git(repo, "init", "-q", "-b", "main")
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "start")
+    return repo
+
+
 def cli(*args: str, expect: int = 0) -> str:
     """Invoke the gitevo CLI in process; assert its exit code; return its output."""
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli, copy_repo, git
+from tests.conftest import cli, committed_repo, copy_repo, git
 
 # (section, key, TOML value or None to delete the key, what the message must name)
 KEYS = [
@@ -175,12 +175,7 @@ def test_gene_files_with_nothing_to_evolve_stop_init(tmp_path):
 
 
 def test_a_fitness_command_that_does_not_exist(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "model.py").write_text("def f():\n    return 1\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "seed")
+    repo = committed_repo(tmp_path / "repo", {"model.py": "def f():\n    return 1\n"})
     out = run_gitevo(repo, "init", "--files", "model.py", "--fitness",
                      "no-such-trainer --metrics {metrics}", "--objective", "accuracy:max")
     assert out.returncode == 2, out.stderr

@@ -17,7 +17,7 @@ from gitevo.store.gitstore import Store, ledger_ref, llm_notes_ref
 from gitevo.store.individuals import load_all
 from gitevo.variation import sections, task
 from gitevo.variation.prompts import PromptLibrary
-from tests.conftest import cli, git
+from tests.conftest import cli, committed_repo, git
 
 RESPONDER = Path(__file__).with_name("responder.py")
 PROMPT = """
@@ -252,12 +252,7 @@ def test_a_long_task_is_cut_at_a_line_and_says_so(tmp_path):
 def test_init_says_where_the_task_goes_and_checks_a_template_task(tmp_path):
     out = cli("init", str(tmp_path / "toy"), "--template", "toy", "--no-eval")
     assert "task.md" not in out  # the template ships a usable one
-    repo = tmp_path / "own"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "m.py").write_text("def f(x):\n    return x\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "code")
+    repo = committed_repo(tmp_path / "own", {"m.py": "def f(x):\n    return x\n"})
     out = cli("-C", str(repo), "init", "--files", "m.py", "--fitness",
               "python -c 'print(1)' {metrics}", "--objective", "acc:max", "--no-eval")
     assert "gitevo: no .gitevo/task.md yet: with an LLM, describe the task there" in out

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gitevo.store.gitstore import Store
-from tests.conftest import cli, git
+from tests.conftest import cli, committed_repo, git
 
 FITNESS = """
 import json, sys
@@ -22,14 +22,8 @@ json.dump({"score": model.VALUE * 2.0}, open(sys.argv[1], "w"))
 
 @pytest.fixture
 def plain_repo(tmp_path) -> Path:
-    repo = tmp_path / "plain"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    (repo / "model.py").write_text("VALUE = 3\n\n\ndef f(x):\n    return x + 1\n")
-    (repo / "score.py").write_text(FITNESS)
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "start")
-    return repo
+    return committed_repo(tmp_path / "plain", {
+        "model.py": "VALUE = 3\n\n\ndef f(x):\n    return x + 1\n", "score.py": FITNESS})
 
 
 def _refs(repo: Path) -> list[str]:
