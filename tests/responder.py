@@ -42,7 +42,9 @@ def answer_mutation(turn: str, name: str, path: str, rng: random.Random) -> str:
 
 
 def answer_crossover(turn: str, name: str, rng: random.Random) -> str:
-    _a, b = python_fences(turn)[-2:]  # the parents' versions come last (after inspiration)
+    a, b = python_fences(turn)[-2:]  # the parents' versions come last (after inspiration)
+    if a == b:  # nothing to merge: B's text is A's, and gitevo refuses it as no change
+        return f"Both parents agree on `{name}`, so the merge keeps it.\n\n```python\n{b}\n```\n"
     # B's version alone would be B itself where the parents differ only here: a merge
     # that adds nothing, which gitevo refuses as a duplicate; so B's, retuned a little
     merged = mutated(b, name, rng).rstrip("\n")
