@@ -18,10 +18,10 @@ from gitevo.store import ledger
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import NOTES_PREFIX, Store, notes_ref
 from gitevo.store.ledger import Generation, Member
+from gitevo.variation import operators
 
 SUMMARY_CHARS = 220  # a one-line summary of an attempt, at most
 REASON_CHARS = 240  # a failure's one-line reason, at most
-_TRAILER = re.compile(r"^Gitevo-[\w-]+: ")
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ class _Reader:
     def attempt(self, generation: int, row: dict, entered: bool) -> Attempt:
         parent = (row.get("parents") or [""])[0]
         base = {"id": row["id"], "generation": generation, "block": row.get("block", ""),
-                "operator": row.get("operator", ""),
-                "prompt": _prompt_name(row), "parent": parent, "entered": entered}
+                "operator": row.get("operator", ""), "parent": parent, "entered": entered,
+                "prompt": operators.prompt_label(row.get("template", ""), row.get("persona"))}
         commit = row.get("commit")
         if row.get("status") == "rejected" or commit is None:
             return Attempt(**base, summary="(its answer never applied, so nothing was "
@@ -164,10 +164,10 @@ class _Reader:
     def summary(self, commit: str) -> str:
         """The commit subject's summary, then the first sentence of its rationale (one of
         them alone where the subject is that sentence, whole or cut short)."""
-        lines = self.store.message(commit).strip().splitlines()
-        subject = lines[0].split("): ", 1)[-1] if lines else ""
-        body = " ".join(line.strip() for line in lines[1:]
-                        if line.strip() and not _TRAILER.match(line))
+        message = self.store.message(commit)
+        subject = message.strip().partition("\n")[0].split("): ", 1)[-1]
+        body = " ".join(line.strip() for line in operators.rationale(message).splitlines()
+                        if line.strip())
         first = re.split(r"(?<=[.!?])\s", body, maxsplit=1)[0] if body else ""
         if not first or _plain(first).startswith(_plain(subject)):
             return _cut(first or subject, SUMMARY_CHARS)
@@ -177,11 +177,6 @@ class _Reader:
 def _plain(text: str) -> str:
     """Text compared without quotes, backticks, a trailing ellipsis or full stop."""
     return text.replace("`", "").rstrip(".").removesuffix("...").strip()
-
-
-def _prompt_name(row: dict) -> str:
-    template, persona = row.get("template", ""), row.get("persona", "none")
-    return template if persona in ("", "none", None) else f"{template}+{persona}"
 
 
 def _cut(text: str, limit: int) -> str:

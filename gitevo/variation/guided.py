@@ -13,7 +13,6 @@ are not shared between threads) and keeps it for the proposals it runs after.
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 import threading
 import time
@@ -34,8 +33,6 @@ from gitevo.variation import genome, operators, prompts, responses, sections
 from gitevo.variation.evidence import Evidence
 from gitevo.variation.patch import PatchError
 from gitevo.variation.spec import CROSSOVER, EOT, Spec
-
-_TRAILER = re.compile(r"^Gitevo-[\w-]+: ")
 
 
 @dataclass
@@ -153,10 +150,10 @@ class Guide:
         source = store.read_file(parents[0], path) or ""
         try:
             found = responses.extract(answer, path=path, block_name=name, source=source)
+            label = operators.prompt_label(prompt.template, prompt.persona)
             proposal = operators.Proposal(found.diff, found.summary or f"{spec.operator} "
-                                          f"of {name}", found.rationale,
-                                          prompt=_prompt_name(prompt), model=self.client.model,
-                                          temperature=spec.temperature)
+                                          f"of {name}", found.rationale, prompt=label,
+                                          model=self.client.model, temperature=spec.temperature)
             with self._claims:  # two siblings with the same code: the second is refused
                 commit = operators.build_child(store, self.config, self.run, generation,
                                                spec, parents, proposal, self._forms(store),
@@ -263,8 +260,8 @@ class Guide:
         seed_text = genome.get_block(store.read_file(self.seed, path) or "", name, path).text
         elite_text = genome.get_block(store.read_file(elite.commit, path) or "", name,
                                       path).text
-        rationales = [_body(store.message(c)) for c in store.commits_between(self.seed,
-                                                                              elite.commit)]
+        rationales = [operators.rationale(store.message(c))
+                      for c in store.commits_between(self.seed, elite.commit)]
         return prompts.Lesson(block=spec.lesson, seed_text=seed_text, elite_text=elite_text,
                               seed_objectives=self.seed_objectives,
                               elite_objectives=elite.objectives,
@@ -280,13 +277,3 @@ def _with_repair(request: Request, answer: str, repair: str) -> Request:
                    request.stable_prefix)
 
 
-def _prompt_name(prompt: prompts.Prompt) -> str:
-    return prompt.template if prompt.persona in ("", "none") else \
-        f"{prompt.template}+{prompt.persona}"
-
-
-def _body(message: str) -> str:
-    """A commit message without its subject and trailers: the rationale it recorded."""
-    lines = message.strip().splitlines()[1:]
-    kept = [line for line in lines if not _TRAILER.match(line)]
-    return "\n".join(kept).strip()

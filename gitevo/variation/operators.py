@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -173,6 +174,22 @@ def _touched_by_lines(old: str, new: str) -> set[str]:
         hits = {name for start, end, name in spans if i1 < end and i2 >= start}
         touched |= hits or {"<module>"}
     return touched
+
+
+_TRAILER = re.compile(r"^Gitevo-[\w-]+: ")
+
+
+def rationale(message: str) -> str:
+    """What `commit_message` put between the subject and the trailers: the reasons the
+    proposal gave."""
+    lines = message.strip().splitlines()[1:]
+    return "\n".join(line for line in lines if not _TRAILER.match(line)).strip()
+
+
+def prompt_label(template: str, persona: str | None) -> str:
+    """"mutation/reduce_params+expert", or the template alone without a persona: the
+    Gitevo-Prompt trailer."""
+    return template if persona in ("", "none", None) else f"{template}+{persona}"
 
 
 def commit_message(run: str, generation: int, spec: Spec, proposal: Proposal) -> str:
