@@ -35,10 +35,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gitevo.pipeline.cascade import rung_ref, spearman, training_seconds  # noqa: E402
+from gitevo.pipeline.cascade import spearman, training_seconds  # noqa: E402
 from gitevo.store import ledger  # noqa: E402
 from gitevo.store.fitness import Evaluation  # noqa: E402
-from gitevo.store.gitstore import Store, notes_ref  # noqa: E402
+from gitevo.store.gitstore import (  # noqa: E402
+    Store,
+    notes_ref,
+    rung_ref,  # noqa: E402
+)
 
 
 def gitevo(*args: str, cwd: Path | None = None) -> None:

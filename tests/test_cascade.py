@@ -17,11 +17,10 @@ import pytest
 from gitevo import config as cfg
 from gitevo.config import ConfigError, Rung
 from gitevo.pipeline import cascade, selection
-from gitevo.pipeline.cascade import rung_ref
 from gitevo.pipeline.plan import SEED_ID
 from gitevo.store import ledger
 from gitevo.store.fitness import VALID, Evaluation
-from gitevo.store.gitstore import Store, individual_ref, notes_ref
+from gitevo.store.gitstore import Store, individual_ref, notes_ref, rung_ref
 from tests.conftest import cli, git, gitevo_process, load_bench
 
 faults = load_bench("faults")  # its check of promotions against their rules

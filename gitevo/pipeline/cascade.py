@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from gitevo.config import Config, Rung
 from gitevo.pipeline import selection
 from gitevo.store.fitness import Evaluation
-from gitevo.store.gitstore import NOTES_PREFIX, notes_ref
+from gitevo.store.gitstore import notes_ref, rung_ref
 
 SCREENED = "screened"
 
@@ -46,15 +46,6 @@ def stages(config: Config, run: str) -> list[Stage]:
            for i, rung in enumerate(fitness.rungs, start=1)]
     return out + [Stage(len(out) + 1, notes_ref(run), fitness.fidelity, dict(fitness.vars),
                         None)]
-
-
-def rung_ref(run: str, number: int) -> str:
-    return f"{NOTES_PREFIX}{run}-rung{number}"
-
-
-def promoted_ref(run: str, number: int) -> str:
-    """Where rung `number`'s promotions are recorded, each before its evaluation starts."""
-    return f"{rung_ref(run, number)}-promoted"
 
 
 def promote(results: dict[str, Evaluation], rung: Rung, config: Config, seed: int,

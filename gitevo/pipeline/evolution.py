@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -40,9 +39,9 @@ from gitevo.pipeline.producer import (
     validated_when_proposed,
 )
 from gitevo.pipeline.timesplit import Timeline
-from gitevo.store import ledger
+from gitevo.store import individuals, ledger
 from gitevo.store.fitness import VALID, Evaluation
-from gitevo.store.gitstore import Store, individual_ref, notes_ref
+from gitevo.store.gitstore import Store, individual_ref, notes_ref, promoted_ref
 from gitevo.store.ledger import Generation, Member
 from gitevo.variation import evidence, operators, task
 from gitevo.variation.evidence import Evidence
@@ -419,7 +418,7 @@ class Evolution:
             early = remaining != 0
             record = json.dumps({"rung": stage.number, "early": early, "among": scored,
                                  "remaining": remaining}, sort_keys=True) + "\n"
-            self.store.write_notes(cascade.promoted_ref(self.run, stage.number),
+            self.store.write_notes(promoted_ref(self.run, stage.number),
                                    {self.commit_of(i): record for i in new},
                                    f"gitevo: rung {stage.number} promotes {', '.join(new)}")
             for ident in new:
@@ -428,7 +427,7 @@ class Evolution:
 
     def _promoted(self, stage: Stage, idents: list[str]) -> dict[str, dict]:
         """The recorded promotions from `stage` among `idents`."""
-        ref = cascade.promoted_ref(self.run, stage.number)
+        ref = promoted_ref(self.run, stage.number)
         return {i: json.loads(text) for i in idents
                 if (text := self.store.read_note(ref, self.commit_of(i))) is not None}
 
@@ -661,21 +660,17 @@ class Evolution:
             return ""
 
 
-_INDIVIDUAL = re.compile(r"g\d{3,}-\d{3,}")  # not best, not the ledger
-
-
 def _evaluated_trees(store: Store, run: str) -> dict[str, tuple[str, str, Evaluation]]:
     """Tree id -> (id, commit, fitness note) of every individual of `run` evaluated so far
     (the first one, where several share a tree)."""
     notes = store.read_notes(notes_ref(run))
-    prefix = individual_ref(run, "")
     found: dict[str, tuple[str, str, Evaluation]] = {}
-    for ref, commit in sorted(store.refs_under(prefix).items()):
+    for ident, commit in individuals.commits(store, run).items():
         text = notes.get(commit)
-        if text is not None and _INDIVIDUAL.fullmatch(ref[len(prefix):]):
+        if text is not None:
             note = Evaluation.from_dict(json.loads(text))
             if note.reused is None:  # the evaluation itself, not a copy of it
-                found.setdefault(store.tree_id(commit), (ref[len(prefix):], commit, note))
+                found.setdefault(store.tree_id(commit), (ident, commit, note))
     return found
 
 

@@ -73,6 +73,16 @@ def llm_notes_ref(run: str) -> str:
     return f"{NOTES_PREFIX}{run}-llm"
 
 
+def rung_ref(run: str, number: int) -> str:
+    """Where screening rung `number` of a fidelity cascade keeps its results."""
+    return f"{NOTES_PREFIX}{run}-rung{number}"
+
+
+def promoted_ref(run: str, number: int) -> str:
+    """Where rung `number`'s promotions are recorded, each before its evaluation starts."""
+    return f"{rung_ref(run, number)}-promoted"
+
+
 class Store:
     """A git repository as gitevo's database."""
 

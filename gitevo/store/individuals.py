@@ -31,18 +31,19 @@ class Individual:
         return self.evaluation.status if self.evaluation else "pending"
 
 
+def commits(store: Store, run: str) -> dict[str, str]:
+    """Every individual's commit, keyed by id, oldest first (refs only: no messages read)."""
+    prefix = f"{BRANCH_PREFIX}{run}/"
+    return {ref[len(prefix):]: commit for ref, commit in sorted(store.refs_under(prefix).items())
+            if _ID.match(ref[len(prefix):])}
+
+
 def load_all(store: Store, run: str) -> dict[str, Individual]:
     """Every individual of a run, keyed by id, oldest first."""
     notes = store.read_notes(notes_ref(run))
-    prefix = f"{BRANCH_PREFIX}{run}/"
-    found = {}
-    for ref, commit in sorted(store.refs_under(prefix).items()):
-        ident = ref[len(prefix):]
-        match = _ID.match(ident)
-        if match:
-            found[ident] = _individual(store, ident, int(match.group(1)), commit,
-                                       notes.get(commit))
-    return found
+    return {ident: _individual(store, ident, int(_ID.match(ident).group(1)), commit,
+                               notes.get(commit))
+            for ident, commit in commits(store, run).items()}
 
 
 def _individual(store: Store, ident: str, generation: int, commit: str,

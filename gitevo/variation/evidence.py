@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from gitevo.config import Config
 from gitevo.store import ledger
 from gitevo.store.fitness import Evaluation
-from gitevo.store.gitstore import NOTES_PREFIX, Store, notes_ref
+from gitevo.store.gitstore import Store, notes_ref, rung_ref
 from gitevo.store.ledger import Generation, Member
 from gitevo.variation import operators
 
@@ -116,7 +116,7 @@ class _Reader:
             text = self.notes.get(commit)
         else:
             if rung not in self._rungs:
-                self._rungs[rung] = self.store.read_notes(f"{NOTES_PREFIX}{self.run}-rung{rung}")
+                self._rungs[rung] = self.store.read_notes(rung_ref(self.run, rung))
             text = self._rungs[rung].get(commit)
         return Evaluation.from_dict(json.loads(text)) if text else None
 
