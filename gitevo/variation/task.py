@@ -17,8 +17,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from gitevo.config import PLACEHOLDER, Config
-from gitevo.execution.job import make_job, run_sandboxed
+from gitevo.config import Config
+from gitevo.execution.job import expand, make_job, run_sandboxed
 from gitevo.store.gitstore import Store
 from gitevo.variation.prompts import placeholders
 
@@ -129,10 +129,8 @@ def recipe(store: Store, config: Config, seed: str | None) -> str:
         store.export_tree(seed, tree)
         scratch.mkdir()
         job = dataclasses.replace(make_job(config, "recipe", tree), cache_writable=False)
-        values = {**job.variables, "fidelity": job.fidelity}
-        filled = PLACEHOLDER.sub(lambda m: shlex.quote(values.get(m.group(1), m.group(0))),
-                                 command)
         out = scratch / "recipe.txt"
+        filled = expand(command, job, out)  # config allows it {fidelity} and the vars
         outcome = run_sandboxed(f"( {filled} ) > {shlex.quote(str(out))}", job, scratch,
                                 RECIPE_TIMEOUT)
         text = out.read_text(encoding="utf-8", errors="replace") if out.exists() else ""
