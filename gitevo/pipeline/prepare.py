@@ -13,14 +13,12 @@ directory or `--data PATH` on shared storage).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
-from pathlib import Path
 
 from gitevo.config import Config
+from gitevo.execution.exported import exported
 from gitevo.execution.job import expand, make_job, run_sandboxed
 from gitevo.pipeline.plan import individual_id
-from gitevo.store.gitstore import Store, individual_ref, process_alive
+from gitevo.store.gitstore import Store, individual_ref
 
 
 class PrepareError(RuntimeError):
@@ -41,24 +39,12 @@ def prepare(store: Store, config: Config, commit: str) -> None:
     command = config.fitness.prepare
     if not command:
         return
-    home = store.state_dir / "prepare"
-    home.mkdir(parents=True, exist_ok=True)
-    for stale in home.iterdir():  # the exports of prepares whose gitevo was killed
-        owner = stale.name.split("-", 1)[0]
-        if owner.isdigit() and not process_alive(int(owner)):
-            store.remove_dir(stale)
-    work = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=home))
-    try:
-        tree, scratch = work / "tree", work / "tmp"
-        store.export_tree(commit, tree)
-        scratch.mkdir()
+    with exported(store, commit, "prepare") as (tree, scratch):
         job = make_job(config, "prepare", tree)
         job = dataclasses.replace(job, cache_writable=True, sandbox=dataclasses.replace(
             job.sandbox, network="allow"))
         outcome = run_sandboxed(expand(command, job, scratch / "prepare-metrics.json"), job,
                                 scratch, job.timeout, trusted=True)
-    finally:
-        store.remove_dir(work)
     if outcome.timed_out:
         raise PrepareError(f"[fitness] prepare exceeded {job.timeout:g}s: {outcome.last_line}")
     if outcome.returncode != 0:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import tempfile
 from pathlib import Path
 
 from gitevo.config import Config
+from gitevo.execution.exported import exported
 from gitevo.execution.job import expand, make_job, run_sandboxed
 from gitevo.store.gitstore import Store
 from gitevo.variation.prompts import placeholders
@@ -122,12 +122,7 @@ def recipe(store: Store, config: Config, seed: str | None) -> str:
     command = config.prompt.recipe
     if not command or seed is None:
         raise TaskError(f"{config.path}: [prompt] recipe: no command or no seed to run it on")
-    home = store.state_dir / "proposals" / "task"  # cleared by recovery after a crash
-    home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home) as work:
-        tree, scratch = Path(work) / "tree", Path(work) / "tmp"
-        store.export_tree(seed, tree)
-        scratch.mkdir()
+    with exported(store, seed, "recipe") as (tree, scratch):
         job = dataclasses.replace(make_job(config, "recipe", tree), cache_writable=False)
         out = scratch / "recipe.txt"
         filled = expand(command, job, out)  # config allows it {fidelity} and the vars
