@@ -36,7 +36,11 @@ class Entry:
     text: str
     provenance: str | None = None  # the note for the ledger commit
     usage: Usage = field(default_factory=Usage)
-    calls: int = 0
+
+    @property
+    def calls(self) -> int:
+        """The LLM calls it made: one wherever a conversation was recorded."""
+        return int(self.provenance is not None)
 
 
 def update(store: Store, config: Config, run: str, library: PromptLibrary, gen: Generation,
@@ -75,7 +79,7 @@ def update(store: Store, config: Config, run: str, library: PromptLibrary, gen: 
     if not text:
         events.emit("notice", message=f"the notebook call after generation {gen.generation} "
                                        "answered nothing: the notebook stays as it was")
-    return Entry(text or previous, json.dumps(record, indent=2) + "\n", reply.usage, 1)
+    return Entry(text or previous, json.dumps(record, indent=2) + "\n", reply.usage)
 
 
 def _clean(answer: str) -> str:

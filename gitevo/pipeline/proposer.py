@@ -86,8 +86,7 @@ class Worker:
         s = self.setup
         events = Events(lambda e: self.send(("event", e.kind, e.fields)))
         guide = Guide(s.root, s.config, s.run, self.client, s.library, s.seed,
-                      s.seed_objectives, events, evidence=s.evidence, task=s.task,
-                      population={m.id: m.commit for m in s.members.values()})
+                      s.seed_objectives, events, evidence=s.evidence, task=s.task)
         with self.client, ThreadPoolExecutor(self.client.settings.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
             try:

@@ -56,8 +56,6 @@ class Guide:
     events: Events = field(default_factory=Events)
     evidence: Evidence | None = None  # what the run learned before this generation
     task: str = ""  # the task file's text, filled from the config
-    # id -> commit of the current population: a child that restates one is refused
-    population: dict[str, str] = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     # this generation's children so far (id -> commit), and the lock that checks a new
     # one against them and adds it in one step
@@ -93,7 +91,9 @@ class Guide:
                            "parents": spec.parents, "elite": spec.elite,
                            "lesson": spec.lesson}, "turns": []}
         try:
-            outcome = self._converse(store, spec, generation, parents, prompt, request, record)
+            population = {m.id: m.commit for m in members.values()}
+            outcome = self._converse(store, spec, generation, parents, population, prompt,
+                                     request, record)
         except LLMError as exc:
             # a repair turn that failed outright still leaves the earlier turns' tokens spent
             exc.turns = record["turns"]
@@ -103,14 +103,15 @@ class Guide:
         return outcome
 
     def _converse(self, store: Store, spec: Spec, generation: int, parents: list[str],
-                  prompt: prompts.Prompt, request: Request, record: dict) -> Outcome:
+                  population: dict[str, str], prompt: prompts.Prompt, request: Request,
+                  record: dict) -> Outcome:
         usage = Usage()
         turns = 1 + self.config.llm.repair_turns
         for turn_number in range(1, turns + 1):
             reply = self._call(spec, turn_number, request)
             usage = usage + reply.usage
-            commit, error = self._attempt(store, spec, generation, parents, prompt, reply.text,
-                                          turn_number)
+            commit, error = self._attempt(store, spec, generation, parents, population,
+                                          prompt, reply.text, turn_number)
             record["turns"].append({"user": request.messages[-1].content, "response": reply.text,
                                     "stop_reason": reply.stop_reason, "attempts": reply.attempts,
                                     "usage": asdict(reply.usage), "seconds": reply.seconds,
@@ -143,9 +144,11 @@ class Guide:
         return reply
 
     def _attempt(self, store: Store, spec: Spec, generation: int, parents: list[str],
-                 prompt: prompts.Prompt, answer: str,
+                 population: dict[str, str], prompt: prompts.Prompt, answer: str,
                  turn: int) -> tuple[str | None, str | None]:
-        """(commit, None) when the answer applies and validates; else (commit or None, error)."""
+        """(commit, None) when the answer applies and validates; else (commit or None, error).
+        An answer whose code `population` (id -> commit) or a sibling already has is
+        refused as a duplicate."""
         path, name = spec.block.split("::", 1)
         source = store.read_file(parents[0], path) or ""
         try:
@@ -157,7 +160,7 @@ class Guide:
             with self._claims:  # two siblings with the same code: the second is refused
                 commit = operators.build_child(store, self.config, self.run, generation,
                                                spec, parents, proposal, self._forms(store),
-                                               {**self.population, **self._siblings})
+                                               {**population, **self._siblings})
                 self._siblings[spec.id] = commit
         except PatchError as exc:
             return None, f"{exc.reason}: {exc}"
