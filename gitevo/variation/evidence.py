@@ -61,7 +61,7 @@ class Evidence:
     seed: Scores
     members: dict[str, Scores]  # the current population, by id
     ranking: list[str]  # the population's ids, best first by the run's selection
-    attempts: dict[str, list[Attempt]]  # block ("path::Name") -> newest first
+    attempts: dict[str, list[Attempt]]  # block ("path::Name") -> the newest, newest first
     notebook: str = ""  # the notebook's text after the previous generation
     notebook_generation: int | None = None  # the generation that last wrote it
 
@@ -126,11 +126,17 @@ class _Reader:
                       note.fidelity if note else "")
 
     def attempts(self) -> dict[str, list[Attempt]]:
+        """Per block, its newest attempts, as many as a prompt shows ([prompt] history):
+        older ones are never read, however long the run."""
+        wanted = self.config.prompt.history
         found: dict[str, list[Attempt]] = {}
-        for gen in self.generations[1:]:
-            for attempt in self.children(gen):
-                found.setdefault(attempt.block, []).append(attempt)
-        return {block: list(reversed(items)) for block, items in found.items()}
+        for gen in reversed(self.generations[1:]):
+            entered = {m.id for m in gen.population}
+            for row in reversed(gen.offspring):
+                shown = found.setdefault(row.get("block", ""), [])
+                if len(shown) < wanted:
+                    shown.append(self.attempt(gen.generation, row, row["id"] in entered))
+        return {block: items for block, items in found.items() if items}
 
     def children(self, gen: Generation) -> list[Attempt]:
         entered = {m.id for m in gen.population}
