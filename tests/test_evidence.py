@@ -246,7 +246,7 @@ def test_a_long_task_is_cut_at_a_line_and_says_so(tmp_path):
     assert sections.tokens(cut) <= 100
     assert "[cut here to keep this section within its budget of 100 tokens]" in cut
     assert "line 0:" in cut and "line 39:" not in cut
-    assert sections.task_section(lib, config, "short") .endswith("short\n</task>")
+    assert sections.task_section(lib, config, "short").endswith("short\n</task>")
 
 
 def test_init_says_where_the_task_goes_and_checks_a_template_task(tmp_path):

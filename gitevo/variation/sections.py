@@ -11,7 +11,6 @@ and says so. Nothing here reads git: the same Evidence gives the same text.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from gitevo.config import Config
@@ -120,15 +119,8 @@ def _history(lib: PromptLibrary, config: Config, attempts: list[Attempt], name: 
     if not shown:
         return ""
     senses = {o.name: o.sense for o in config.objectives}
-    lines = [attempt_line(a, senses) for a in shown]
-
-    def render(kept: list[str], omitted: int) -> str:
-        note = (f"\n({omitted} older attempt{'s' if omitted != 1 else ''} left out to keep "
-                "this section within its budget.)") if omitted else ""
-        return lib.render(f"{SECTION}history", block_name=name, attempts="\n".join(kept),
-                          omitted=note)
-
-    return _drop_last(render, lines, config.prompt.tokens["history"])
+    return _listed(lib, "history", "attempts", [attempt_line(a, senses) for a in shown],
+                   "\n", "older attempt", config.prompt.tokens["history"], block_name=name)
 
 
 def attempt_line(a: Attempt, senses: dict[str, str], with_block: bool = False) -> str:
@@ -166,24 +158,23 @@ def _inspiration(lib: PromptLibrary, config: Config, versions: list[Version],
         return ""
     blocks = [f"{v.scores.id} ({format_fitness(v.scores.objectives)}):\n\n```python\n"
               f"{v.text.rstrip()}\n```" for v in versions]
-
-    def render(kept: list[str], omitted: int) -> str:
-        note = (f"\n\n({omitted} more version{'s' if omitted != 1 else ''} left out to keep "
-                "this section within its budget.)") if omitted else ""
-        return lib.render(f"{SECTION}inspiration", block_name=name,
-                          versions="\n\n".join(kept), omitted=note)
-
-    return _drop_last(render, blocks, config.prompt.tokens["inspiration"])
+    return _listed(lib, "inspiration", "versions", blocks, "\n\n", "more version",
+                   config.prompt.tokens["inspiration"], block_name=name)
 
 
 # ---- budgets --------------------------------------------------------------------------------
 
 
-def _drop_last(render: Callable[[list[str], int], str], items: list[str], budget: int) -> str:
-    """render(items, 0), or with the last items left out (and counted) until it fits; ""
-    when not even one fits."""
+def _listed(lib: PromptLibrary, section: str, listed: str, items: list[str], sep: str,
+            noun: str, budget: int, **fields: object) -> str:
+    """The section with `items` in its placeholder `listed`, the last ones left out, and
+    counted in {omitted}, until it fits its budget; "" when not even one fits."""
     for keep in range(len(items), 0, -1):
-        text = render(items[:keep], len(items) - keep)
+        omitted = len(items) - keep
+        note = (f"{sep}({omitted} {noun}{'s' if omitted != 1 else ''} left out to keep this "
+                "section within its budget.)") if omitted else ""
+        text = lib.render(f"{SECTION}{section}", **fields, **{listed: sep.join(items[:keep])},
+                          omitted=note)
         if tokens(text) <= budget:
             return text
     return ""
