@@ -30,14 +30,32 @@ def rebuild(store: Store, config: Config, run: str, ident: str,
             task_text: str | None = None) -> Prompt:
     """The prompt of individual `ident`, built again (`task_text`: the task as rendered
     for its run, to skip running the recipe command again)."""
+    return _build(store, config, run, ident, *_recorded(store, run, ident), task_text)
+
+
+def same_as_recorded(store: Store, config: Config, run: str, ident: str) -> bool:
+    """Whether the prompt built again equals the one the note recorded."""
+    commit, record = _recorded(store, run, ident)
+    prompt = _build(store, config, run, ident, commit, record, None)
+    return (prompt.system, prompt.stable, prompt.variable) == (
+        record["system"], record["stable"], record["turns"][0]["user"])
+
+
+def _recorded(store: Store, run: str, ident: str) -> tuple[str, dict]:
+    """The individual's commit and its provenance note, which must record its spec."""
     commit = store.resolve_ref(individual_ref(run, ident))
     note = store.read_note(llm_notes_ref(run), commit) if commit else None
     if note is None:
         raise ReplayError(f"{ident}: no LLM prompt was recorded for it in run {run!r}")
     record = json.loads(note)
-    asked = record.get("spec")
-    if not asked:
+    if not record.get("spec"):
         raise ReplayError(f"{ident}: its provenance note predates recorded prompt specs")
+    return commit, record
+
+
+def _build(store: Store, config: Config, run: str, ident: str, commit: str, record: dict,
+           task_text: str | None) -> Prompt:
+    asked = record["spec"]
     generation = int(store.trailers(commit)["Gitevo-Generation"])
     before = [g for g in ledger.history(store, run) if g.generation < generation]
     members = {m.id: m for m in before[-1].population}
@@ -56,12 +74,3 @@ def rebuild(store: Store, config: Config, run: str, ident: str,
     prompt, _shown = guide.prompt_for(store, spec, [members[p].commit for p in spec.parents],
                                       members)
     return prompt
-
-
-def same_as_recorded(store: Store, config: Config, run: str, ident: str) -> bool:
-    """Whether the prompt built again equals the one the note recorded."""
-    record = json.loads(store.read_note(llm_notes_ref(run),
-                                        store.resolve_ref(individual_ref(run, ident))))
-    prompt = rebuild(store, config, run, ident)
-    return (prompt.system, prompt.stable, prompt.variable) == (
-        record["system"], record["stable"], record["turns"][0]["user"])
