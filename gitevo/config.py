@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gitevo.core.errors import ConfigError as ConfigError  # where callers look for it
-from gitevo.llm.settings import LLMSettings
+from gitevo.llm.settings import LLMSettings, models_from_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,6 +151,12 @@ class Evolution:
     # (comments, docstrings, formatting, local names aside); reuse the evaluation of a
     # child whose tree an earlier individual already had
     dedupe: bool = True
+    # how models, mutation directions and personas are drawn: "uniform", or "bandit"
+    # (learned from the run's outcomes); None: bandit when there is a choice to learn
+    allocation: str | None = None
+
+
+ALLOCATIONS = ("uniform", "bandit")
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,13 @@ class Config:
     raw: dict[str, Any]
     sandbox: Sandbox = field(default_factory=Sandbox)
     prompt: Prompt = field(default_factory=Prompt)
+    # every model of the run, `llm` first: one, or an ensemble of [[llm]] tables
+    models: tuple[LLMSettings, ...] = ()
+
+    @property
+    def ensemble(self) -> tuple[LLMSettings, ...]:
+        """The run's models, `llm` (which a replace() may have swapped) first."""
+        return (self.llm, *self.models[1:])
 
     @property
     def senses(self) -> list[str]:
@@ -321,8 +334,9 @@ def parse(text: str, path: Path | str = CONFIG_NAME) -> Config:
     objectives = _objectives(top)
     evolution = _evolution(top.sub("evolution"), {o.name for o in objectives})
     fitness = _fitness(top.sub("fitness"), objectives)
+    models = models_from_config(raw.get("llm", {}), path)
     return Config(path=path, genes=_genes(top.sub("genes")), fitness=fitness,
-                  objectives=objectives, evolution=evolution, llm=_llm(top.sub("llm")),
+                  objectives=objectives, evolution=evolution, llm=models[0], models=models,
                   executor=_executor(top.sub("executor")), raw=raw,
                   sandbox=_sandbox(top.sub("sandbox"), set(fitness.vars)),
                   prompt=_prompt(top.sub("prompt"), set(fitness.vars)))
@@ -488,7 +502,7 @@ def _objectives(top: _Reader) -> tuple[Objective, ...]:
 
 def _evolution(r: _Reader, objective_names: set[str]) -> Evolution:
     r.reject_unknown({"population", "offspring", "prob_crossover", "prob_mutation", "prob_eot",
-                      "seed", "hall_of_fame", "constraints", "dedupe"})
+                      "seed", "hall_of_fame", "constraints", "dedupe", "allocation"})
     constraints = tuple(_constraint(r, c) for c in r.get("constraints", list, []))
     evo = Evolution(
         population=r.integer("population", 8, 1), offspring=r.integer("offspring", 8, 1),
@@ -496,7 +510,10 @@ def _evolution(r: _Reader, objective_names: set[str]) -> Evolution:
         prob_mutation=r.number("prob_mutation", 0.7, 0.0, 1.0),
         prob_eot=r.number("prob_eot", 0.0, 0.0, 1.0), seed=r.integer("seed", 0, 0),
         hall_of_fame=r.integer("hall_of_fame", 10, 1), constraints=constraints,
-        dedupe=r.get("dedupe", bool, True))
+        dedupe=r.get("dedupe", bool, True), allocation=r.get("allocation", str, None))
+    if evo.allocation is not None and evo.allocation not in ALLOCATIONS:
+        raise r.fail("allocation", f"must be one of {', '.join(ALLOCATIONS)}, got "
+                                   f"{evo.allocation!r}")
     if evo.prob_crossover + evo.prob_mutation + evo.prob_eot <= 0:
         raise r.fail("prob_mutation", "prob_crossover + prob_mutation + prob_eot must be > 0")
     return evo
@@ -511,10 +528,6 @@ def _constraint(r: _Reader, text: Any) -> Constraint:
     except ValueError:
         raise r.fail("constraints", f"{text!r}: bound is not a number") from None
     return Constraint(match.group(1), match.group(2), bound)
-
-
-def _llm(r: _Reader) -> LLMSettings:
-    return LLMSettings.from_table(r.table, r.path)
 
 
 def _executor(r: _Reader) -> Executor:

@@ -136,6 +136,12 @@ class LLMServer:
         with self.lock:
             self.in_flight -= 1
 
+    def first_turns(self) -> list[Recorded]:
+        """The requests that open a conversation (a repair turn carries earlier answers)."""
+        with self.lock:
+            return [r for r in self.requests
+                    if sum(m.get("role") == "user" for m in r.body.get("messages", [])) == 1]
+
     def bodies(self) -> list[Any]:
         with self.lock:
             return [r.body for r in self.requests]

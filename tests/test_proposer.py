@@ -82,7 +82,7 @@ def test_a_lost_proposals_process_stops_the_generation_and_the_rerun_resumes(tmp
         served_by(repo, server)
         rerun = gitevo_process("generation", cwd=repo)
         _, err = rerun.communicate(timeout=120)
-        again = len(server.requests)
+        again = len(server.first_turns())
     assert rerun.returncode == 0, err
     assert len(offspring(repo)) == 6 and children_with_notes(repo) == 6
     assert asked >= len(kept) and again == 6 - len(kept)  # kept children are not asked again

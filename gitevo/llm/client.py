@@ -31,11 +31,12 @@ class Provider(Protocol):
 
 
 class Client:
-    def __init__(self, settings: LLMSettings, provider: Provider):
+    def __init__(self, settings: LLMSettings, provider: Provider, budget: Budget | None = None):
+        """`budget`: the run's, when several models share it (an ensemble)."""
         self.settings = settings
         self.provider = provider
         self._slots = threading.BoundedSemaphore(settings.concurrency)
-        self._budget = Budget(settings.max_cost, settings.max_tokens)
+        self._budget = budget or Budget(settings.max_cost, settings.max_tokens)
         self._closed = threading.Event()
 
     @property

@@ -99,6 +99,13 @@ class LLMSettings:
     prices: Prices = field(default_factory=Prices)
     repair_turns: int = 1
     path: str = "gitevo.toml"  # for messages
+    name: str = ""  # the model's name in an ensemble (its arm); default the model string
+    weight: float = 1.0  # its share of the calls under uniform allocation
+
+    @property
+    def label(self) -> str:
+        """What plans, notes and tables call this model."""
+        return self.name or self.model or self.provider
 
     def draw_temperature(self, rng: random.Random) -> float | None:
         """A temperature from the configured range, rounded so trailers read cleanly; None
@@ -129,11 +136,11 @@ class LLMSettings:
 class _Table:
     """Typed reads from the [llm] table; every problem becomes `FILE: llm.KEY: problem`."""
 
-    def __init__(self, table: dict[str, Any], path: str):
-        self.table, self.path = table, path
+    def __init__(self, table: dict[str, Any], path: str, where: str = "llm"):
+        self.table, self.path, self.where = table, path, where
 
     def fail(self, key: str, problem: str) -> Exception:
-        return ConfigError(f"{self.path}: llm.{key}: {problem}")
+        return ConfigError(f"{self.path}: {self.where}.{key}: {problem}")
 
     def get(self, key: str, kinds: tuple[type, ...], default: Any) -> Any:
         value = self.table.get(key, default)
@@ -173,7 +180,48 @@ class _Table:
 
 KNOWN_KEYS = {"provider", "model", "base_url", "api_key_env", "command", "concurrency",
               "retries", "timeout", "backoff", "max_backoff", "max_cost", "max_tokens",
-              "temperature", "max_output_tokens", "prices", "repair_turns"}
+              "temperature", "max_output_tokens", "prices", "repair_turns", "name", "weight"}
+# one budget and one conversation length per run: an ensemble reads them from its first
+# model, and says so when a later one sets them
+RUN_WIDE_KEYS = ("max_cost", "max_tokens", "repair_turns")
+
+
+def models_from_config(value: Any, path: Path | str,
+                       env: Mapping[str, str] | None = None) -> tuple[LLMSettings, ...]:
+    """The run's models: one [llm] table, or an ensemble of [[llm]] tables.
+
+    Names (default: the model string) must be unique, since plans and notes name a model
+    by them; the offline operators do not mix with LLMs."""
+    env = os.environ if env is None else env
+    if isinstance(value, Mapping):
+        return (_parse(_Table(dict(value), str(path)), env),)
+    if not isinstance(value, list) or not value or not all(isinstance(v, Mapping)
+                                                           for v in value):
+        raise ConfigError(f"{path}: llm: expected a table, or a list of tables ([[llm]]), "
+                          f"got {value!r}")
+    models = []
+    for i, table in enumerate(value):
+        t = _Table(dict(table), str(path), f"llm[{i}]")
+        if i > 0:
+            for key in RUN_WIDE_KEYS:
+                if key in t.table:
+                    raise t.fail(key, "applies to the whole run; set it on the first "
+                                      "[[llm]] table")
+        models.append(_parse(t, env))
+    _check_ensemble(models, str(path))
+    return tuple(models)
+
+
+def _check_ensemble(models: list[LLMSettings], path: str) -> None:
+    seen: dict[str, int] = {}
+    for i, model in enumerate(models):
+        if model.provider == "offline" and len(models) > 1:
+            raise ConfigError(f"{path}: llm[{i}].provider: offline does not mix with LLMs; "
+                              "list only models that answer")
+        if model.label in seen:
+            raise ConfigError(f"{path}: llm[{i}].name: {model.label!r} also names "
+                              f"llm[{seen[model.label]}]; give each model its own name")
+        seen[model.label] = i
 
 
 def _parse(t: _Table, env: Mapping[str, str]) -> LLMSettings:
@@ -192,7 +240,7 @@ def _parse(t: _Table, env: Mapping[str, str]) -> LLMSettings:
         max_tokens=t.integer("max_tokens", None, 1),
         temperature=_temperature(t, provider), max_output_tokens=_output_range(t),
         prices=_prices(t, provider, model), repair_turns=t.integer("repair_turns", 1, 0),
-        path=t.path)
+        path=t.path, name=_name(t), weight=t.number("weight", 1.0, 0.0, strict=True))
     if settings.max_cost is not None and settings.prices.free:
         raise t.fail("max_cost", f"needs llm.prices: calls to {provider} {model!r} "
                                  "are priced at 0 (use max_tokens, or set prices)")
@@ -206,6 +254,13 @@ def _reject_unknown(t: _Table) -> None:
                               "variable and name that with api_key_env")
         if key not in KNOWN_KEYS:
             raise t.fail(key, f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))})")
+
+
+def _name(t: _Table) -> str:
+    name = t.get("name", (str,), "")
+    if "name" in t.table and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]*$", name):
+        raise t.fail("name", f"letters, digits and ._:/@+- only, got {name!r}")
+    return name
 
 
 def _model(t: _Table, provider: str) -> str:

@@ -21,7 +21,7 @@ from gitevo.execution.executors import Executor, make_executor
 from gitevo.execution.job import Job, make_job
 from gitevo.execution.sandbox import kill_orphans
 from gitevo.llm import Usage
-from gitevo.pipeline import cascade, notebook, selection
+from gitevo.pipeline import arms, cascade, notebook, selection
 from gitevo.pipeline.cascade import Stage
 from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.ladder import Ladder, Steps
@@ -35,6 +35,7 @@ from gitevo.pipeline.producer import (
     ProposerProcess,
     generation_calls,
     generation_usage,
+    spec_turns,
     start_proposer,
     validated_when_proposed,
 )
@@ -48,7 +49,7 @@ from gitevo.variation.evidence import Evidence
 from gitevo.variation.operators import imports_like_parent
 from gitevo.variation.patch import PatchError
 from gitevo.variation.prompts import PromptLibrary
-from gitevo.variation.spec import Spec
+from gitevo.variation.spec import OFFLINE, Spec
 
 
 class Evolution:
@@ -212,13 +213,20 @@ class Evolution:
         resumed = plan is not None and plan.generation == number
         if not resumed:
             plan = make_plan(self.store, self.config, number, current.population, n,
-                             self.commit_of(SEED_ID), self.library)
+                             self.commit_of(SEED_ID), self.library, self._allocation())
             plan.save(self.plan_path)
         pending = [s for s in plan.specs if not s.rejected and not self.commit_of(s.id)]
         self.events.emit("plan", generation=number, offspring=len(plan.specs),
                          to_propose=len(pending), resumed=resumed,
                          operators=dict(Counter(s.operator for s in plan.specs)))
         return plan
+
+    def _allocation(self) -> arms.Allocation | None:
+        """What the finished generations taught about models, directions and personas."""
+        if self.library is None:
+            return None
+        return arms.allocation(self.config, self.library.directions, self.library.personas,
+                               ledger.history(self.store, self.run))
 
     # ---- steps 2-4 with an LLM: propose, apply, commit, and evaluate as children come ---------
 
@@ -582,6 +590,12 @@ class Evolution:
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
         row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,
                "block": spec.block, "template": spec.template, "persona": spec.persona}
+        if spec.template != OFFLINE:
+            # what the allocation learns from: which model, at what cost, in how many calls
+            turns = spec_turns(self, spec)
+            cost = sum(t.get("usage", {}).get("cost", 0.0) for t in turns)
+            row.update(model=spec.model or self.config.llm.label, cost=round(cost, 6),
+                       calls=len(turns))
         if spec.rejected:
             # the conversation of a refused proposal lives on only here, in the ledger
             return {**row, "status": "rejected", "error": spec.rejected,

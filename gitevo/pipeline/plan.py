@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gitevo.config import Config, ConfigError
-from gitevo.pipeline import selection
+from gitevo.pipeline import arms, selection
 from gitevo.store.gitstore import GitError, Store
 from gitevo.store.ledger import Member
 from gitevo.variation import genome, offline
@@ -60,15 +60,19 @@ def no_seed(root: Path, run: str) -> GitError:
 
 
 def make_plan(store: Store, config: Config, generation: int, population: list[Member],
-              n: int, seed_commit: str, library: PromptLibrary | None = None) -> Plan:
+              n: int, seed_commit: str, library: PromptLibrary | None = None,
+              allocation: arms.Allocation | None = None) -> Plan:
     """Draw parents by NSGA-II tournament, then operator, block and sampling per child.
 
     `library` is None for the offline operators; with an LLM it supplies the mutation
-    directions and personas to draw from.
+    directions and personas, and `allocation` (default: uniform, nothing learned yet)
+    draws among them and the models.
     """
     rng = random.Random(f"gitevo:{config.evolution.seed}:{generation}")
     picks = _tournament(config, population, 2 * n, rng.getrandbits(32))
-    planner = _Planner(store, config, population, seed_commit, library)
+    if library is not None and allocation is None:
+        allocation = arms.allocation(config, library.directions, library.personas, [])
+    planner = _Planner(store, config, population, seed_commit, library, allocation)
     operators = planner.operators(n, rng)
     specs = []
     for i in range(n):
@@ -89,8 +93,9 @@ class _Planner:
     """Draws one child's operator, block and (with an LLM) prompt and sampling."""
 
     def __init__(self, store: Store, config: Config, population: list[Member], seed: str,
-                 library: PromptLibrary | None):
+                 library: PromptLibrary | None, allocation: arms.Allocation | None):
         self.store, self.config, self.library = store, config, library
+        self.allocation = allocation
         self.population = population
         self.commits = {m.id: m.commit for m in population}
         self.lessons = _lessons(store, config, population, seed) if library else []
@@ -111,7 +116,7 @@ class _Planner:
                         lesson=rng.choice(lesson))
             return self._sampling(spec, rng, "eot")
         spec = Spec(ident, MUTATION, [first.id], block, rng.getrandbits(32))
-        direction = rng.choice(self.library.directions) if self.library else ""
+        direction = self.allocation.choose(arms.PROMPT, rng) if self.library else ""
         return self._sampling(spec, rng, f"mutation/{direction}")
 
     def _partner(self, first: Member, second: Member,
@@ -162,12 +167,14 @@ class _Planner:
         return blocks
 
     def _sampling(self, spec: Spec, rng: random.Random, template: str) -> Spec:
-        """Persona, temperature and max tokens for an LLM call (offline: none)."""
+        """Model, persona, temperature and max tokens for an LLM call (offline: none)."""
         if self.library is None:
             return spec
-        settings = self.config.llm
-        personas = ["none", *self.library.personas] if template != "crossover" else ["none"]
-        spec.template, spec.persona = template, rng.choice(personas)
+        spec.model = self.allocation.choose(arms.MODEL, rng)
+        settings = next(m for m in self.config.ensemble if m.label == spec.model)
+        spec.template = template
+        if template != "crossover":  # a crossover weighs two parents in its own voice
+            spec.persona = self.allocation.choose(arms.PERSONA, rng)
         spec.temperature = settings.draw_temperature(rng)
         blocks = evolvable_blocks(self.store, self.config, self.commits[spec.parents[0]])
         spec.max_tokens = settings.max_tokens_for(len(blocks.get(spec.block, "")), rng)

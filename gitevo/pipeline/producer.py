@@ -73,10 +73,10 @@ class Generating(Protocol):
 
 
 class ProposerProcess:
-    """The proposals' process (gitevo/pipeline/proposer.py), started with the LLM settings; once
-    made, its provider exists, so a missing key has already been reported."""
+    """The proposals' process (gitevo/pipeline/proposer.py), started with the models'
+    settings; once made, its providers exist, so a missing key has already been reported."""
 
-    def __init__(self, settings: LLMSettings):
+    def __init__(self, models: tuple[LLMSettings, ...]):
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         try:
@@ -91,7 +91,7 @@ class ProposerProcess:
             os.close(up_w)
         self.down = Connection(down_w, readable=False)
         self.up = Connection(up_r, writable=False)
-        self.down.send(settings)
+        self.down.send(models)
         first = self.receive()
         if first[0] != "ready":
             self.close()
@@ -307,7 +307,7 @@ def validated_when_proposed(store: Store, run: str, commit: str) -> bool:
 
 def start_proposer(config: Config) -> ProposerProcess:
     """The proposals' process for this configuration; a missing key is an EvolutionError."""
-    return ProposerProcess(config.llm)
+    return ProposerProcess(config.ensemble)
 
 
 def spent_so_far(evo: Generating, plan: Plan, current: Generation) -> Usage:
@@ -333,7 +333,12 @@ def generation_calls(evo: Generating, plan: Plan) -> dict[str, int]:
 def _turns(evo: Generating, plan: Plan) -> Iterator[dict]:
     """Every recorded turn of this generation: in children's provenance notes, in refusals."""
     for spec in plan.specs:
-        commit = evo.commit_of(spec.id)
-        note = evo.store.read_note(llm_notes_ref(evo.run), commit) if commit else None
-        record = json.loads(note) if note else {"turns": spec.turns}
-        yield from record.get("turns", [])
+        yield from spec_turns(evo, spec)
+
+
+def spec_turns(evo: Generating, spec: Spec) -> list[dict]:
+    """The recorded turns of one planned child: in its provenance note, or its refusal's."""
+    commit = evo.commit_of(spec.id)
+    note = evo.store.read_note(llm_notes_ref(evo.run), commit) if commit else None
+    record = json.loads(note) if note else {"turns": spec.turns}
+    return record.get("turns", [])

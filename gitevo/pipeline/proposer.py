@@ -6,7 +6,7 @@ turns on one interpreter lock: with instant answers and fitness, each half is a 
 milliseconds of Python per child, and on a machine of few cores that is the pace of a run.
 
 `main(argv)` runs it, with argv[1:3] the descriptors IN and OUT of two pipes that
-carry `multiprocessing.connection` messages. From gitevo: the LLM settings, then a
+carry `multiprocessing.connection` messages. From gitevo: the models' settings, then a
 `Setup`, then at most "stop". To gitevo:
     ("ready",) or ("failed", kind, message)   once the provider exists (a key is found)
     ("event", kind, fields)                   an llm_call or validated event
@@ -29,7 +29,8 @@ from pathlib import Path
 
 from gitevo.config import Config
 from gitevo.core.events import Events
-from gitevo.llm import BudgetExceeded, Client, LLMError, LLMSettings, Usage, make_provider
+from gitevo.llm import BudgetExceeded, LLMError, LLMSettings, Usage, make_provider
+from gitevo.llm.ensemble import Ensemble
 from gitevo.store.ledger import Member
 from gitevo.variation.evidence import Evidence
 from gitevo.variation.guided import Guide, Outcome
@@ -73,9 +74,9 @@ class Settled:
 class Worker:
     """Runs a Setup's proposals on a thread pool and reports each on `out`."""
 
-    def __init__(self, setup: Setup, client: Client, out: Connection,
+    def __init__(self, setup: Setup, llm: Ensemble, out: Connection,
                  stopping: threading.Event):
-        self.setup, self.client, self.out, self.stopping = setup, client, out, stopping
+        self.setup, self.llm, self.out, self.stopping = setup, llm, out, stopping
         self._send_lock = threading.Lock()
 
     def send(self, message: tuple) -> None:
@@ -85,9 +86,9 @@ class Worker:
     def run(self) -> None:
         s = self.setup
         events = Events(lambda e: self.send(("event", e.kind, e.fields)))
-        guide = Guide(s.root, s.config, s.run, self.client, s.library, s.seed,
+        guide = Guide(s.root, s.config, s.run, self.llm, s.library, s.seed,
                       s.seed_objectives, events, evidence=s.evidence, task=s.task)
-        with self.client, ThreadPoolExecutor(self.client.settings.concurrency) as pool:
+        with self.llm, ThreadPoolExecutor(self.llm.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
             try:
                 # one waiter on all of them: wait(FIRST_COMPLETED) in a loop locks every
@@ -141,9 +142,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches gitevo, which says stop
     source = Connection(int(argv[1]), writable=False)
     out = Connection(int(argv[2]), readable=False)
-    settings: LLMSettings = source.recv()
+    models: tuple[LLMSettings, ...] = source.recv()
     try:
-        provider = make_provider(settings)
+        llm = Ensemble(models, make_provider)
     except LLMError as exc:
         out.send(("failed", exc.kind, exc.message))
         return 1
@@ -153,15 +154,14 @@ def main(argv: list[str]) -> int:
     except EOFError:
         setup = None  # the generation needed no proposals (or stopped before)
     if setup is None:
-        provider.close()
+        llm.close()
         return 0
     stopping, done = threading.Event(), threading.Event()
     threading.Thread(target=_watch, args=(source, stopping, done), daemon=True).start()
     error = None
     try:
-        client = Client(settings, provider)
-        client.carry_over(setup.spent)
-        Worker(setup, client, out, stopping).run()
+        llm.carry_over(setup.spent)
+        Worker(setup, llm, out, stopping).run()
     except BaseException:  # noqa: BLE001 - reported to gitevo, which raises it
         error = traceback.format_exc()
     done.set()

@@ -26,6 +26,7 @@ from gitevo.core.events import Events
 from gitevo.execution.evaluate import checked, runs_commands
 from gitevo.execution.job import Job, make_job
 from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request, Usage
+from gitevo.llm.ensemble import Ensemble
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store
 from gitevo.store.ledger import Member
@@ -49,7 +50,7 @@ class Guide:
     root: Path
     config: Config
     run: str
-    client: Client | None  # None: only building prompts (pipeline.replay)
+    llm: Ensemble | None  # the run's models; None: only building prompts (pipeline.replay)
     library: prompts.PromptLibrary
     seed: str  # the seed commit: the stable context of every prompt, EoT's baseline
     seed_objectives: dict[str, float]
@@ -70,6 +71,10 @@ class Guide:
             self._local.forms = operators.Forms(store, self.config.genes.files)
         return self._local.forms
 
+    def _client(self, spec: Spec) -> Client:
+        """The model the plan drew for this child."""
+        return self.llm.client(spec.model)
+
     def _store(self) -> Store:
         """This thread's Store, opened on its first proposal."""
         if getattr(self._local, "store", None) is None:
@@ -83,8 +88,10 @@ class Guide:
         request = Request(prompt.system, [Message("user", prompt.variable)], spec.temperature,
                           spec.max_tokens or self.config.llm.max_output_tokens[1],
                           stable_prefix=prompt.stable)
-        record = {"template": spec.template, "persona": spec.persona, "model": self.client.model,
-                  "provider": self.client.name, "temperature": spec.temperature,
+        client = self._client(spec)
+        record = {"template": spec.template, "persona": spec.persona, "model": client.model,
+                  "provider": client.name, "arm": client.settings.label,
+                  "temperature": spec.temperature,
                   "max_tokens": request.max_tokens, "system": prompt.system,
                   "stable": prompt.stable, "sections": shown.as_dict(),
                   "spec": {"operator": spec.operator, "block": spec.block,
@@ -128,7 +135,7 @@ class Guide:
     def _call(self, spec: Spec, turn: int, request: Request) -> Reply:
         """One LLM call, reported as an `llm_call` event whether it answered or not."""
         try:
-            reply = self.client.complete(request)
+            reply = self._client(spec).complete(request)
         except BudgetExceeded:
             raise  # nothing was sent: no call to report
         except LLMError as exc:
@@ -156,7 +163,8 @@ class Guide:
             label = operators.prompt_label(prompt.template, prompt.persona)
             proposal = operators.Proposal(found.diff, found.summary or f"{spec.operator} "
                                           f"of {name}", found.rationale, prompt=label,
-                                          model=self.client.model, temperature=spec.temperature)
+                                          model=self._client(spec).model,
+                                          temperature=spec.temperature)
             with self._claims:  # two siblings with the same code: the second is refused
                 commit = operators.build_child(store, self.config, self.run, generation,
                                                spec, parents, proposal, self._forms(store),

@@ -22,6 +22,7 @@ class Spec:
     seed: int
     template: str = OFFLINE  # prompt template, e.g. "mutation/reduce_params"
     persona: str = "none"
+    model: str | None = None  # which model of the ensemble answers (its name); None: the first
     temperature: float | None = None
     max_tokens: int | None = None
     elite: str | None = None  # EoT: the elite whose change is the lesson
