@@ -12,6 +12,7 @@ from rich.tree import Tree
 from gitevo.config import Config
 from gitevo.pipeline import replay
 from gitevo.pipeline.plan import SEED_ID, no_seed
+from gitevo.results import allocation
 from gitevo.results.lines import rung_line
 from gitevo.store import ledger
 from gitevo.store.gitstore import (
@@ -48,6 +49,24 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
     champion = by_commit(everyone).get(store.resolve_ref(best_ref(run)) or "")
     if champion:
         console.print(f"best: {champion.id} {_objectives(champion, config)}")
+    _arms(store, config, run, console)
+
+
+def _arms(store: Store, config: Config, run: str, console: Console) -> None:
+    """Where the LLM calls went and what each arm earned (nothing for an offline run)."""
+    mode, found = allocation.rows(store, config, run)
+    if not found:
+        return
+    table = Table(title=f"allocation ({mode}): the arms", title_justify="left")
+    for column in ("factor", "arm", "children", "mean reward", "cost", "improvements",
+                   "cost/improvement", "next share"):
+        table.add_column(column, justify="left" if column in ("factor", "arm") else "right")
+    for row in found:
+        table.add_row(row.factor, escape(row.name), str(row.calls),
+                      "-" if row.mean_reward is None else f"{row.mean_reward:.3f}",
+                      f"${row.cost:.4f}", str(row.improvements),
+                      allocation.cost_per_improvement(row), f"{row.share:.0%}")
+    console.print(table)
 
 
 def _no_generation_yet(store: Store, run: str) -> str:
