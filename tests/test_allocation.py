@@ -151,3 +151,11 @@ def test_thompson_sampling_prefers_the_arm_that_earns_and_never_starves_one():
     priced = {"a": bandit.Arm(calls=40, reward=20.0, cost=4.0),
               "b": bandit.Arm(calls=40, reward=20.0, cost=0.4)}
     assert bandit.shares(["a", "b"], priced, "s", by_cost=True)["b"] > 0.9
+
+
+def test_the_report_has_the_arms(two_models, tmp_path):
+    repo, _, _ = two_models
+    cli("-C", str(repo), "report", "--html", str(tmp_path / "site"))
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="allocation"' in page and 'data-key="model:good"' in page
+    assert 'data-key="persona:none"' in page and "next share" in page

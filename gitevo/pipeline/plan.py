@@ -72,7 +72,10 @@ def make_plan(store: Store, config: Config, generation: int, population: list[Me
     picks = _tournament(config, population, 2 * n, rng.getrandbits(32))
     if library is not None and allocation is None:
         allocation = arms.allocation(config, library.directions, library.personas, [])
-    planner = _Planner(store, config, population, seed_commit, library, allocation)
+    # the allocation draws from a stream of its own: what it learns moves models, directions
+    # and personas, never which parents, operators and blocks the plan picks
+    draws = random.Random(f"gitevo:{config.evolution.seed}:{generation}:allocation")
+    planner = _Planner(store, config, population, seed_commit, library, allocation, draws)
     operators = planner.operators(n, rng)
     specs = []
     for i in range(n):
@@ -93,9 +96,10 @@ class _Planner:
     """Draws one child's operator, block and (with an LLM) prompt and sampling."""
 
     def __init__(self, store: Store, config: Config, population: list[Member], seed: str,
-                 library: PromptLibrary | None, allocation: arms.Allocation | None):
+                 library: PromptLibrary | None, allocation: arms.Allocation | None,
+                 draws: random.Random):
         self.store, self.config, self.library = store, config, library
-        self.allocation = allocation
+        self.allocation, self.draws = allocation, draws
         self.population = population
         self.commits = {m.id: m.commit for m in population}
         self.lessons = _lessons(store, config, population, seed) if library else []
@@ -116,7 +120,7 @@ class _Planner:
                         lesson=rng.choice(lesson))
             return self._sampling(spec, rng, "eot")
         spec = Spec(ident, MUTATION, [first.id], block, rng.getrandbits(32))
-        direction = self.allocation.choose(arms.PROMPT, rng) if self.library else ""
+        direction = self.allocation.choose(arms.PROMPT, self.draws) if self.library else ""
         return self._sampling(spec, rng, f"mutation/{direction}")
 
     def _partner(self, first: Member, second: Member,
@@ -170,11 +174,11 @@ class _Planner:
         """Model, persona, temperature and max tokens for an LLM call (offline: none)."""
         if self.library is None:
             return spec
-        spec.model = self.allocation.choose(arms.MODEL, rng)
+        spec.model = self.allocation.choose(arms.MODEL, self.draws)
         settings = next(m for m in self.config.ensemble if m.label == spec.model)
         spec.template = template
         if template != "crossover":  # a crossover weighs two parents in its own voice
-            spec.persona = self.allocation.choose(arms.PERSONA, rng)
+            spec.persona = self.allocation.choose(arms.PERSONA, self.draws)
         spec.temperature = settings.draw_temperature(rng)
         blocks = evolvable_blocks(self.store, self.config, self.commits[spec.parents[0]])
         spec.max_tokens = settings.max_tokens_for(len(blocks.get(spec.block, "")), rng)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import Config, Objective
-from gitevo.results import plots
+from gitevo.results import allocation, plots
 from gitevo.results.lines import rung_line
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
@@ -115,6 +115,8 @@ class ReportData:
     top: list[TopIndividual]
     rates: dict[str, list[Rate]] = field(default_factory=dict)
     llm_total: dict[str, float] = field(default_factory=dict)
+    allocation: str = "offline"  # how the next calls are drawn
+    arms: list[allocation.ArmRow] = field(default_factory=list)
 
 
 def gather(store: Store, config: Config, run: str) -> ReportData:
@@ -123,6 +125,7 @@ def gather(store: Store, config: Config, run: str) -> ReportData:
     latest = history[-1]
     everyone = load_all(store, run)
     champion = by_commit(everyone).get(store.resolve_ref(best_ref(run)) or "")
+    mode, arms = allocation.rows(store, config, run)
     return ReportData(
         run=run, generation=latest.generation,
         ledger_commit=store.resolve_ref(ledger_ref(run)) or "",
@@ -130,7 +133,8 @@ def gather(store: Store, config: Config, run: str) -> ReportData:
         champion=champion.id if champion else None,
         generations=generation_rows(history),
         top=top_individuals(store, run, latest, everyone, champion.id if champion else None),
-        rates=success_rates(history), llm_total=dict(latest.stats.get("llm_total") or {}))
+        rates=success_rates(history), llm_total=dict(latest.stats.get("llm_total") or {}),
+        allocation=mode, arms=arms)
 
 
 def generation_rows(history: list[ledger.Generation]) -> list[GenerationRow]:
@@ -288,7 +292,7 @@ def render(data: ReportData, images: dict[str, str]) -> str:
     """The whole page; `images` maps a title to a file name beside index.html."""
     title = f"gitevo report: run {data.run}"
     sections = [
-        _tag("h1", title), _summary(data), _nav(),
+        _tag("h1", title), _summary(data), _nav(data),
         _tag("section", _join([_tag("h2", "Plots"), _figures(images)]), id="plots"),
         _tag("section", _join([_tag("h2", "Generations"), _generations(data)]),
              id="generations"),
@@ -296,6 +300,9 @@ def render(data: ReportData, images: dict[str, str]) -> str:
                                           f"{data.generation})"), _top(data)]), id="top"),
         _tag("section", _join([_tag("h2", "Success rates"), _rates(data)]), id="rates"),
     ]
+    if data.arms:
+        sections.append(_tag("section", _join([_tag("h2", "Allocation"), _arms(data)]),
+                             id="allocation"))
     head = _join([Html('<meta charset="utf-8">'),
                   Html('<meta name="viewport" content="width=device-width, initial-scale=1">'),
                   _tag("title", title), Html(f"<style>{CSS}</style>")])
@@ -313,9 +320,9 @@ def _summary(data: ReportData) -> Html:
     return _tag("p", " · ".join(facts), class_="summary")
 
 
-def _nav() -> Html:
+def _nav(data: ReportData) -> Html:
     links = [("plots", "Plots"), ("generations", "Generations"), ("top", "Top individuals"),
-             ("rates", "Success rates")]
+             ("rates", "Success rates")] + ([("allocation", "Allocation")] if data.arms else [])
     return _tag("nav", _join((_tag("a", text, href=f"#{ident}") for ident, text in links),
                              " | "))
 
@@ -417,6 +424,21 @@ def _rates(data: ReportData) -> Html:
         parts += [_tag("h3", f"per {titles[kind]}"),
                   _table([titles[kind], "offspring", "valid", "survived"], rows,
                          [r.key for r in data.rates.get(kind, [])], id=f"rates-{kind}")]
+    return _join(parts)
+
+
+def _arms(data: ReportData) -> Html:
+    parts = [_tag("p", f"How the LLM calls are drawn ({data.allocation}): per model, mutation "
+                       "direction and persona, the children whose call used the arm, their "
+                       "mean reward (0 no valid child, 0.2 valid but dominated by its parent, "
+                       "0.6 not dominated, +0.4 entered the population), the cost per child "
+                       "that dominates its parent, and the share of the next calls.")]
+    rows = [[r.factor, r.name, r.calls, "-" if r.mean_reward is None else f"{r.mean_reward:.3f}",
+             f"${r.cost:.4f}", r.improvements, allocation.cost_per_improvement(r),
+             _pct(r.share)] for r in data.arms]
+    parts.append(_table(["factor", "arm", "children", "mean reward", "cost", "improvements",
+                         "cost/improvement", "next share"], rows,
+                        [f"{r.factor}:{r.name}" for r in data.arms], id="arms"))
     return _join(parts)
 
 
