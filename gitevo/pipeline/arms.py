@@ -17,7 +17,8 @@ A call's reward, in [0, 1], from its child's outcome against its first parent:
          evaluated individual (reused)
     0.6  valid and not dominated by its parent
     +0.4 it entered the population
-An improvement (for cost per improvement) is a child that dominates its parent.
+An improvement (for cost per improvement) is a child that entered the population: new code
+that selection kept, whether it beat its parent outright or traded one objective for another.
 """
 
 from __future__ import annotations
@@ -111,13 +112,12 @@ def outcome(config: Config, row: dict, known: dict[str, dict[str, float]],
     parent = known.get((row.get("parents") or [""])[0])
     if status == "ok" and objectives:
         known.setdefault(row["id"], objectives)
+    improved = entered and not row.get("reused")
     if status != "ok" or row.get("reused") or not objectives or parent is None:
-        return 0.2 + 0.4 * entered, False
+        return 0.2 + 0.4 * entered, improved
     names, senses = config.objective_names, config.senses
-    child = [objectives[k] for k in names]
-    base = [parent[k] for k in names]
-    return (0.2 if _dominates(base, child, senses) else 0.6) + 0.4 * entered, \
-        _dominates(child, base, senses)
+    beaten = _dominates([parent[k] for k in names], [objectives[k] for k in names], senses)
+    return (0.2 if beaten else 0.6) + 0.4 * entered, improved
 
 
 def _dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> bool:

@@ -19,7 +19,7 @@ class ArmRow:
     calls: int  # children whose conversation used the arm
     mean_reward: float | None
     cost: float  # USD
-    improvements: int  # children that dominate their parent
+    improvements: int  # children that entered the population
     share: float  # of the next generation's draws
 
 

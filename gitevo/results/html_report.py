@@ -431,8 +431,9 @@ def _arms(data: ReportData) -> Html:
     parts = [_tag("p", f"How the LLM calls are drawn ({data.allocation}): per model, mutation "
                        "direction and persona, the children whose call used the arm, their "
                        "mean reward (0 no valid child, 0.2 valid but dominated by its parent, "
-                       "0.6 not dominated, +0.4 entered the population), the cost per child "
-                       "that dominates its parent, and the share of the next calls.")]
+                       "0.6 not dominated, +0.4 entered the population), the cost per "
+                       "improvement (a child that entered the population), and the share of "
+                       "the next calls.")]
     rows = [[r.factor, r.name, r.calls, "-" if r.mean_reward is None else f"{r.mean_reward:.3f}",
              f"${r.cost:.4f}", r.improvements, allocation.cost_per_improvement(r),
              _pct(r.share)] for r in data.arms]
