@@ -14,6 +14,12 @@ through operators.build_child as a child of that child, with the duplicate check
 * real changes, which must all be accepted: one numeric literal of the block (each in
   turn, up to five per answer) scaled by 1.1, as a one-hyperparameter edit would be.
 
+Then the check's behavioural fingerprint, which sees what text cannot: the seed's check
+(train.py --check at smoke fidelity, the command gitevo runs) against versions of the
+seed with the operands of one product swapped (new text and normal form, the same
+floating-point result: must be caught), and versions that change one training
+hyperparameter or one constant of the network (must differ from the seed).
+
 Prints how many no-ops were caught and how many real changes were falsely refused.
 """
 
@@ -21,6 +27,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -124,9 +134,80 @@ def refused(store, config, parent: str, case: apply_rate.Case, new_block: str,
     return None
 
 
+TEMPLATE = Path(__file__).resolve().parent.parent / "gitevo" / "templates" / "exquisitenetv2"
+# changes that train or compute differently: (what, old text, new text)
+BEHAVIOUR_CHANGES = [
+    ("learning rate x0.5", "lr=lr, momentum=0.9", "lr=0.5 * lr, momentum=0.9"),
+    ("weight decay x2", '"weight_decay": weight_decay}', '"weight_decay": 2 * weight_decay}'),
+    ("momentum 0.85", "momentum=0.9, nesterov", "momentum=0.85, nesterov"),
+    ("no Nesterov", "nesterov=nesterov)", "nesterov=False)"),
+    ("decay on norms too", '{"params": undecayed, "weight_decay": 0.0}',
+     '{"params": undecayed, "weight_decay": 1e-5}'),
+    ("GELU for SiLU", "F.silu(self.bn1(", "F.gelu(self.bn1("),
+    ("max-pool for the low path", "low = -F.max_pool2d(-x, 2, ceil_mode=True)",
+     "low = F.avg_pool2d(x, 2, ceil_mode=True)"),
+]
+
+
+def swapped_products(source: str) -> list[tuple[str, str]]:
+    """The seed with the two operands of one `a * b` swapped, for each product of two
+    plain operands that it has (IEEE multiplication is commutative: bit-identical)."""
+    out = []
+    for match in re.finditer(r"(?<![\w.\]])(\w+(?:\[[^\]]*\])?) \* (\w+(?:\[[^\]]*\])?)",
+                             source):
+        a, b = match.group(1), match.group(2)
+        if a == b or a.isdigit() and b.isdigit():
+            continue
+        swapped = source[:match.start()] + f"{b} * {a}" + source[match.end():]
+        line = source.count("\n", 0, match.start()) + 1
+        out.append((f"line {line}: {a} * {b} -> {b} * {a}", swapped))
+    return out
+
+
+def fingerprints(sources: dict[str, str], home: Path) -> dict[str, str]:
+    """Each version's check fingerprint, two checks at a time."""
+    folders = {}
+    for i, (name, source) in enumerate(sources.items()):
+        folder = home / f"v{i}"
+        shutil.copytree(TEMPLATE, folder)
+        (folder / "model.py").write_text(source)
+        folders[name] = folder
+    found, names = {}, list(folders)
+    for pair in (names[i:i + 2] for i in range(0, len(names), 2)):
+        running = {n: subprocess.Popen([sys.executable, "train.py", "--check", "--fidelity",
+                                        "smoke", "--metrics", "check.json"], cwd=folders[n],
+                                       stderr=subprocess.PIPE, text=True) for n in pair}
+        for name, proc in running.items():
+            if proc.wait() != 0:
+                raise RuntimeError(f"{name}: the check failed: {proc.stderr[-500:]}")
+            found[name] = json.loads((folders[name] / "check.json").read_text())["fingerprint"]
+    return found
+
+
+def behaviour(verbose: bool) -> tuple[int, int, int, int]:
+    """(caught, no-ops, falsely equal, changes) by the check's fingerprint."""
+    seed = (TEMPLATE / "model.py").read_text()
+    swaps = dict(swapped_products(seed))
+    changes = {}
+    for what, old, new in BEHAVIOUR_CHANGES:
+        assert old in seed, what
+        changes[what] = seed.replace(old, new, 1)
+    with tempfile.TemporaryDirectory() as home:
+        prints = fingerprints({"seed": seed, **swaps, **changes}, Path(home))
+    caught = sum(prints[n] == prints["seed"] for n in swaps)
+    false = sum(prints[n] == prints["seed"] for n in changes)
+    for name in [*swaps, *changes]:
+        same = prints[name] == prints["seed"]
+        if verbose or same != (name in swaps):
+            print(f"  fingerprint {name}: {'same as the seed' if same else 'differs'}")
+    return caught, len(swaps), false, len(changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--no-fingerprint", action="store_true",
+                        help="skip the check-fingerprint part (it runs torch)")
     args = parser.parse_args(argv)
     cases = [c for c in apply_rate.load_corpus() if c.expect in ("apply", "invalid")]
     caught, no_ops, false, changes, index, rewritten = 0, 0, 0, 0, 0, 0
@@ -159,7 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"corpus answers rewritten: {rewritten} of {len(cases)}; no-op rewrites caught as "
           f"duplicates: {caught}/{no_ops}; one-hyperparameter changes falsely refused: "
           f"{false}/{changes}")
-    return 0 if caught == no_ops and false == 0 else 1
+    ok = caught == no_ops and false == 0
+    if not args.no_fingerprint:
+        caught, no_ops, false, changes = behaviour(args.verbose)
+        print(f"check fingerprint: products with swapped operands caught: {caught}/{no_ops}; "
+              f"training or network changes taken for the seed: {false}/{changes}")
+        ok = ok and caught == no_ops and false == 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

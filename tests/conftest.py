@@ -65,7 +65,7 @@ def toy_run(tmp_path_factory, _session_identity) -> Path:
 
 @pytest.fixture(scope="session")
 def exquisite_run(tmp_path_factory, _session_identity) -> Path:
-    """Two guided generations of 8 on ExquisiteNetV2 at smoke fidelity: real PyTorch
+    """Two guided generations of 6 on ExquisiteNetV2 at smoke fidelity: real PyTorch
     training per individual, the `command` provider answering through the scripted
     responder (a few sloppy answers among them). Shared and read-only, like `toy_run`."""
     pytest.importorskip("torch")
@@ -79,7 +79,7 @@ def exquisite_run(tmp_path_factory, _session_identity) -> Path:
     text = (repo / "gitevo.toml").read_text().replace("workers = 1", "workers = 2")
     (repo / "gitevo.toml").write_text(without_cascade(text))
     git(repo, "commit", "-qam", "evaluate two at a time, every child in full")
-    cli("-C", str(repo), "run", "--generations", "2", "--n", "8")
+    cli("-C", str(repo), "run", "--generations", "2", "--n", "6")
     return repo
 
 

@@ -184,3 +184,39 @@ def test_dedupe_off_trains_every_child(tmp_path):
     children = [i for i in load_all(store, "main").values() if i.generation == 1]
     record = json.loads(store.read_note("refs/notes/gitevo/main-llm", children[0].commit))
     assert len(record["turns"]) == 1  # the no-op was taken as it was
+
+
+# the operands of one product swapped: new text, a new normal form, the same function
+SWAPPED_FIRST = NO_OP_FIRST.split("if prompt.count")[0] + '''
+if prompt.count("=== user ===") == 1:
+    swapped = re.sub(r"([0-9.]+) [*] (wave[(]x[)]|x)", r"\\2 * \\1", body, count=1)
+    print(f"Swapped.\\n\\n```python\\n{head}\\n{swapped}\\n```")
+else:
+    print(f"Scaled.\\n\\n```python\\n{head}\\n{body.replace('x', '(1.5 * x)', 1)}\\n```")
+'''
+
+
+def test_an_answer_that_behaves_as_its_parent_is_refused_by_the_checks_fingerprint(
+        tmp_path):
+    script = tmp_path / "swapped_first.py"
+    script.write_text(SWAPPED_FIRST.replace("{{", "{").replace("}}", "}"))
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy", "--llm", "provider=command",
+        "--llm", f"command={sys.executable} {script}")
+    store = Store(repo)
+    seed = load_all(store, "main")["g000-000"]
+    assert json.loads(store.read_note("refs/notes/gitevo/main", seed.commit))["fingerprint"]
+    cli("-C", str(repo), "generation", "--n", "3")
+    children = [i for i in load_all(store, "main").values() if i.generation == 1]
+    assert children
+    by_behaviour = 0
+    for child in children:
+        record = json.loads(store.read_note("refs/notes/gitevo/main-llm", child.commit))
+        first, second = record["turns"]
+        assert "Swapped" in first["response"] and first["error"].startswith("duplicate: ")
+        # a sibling that swapped the same product first makes this one the same text
+        by_behaviour += "its check reports the same behaviour as g000-000" in first["error"]
+        assert "the change does nothing new" in second["user"]
+        assert second["error"] is None and second["fingerprint"] != \
+            json.loads(store.read_note("refs/notes/gitevo/main", seed.commit))["fingerprint"]
+    assert by_behaviour >= 1

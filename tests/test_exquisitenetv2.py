@@ -445,12 +445,41 @@ def test_workflow_passes_actionlint():
 
 # ---- train.py as gitevo runs it --------------------------------------------------------------
 
-def test_check_builds_the_seed_in_seconds(repo):
+# one rewrite that computes the same network and training, and three that train differently
+BEHAVIOURS = {
+    "products swapped": ("        return x * gate[:, :, None, None]",
+                         "        return gate[:, :, None, None] * x"),
+    "weight decay doubled": ('"weight_decay": weight_decay}', '"weight_decay": 2 * weight_decay}'),
+    "learning rate halved": ("lr=lr, momentum=0.9", "lr=0.5 * lr, momentum=0.9"),
+}
+
+
+def test_the_check_builds_the_seed_and_its_fingerprint_sees_training(tmp_path):
+    """The check passes the seed in seconds. gitevo refuses a child whose check fingerprint
+    equals another's: a change of the learning rate or weight decay alone must never look
+    the same as its parent, a rewrite of the same computation must."""
+    seed = _copy_template(tmp_path / "seed")
+    variants = {"seed": seed}
+    for name, (old, new) in BEHAVIOURS.items():
+        variants[name] = _copy_template(tmp_path / name.replace(" ", "-"))
+        source = (seed / "model.py").read_text()
+        assert source.count(old) >= 1, name
+        (variants[name] / "model.py").write_text(source.replace(old, new, 1))
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    running = {name: subprocess.Popen([sys.executable, "train.py", "--check", "--fidelity",
+                                       "smoke", "--metrics", "check.json"], cwd=repo, env=env,
+                                      stderr=subprocess.PIPE, text=True)
+               for name, repo in variants.items()}
     start = time.monotonic()
-    proc = train(repo, "--check", "--metrics", "check.json")
-    assert proc.returncode == 0, proc.stderr
-    assert read_metrics(repo / "check.json")["params"] == SEED_PARAMS
-    assert time.monotonic() - start < 60  # ~3 s on 2 cores; generous for loaded CI
+    for name, proc in running.items():
+        assert proc.wait(180) == 0, (name, proc.stderr.read())
+    assert time.monotonic() - start < 90  # ~4 s each on 2 cores; generous for loaded CI
+    assert read_metrics(seed / "check.json")["params"] == SEED_PARAMS
+    prints = {name: read_metrics(repo / "check.json")["fingerprint"]
+              for name, repo in variants.items()}
+    assert prints["products swapped"] == prints["seed"]
+    trained_differently = [n for n in BEHAVIOURS if n != "products swapped"]
+    assert len({prints[n] for n in [*trained_differently, "seed"]}) == 3, prints
 
 
 @pytest.mark.parametrize("edit, reason", [

@@ -7,6 +7,7 @@ failure is data: it becomes a note with a status and the tail of stderr.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from gitevo.execution.job import Job, expand, read_metrics, run_fitness, run_san
 from gitevo.store.fitness import Evaluation
 
 CHECK_TIMEOUT = 300.0
+CHECK_METRICS = "check-metrics.json"  # where the check command may write its findings
+FINGERPRINT_CHARS = 128
 
 
 def evaluate(job: Job) -> Evaluation:
@@ -25,6 +28,7 @@ def evaluate(job: Job) -> Evaluation:
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-") as tmp:
         result = _evaluate_in(job, Path(tmp), timings)
+        result.fingerprint = check_fingerprint(Path(tmp))
     result.seconds = round(time.monotonic() - start, 3)
     result.fidelity = job.fidelity
     result.timings = timings
@@ -45,6 +49,16 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     if failed is None and job.check:
         failed = _run_check(job, tmp, job.check, "check")
     return failed
+
+
+def check_fingerprint(tmp: Path) -> str | None:
+    """The behavioural fingerprint that the check command wrote into its metrics file under
+    `tmp` ("fingerprint", a short string), if it ran and wrote one."""
+    try:
+        value = json.loads((tmp / CHECK_METRICS).read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and 0 < len(value) <= FINGERPRINT_CHARS else None
 
 
 def runs_commands(job: Job) -> bool:
@@ -125,7 +139,7 @@ def _run_check(job: Job, tmp: Path, check: str | list[str], what: str) -> Evalua
     if isinstance(check, list):
         outcome = run_sandboxed(check, job, tmp, timeout)
     else:
-        metrics = tmp / f"{what}-metrics.json"
+        metrics = tmp / (CHECK_METRICS if what == "check" else f"{what}-metrics.json")
         outcome = run_sandboxed(expand(check, job, metrics), job, tmp, timeout)
     if outcome.timed_out:
         return Evaluation("invalid", error=f"{what} exceeded {timeout:g}s")

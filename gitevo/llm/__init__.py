@@ -5,6 +5,7 @@ for them is made, so commands that never call an LLM stay fast. It imports nothi
 gitevo but core (config imports its settings to read the [llm] table).
 
     client = make_client(config.llm, config.path)   # None when provider = "offline"
+    ensemble = Ensemble(config.ensemble, make_provider)  # [[llm]]: one budget, many models
     reply = client.complete(Request(system, [Message("user", text)], t, n, stable_prefix))
 """
 

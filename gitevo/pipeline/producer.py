@@ -32,7 +32,7 @@ from gitevo.pipeline.notewriter import PACE
 from gitevo.pipeline.plan import SEED_ID, Plan
 from gitevo.pipeline.proposer import FATAL, Settled, Setup
 from gitevo.store.gitstore import Store, individual_ref, llm_notes_ref
-from gitevo.store.ledger import Generation
+from gitevo.store.ledger import Generation, Member
 from gitevo.variation.guided import Outcome
 from gitevo.variation.spec import Spec
 
@@ -156,7 +156,8 @@ class Proposals:
             generation=self.plan.generation,
             members={m.id: m for m in self.current.population}, pending=self.pending,
             spent=spent_so_far(self.evo, self.plan, self.current),
-            evidence=self.evo.evidence(self.plan.generation), task=self.evo.task_text()))
+            evidence=self.evo.evidence(self.plan.generation), task=self.evo.task_text(),
+            fingerprints=fingerprints(self.evo, self.current.population)))
         self._thread.start()
 
     def settled(self) -> Iterator[Child]:
@@ -303,6 +304,22 @@ def validated_when_proposed(store: Store, run: str, commit: str) -> bool:
     note = store.read_note(llm_notes_ref(run), commit)
     turns = json.loads(note).get("turns", []) if note else []
     return bool(turns) and turns[-1].get("error") is None
+
+
+def fingerprints(evo: Generating, members: list[Member]) -> dict[str, str]:
+    """What each member's check reported it does: from its fitness note, or, for a child
+    whose checks ran when it was proposed, from its provenance note's last turn."""
+    found = {}
+    for member in members:
+        note = evo.evaluation(member.commit)
+        value = note.fingerprint if note else None
+        if value is None:
+            text = evo.store.read_note(llm_notes_ref(evo.run), member.commit)
+            turns = json.loads(text).get("turns", []) if text else []
+            value = turns[-1].get("fingerprint") if turns else None
+        if value:
+            found[member.id] = value
+    return found
 
 
 def start_proposer(config: Config) -> ProposerProcess:

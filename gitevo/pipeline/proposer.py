@@ -23,7 +23,7 @@ import signal
 import threading
 import traceback
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class Setup:
     spent: Usage  # the run's LLM usage so far: the budget counts from there
     evidence: Evidence | None = None  # what the prompts show of the run so far
     task: str = ""  # the task text, filled from the config
+    fingerprints: dict[str, str] = field(default_factory=dict)  # members' check fingerprints
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Worker:
         s = self.setup
         events = Events(lambda e: self.send(("event", e.kind, e.fields)))
         guide = Guide(s.root, s.config, s.run, self.llm, s.library, s.seed,
-                      s.seed_objectives, events, evidence=s.evidence, task=s.task)
+                      s.seed_objectives, events, evidence=s.evidence, task=s.task,
+                      fingerprints=s.fingerprints)
         with self.llm, ThreadPoolExecutor(self.llm.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
             try:

@@ -34,6 +34,10 @@ class Evaluation:
     # the earlier individual ({"id", "commit"}) whose tree this one has, and whose
     # evaluation it carries instead of being trained again
     reused: dict[str, str] | None = None
+    # what the check command reported the code does (a hash of its behaviour), if it did:
+    # children that behave the same are duplicates. Candidate-written, so it is only ever
+    # used to refuse a child, never to hand it anyone's score.
+    fingerprint: str | None = None
     # keys this version does not know (newer gitevo, other tools): kept as they were read
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -43,7 +47,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("rungs", "curve", "reused"):
+        for optional in ("rungs", "curve", "reused", "fingerprint"):
             if not data[optional]:
                 del data[optional]  # notes of runs without them read as they always did
         return {**data.pop("unknown"), **data}

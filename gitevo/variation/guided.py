@@ -23,7 +23,7 @@ from typing import Any
 
 from gitevo.config import Config
 from gitevo.core.events import Events
-from gitevo.execution.evaluate import checked, runs_commands
+from gitevo.execution.evaluate import check_fingerprint, checked, runs_commands
 from gitevo.execution.job import Job, make_job
 from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request, Usage
 from gitevo.llm.ensemble import Ensemble
@@ -57,11 +57,14 @@ class Guide:
     events: Events = field(default_factory=Events)
     evidence: Evidence | None = None  # what the run learned before this generation
     task: str = ""  # the task file's text, filled from the config
+    # what each population member's check reported it does (id -> fingerprint)
+    fingerprints: dict[str, str] = field(default_factory=dict)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     # this generation's children so far (id -> commit), and the lock that checks a new
     # one against them and adds it in one step
     _siblings: dict[str, str] = field(default_factory=dict, repr=False)
     _claims: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _prints: dict[str, str] = field(default_factory=dict, repr=False)  # siblings' fingerprints
 
     def _forms(self, store: Store) -> operators.Forms | None:
         """This thread's normal forms, when duplicates are refused."""
@@ -123,6 +126,8 @@ class Guide:
                                     "stop_reason": reply.stop_reason, "attempts": reply.attempts,
                                     "usage": asdict(reply.usage), "seconds": reply.seconds,
                                     "error": error})
+            if error is None and spec.id in self._prints:
+                record["turns"][-1]["fingerprint"] = self._prints[spec.id]
             if error is None or (commit is not None and turn_number == turns):
                 # an invalid last try is still data: committed, then evaluated as invalid
                 return Outcome(commit, None, usage=usage, validated=error is None)
@@ -172,11 +177,35 @@ class Guide:
                 self._siblings[spec.id] = commit
         except PatchError as exc:
             return None, f"{exc.reason}: {exc}"
-        failed = self._validate(store, spec, commit, turn)
-        return commit, (None if failed is None else failed.error or failed.status)
+        failed, fingerprint = self._validate(store, spec, commit, turn)
+        if failed is not None:
+            return commit, failed.error or failed.status
+        twin = self._twin(spec, fingerprint)
+        if twin is not None:
+            with self._claims:
+                self._siblings.pop(spec.id, None)
+            # a commit that is dropped: no ref will ever name it
+            return None, (f"duplicate: {spec.id}: the change does nothing new: its check "
+                          f"reports the same behaviour as {twin} (same outputs after the same "
+                          "training step); make a change that alters what the code computes")
+        return commit, None
 
-    def _validate(self, store: Store, spec: Spec, commit: str, turn: int) -> Evaluation | None:
-        """The cheap checks (parse, import, the target's check command) on the new tree.
+    def _twin(self, spec: Spec, fingerprint: str | None) -> str | None:
+        """The parent, population member or sibling that behaves exactly as this child (by
+        the check's fingerprint), else None; the child's fingerprint is then a sibling's."""
+        if fingerprint is None or not self.config.evolution.dedupe:
+            return None
+        with self._claims:
+            for ident, other in {**self.fingerprints, **self._prints}.items():
+                if other == fingerprint and ident != spec.id:
+                    return ident
+            self._prints[spec.id] = fingerprint
+        return None
+
+    def _validate(self, store: Store, spec: Spec, commit: str,
+                  turn: int) -> tuple[Evaluation | None, str | None]:
+        """The cheap checks (parse, import, the target's check command) on the new tree,
+        and the fingerprint the check reported.
 
         They run in the child's evaluation tree (Store.worktree): one that passes, and
         that the checks left as exported, is the tree the evaluation runs in."""
@@ -188,11 +217,12 @@ class Guide:
         job = replace(make_job(self.config, spec.id, tree), import_proven=proven)
         with self._scratch(store, spec, job) as scratch:
             failed, changed = checked(job, scratch)
+            fingerprint = check_fingerprint(scratch) if failed is None and job.check else None
         if failed is not None or changed:
             store.remove_dir(tree)  # its evaluation exports the commit afresh
         self.events.emit("validated", id=spec.id, turn=turn, ok=failed is None,
                          seconds=round(time.monotonic() - started, 3))
-        return failed
+        return failed, fingerprint
 
     @contextlib.contextmanager
     def _scratch(self, store: Store, spec: Spec, job: Job) -> Iterator[Path]:

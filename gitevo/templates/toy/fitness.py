@@ -5,7 +5,7 @@ number itself: the target and the size measure are taken before the candidate
 is imported, so nothing in model.py can change what it is judged by.
 
     python fitness.py --metrics out.json        # full evaluation
-    python fitness.py --check --metrics out.json  # fast validity check
+    python fitness.py --check --metrics out.json  # fast validity check, and a fingerprint
     python fitness.py --points 15 --metrics out.json  # a cheaper screen: every 8th point
     python fitness.py --progress curve.jsonl --pace 0.2 --metrics out.json  # a learning
         curve: accuracy on the first tenth of the grid, then two tenths, ... (0.2 s apart)
@@ -13,6 +13,7 @@ is imported, so nothing in model.py can change what it is judged by.
 
 import argparse
 import ast
+import hashlib
 import importlib.util
 import json
 import math
@@ -58,6 +59,13 @@ def score(predict, grid: list, expected: list) -> float:
     return 1.0 / (1.0 + total / len(grid))
 
 
+def fingerprint(predict, cost: float) -> str:
+    """What the code does, for gitevo's duplicate check: its size and every prediction on
+    the grid. Two ways of writing the same function give the same fingerprint."""
+    seen = [repr(float(predict(x))) for x in GRID]
+    return hashlib.sha256(repr((cost, seen)).encode()).hexdigest()[:32]
+
+
 def curve(predict, grid: list, expected: list, path: Path, pace: float) -> None:
     """The toy's learning curve: the accuracy on a growing share of the grid, a tenth more
     at each point, as a trainer would report validation accuracy after each epoch."""
@@ -90,7 +98,7 @@ def main() -> int:
             value = float(predict(0.5))
             if not math.isfinite(value):
                 raise ValueError(f"predict(0.5) is {value}")
-            metrics = {"l1": cost}
+            metrics = {"l1": cost, "fingerprint": fingerprint(predict, cost)}
         else:
             if args.progress:
                 curve(predict, grid, expected, Path(args.progress), args.pace)

@@ -25,6 +25,7 @@ from harness import (  # noqa: F401
     audit,
     augment,
     batches,
+    behaviour,
     cache,
     curve,
     data,
@@ -48,6 +49,9 @@ from harness.reasons import ModelError, describe
 
 HARNESS_VERSION = "1"
 CHECK_CLASSES, CHECK_CHANNELS, CHECK_BATCH = 10, 3, 2
+# steps on the dummy batch: three, so that an optimizer's state (momentum, Adam's moments)
+# has shaped the weights that the behaviour's fingerprint sees
+CHECK_STEPS = 3
 _EXPECTED = (formats.DataError, fidelity.FidelityError, device.DeviceError, ModelError,
              export.ScoreError)
 
@@ -187,10 +191,11 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
     targets = torch.arange(CHECK_BATCH, device=runtime.device) % CHECK_CLASSES
     try:
         model.train()
-        loss = F.cross_entropy(model(dummy), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        for _ in range(CHECK_STEPS):
+            loss = F.cross_entropy(model(dummy), targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     except Exception as exc:
         raise ModelError(describe(exc, "training step on a dummy batch")) from exc
     tampered += snapshot.restore()
@@ -202,7 +207,13 @@ def check(args: argparse.Namespace, root: Path, snapshot: guard.Snapshot) -> dic
         raise ModelError(describe(exc, "forward pass on a dummy batch")) from exc
     tampered += snapshot.restore()
     _exportable(model, size)
-    return {"params": measure.count_parameters(model), "check": "ok", "device": runtime.label,
+    params = measure.count_parameters(model)
+    try:
+        behaved = behaviour.fingerprint(model, params, tuple(dummy.shape), runtime.device)
+    except Exception as exc:
+        raise ModelError(describe(exc, "forward pass on the probe batch")) from exc
+    tampered += snapshot.restore()
+    return {"params": params, "check": "ok", "fingerprint": behaved, "device": runtime.label,
             "fidelity": recipe.name, "image_size": size, "harness": HARNESS_VERSION,
             "tampered": ",".join(tampered)}
 
