@@ -29,6 +29,7 @@ KEYS = [
     ("fitness", "prepare", '"fetch {mirror}"', "fitness.prepare"),
     ("objectives", "accuracy", '"up"', "accuracy"),
     ("evolution", "population", "0", "evolution.population"),
+    ("evolution", "allocation", "\"greedy\"", "evolution.allocation"),
     ("evolution", "offspring", '"8"', "evolution.offspring"),
     ("evolution", "prob_crossover", "1.5", "evolution.prob_crossover"),
     ("evolution", "prob_mutation", "-0.1", "evolution.prob_mutation"),

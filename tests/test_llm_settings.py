@@ -111,3 +111,39 @@ def test_importing_gitevo_llm_loads_no_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "[]"
+
+
+# ---- [[llm]]: an ensemble ----------------------------------------------------------------------
+
+LOCAL = {"provider": "openai", "model": "qwen", "base_url": "http://127.0.0.1:8000/v1"}
+CLAUDE = {"provider": "anthropic", "model": "claude-sonnet-4-6"}
+
+
+def test_an_ensemble_names_its_models_and_keeps_one_budget():
+    from gitevo.llm.settings import models_from_config
+
+    models = models_from_config([{**LOCAL, "max_cost": 2.0, "prices": {"input": 0.1,
+                                                                        "output": 0.2}},
+                                 {**CLAUDE, "name": "strong", "weight": 0.5}], PATH, env={})
+    assert [m.label for m in models] == ["qwen", "strong"]
+    assert [m.weight for m in models] == [1.0, 0.5]
+    assert models[0].max_cost == 2.0 and models[1].prices.output == 15.0
+    assert models_from_config(LOCAL, PATH, env={})[0].label == "qwen"  # one [llm] table
+
+
+@pytest.mark.parametrize("tables, named", [
+    ([LOCAL, LOCAL], "llm[1].name: 'qwen' also names llm[0]"),
+    ([LOCAL, {**CLAUDE, "max_cost": 3.0}], "llm[1].max_cost: applies to the whole run"),
+    ([LOCAL, {"provider": "offline"}], "llm[1].provider: offline does not mix"),
+    ([LOCAL, {**CLAUDE, "weight": 0}], "llm[1].weight: must be > 0"),
+    ([LOCAL, {**CLAUDE, "name": "a b"}], "llm[1].name: letters, digits"),
+    ([LOCAL, {**CLAUDE, "modle": "x"}], "llm[1].modle: unknown key"),
+    ([], "llm: expected a table, or a list of tables"),
+])
+def test_a_bad_ensemble_is_one_line_naming_the_model(tables, named):
+    from gitevo.llm.settings import models_from_config
+
+    with pytest.raises(ConfigError) as err:
+        models_from_config(tables, PATH, env={})
+    assert str(err.value).startswith(f"{PATH}: {named}"), str(err.value)
+    assert "\n" not in str(err.value)
