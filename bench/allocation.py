@@ -1,6 +1,6 @@
 """Does the learned allocation buy more improvements per dollar than drawing uniformly?
 
-    python bench/allocation.py                       # both scenarios, 3 seeds, 8 generations
+    python bench/allocation.py                       # both scenarios, 5 seeds, 8 generations
     python bench/allocation.py --seeds 5 --generations 10
 
 Three models make one ensemble, each the `command` provider running this file with
@@ -115,7 +115,7 @@ def run_one(models: dict[str, tuple[float, float]], mode: str, seed: int, genera
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answer", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--generations", type=int, default=8)
     args = parser.parse_args()
     if args.answer:

@@ -53,7 +53,18 @@ def _evolution(ctx: click.Context, events=None):
     from gitevo.pipeline.evolution import Evolution
 
     store, conf = _open(ctx)
+    _isolation_warning(conf)
     return Evolution(store, conf, ctx.obj["run"], events=events)
+
+
+def _isolation_warning(conf) -> None:
+    """One line on stderr when candidates run with a protection missing here (or the
+    one-line error of a `[sandbox] require` that this machine cannot meet)."""
+    from gitevo.execution import protection
+
+    line = protection.warning(conf.sandbox)
+    if line:
+        click.echo(f"gitevo: warning: {line}", err=True)
 
 
 def _progress_options(command):
@@ -301,6 +312,7 @@ def verify(ctx, ref, fidelity, tolerance) -> None:
     from gitevo.results import verify as verifying
 
     store, conf = _open(ctx)
+    _isolation_warning(conf)
     result = verifying.verify(store, conf, ctx.obj["run"], ref, fidelity, tolerance,
                               log=click.echo)
     for line in verifying.report_lines(result):

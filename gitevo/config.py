@@ -207,6 +207,10 @@ class Sandbox:
     # paths (placeholders of [fitness.vars] filled) that read as empty for every command
     # but prepare and score: a dataset's held-out part, wherever it lives
     hide: tuple[str, ...] = ()
+    # Landlock under every candidate process where the kernel has it (outside bubblewrap)
+    landlock: bool = True
+    # protections a run refuses to start without ("filesystem", "network"); else a warning
+    require: tuple[str, ...] = ()
 
 
 SECTIONS = ("task", "scores", "history", "inspiration", "notebook")
@@ -604,7 +608,12 @@ def _minutes(r: _Reader, key: str, default: int) -> int:
 
 
 def _sandbox(r: _Reader, variables: set[str]) -> Sandbox:
-    r.reject_unknown({"network", "isolation", "memory", "processes", "file_size", "hide"})
+    r.reject_unknown({"network", "isolation", "memory", "processes", "file_size", "hide",
+                      "landlock", "require"})
+    require = r.get("require", list, [])
+    for entry in require:
+        if entry not in ("filesystem", "network"):
+            raise r.fail("require", f'must list "filesystem" and/or "network", got {entry!r}')
     network = r.get("network", str, "deny")
     if network not in ("deny", "allow"):
         raise r.fail("network", f'must be "deny" or "allow", got {network!r}')
@@ -622,7 +631,8 @@ def _sandbox(r: _Reader, variables: set[str]) -> Sandbox:
     return Sandbox(network=network, isolation=isolation,
                    memory=None if memory == "auto" else float(memory),
                    processes=r.integer("processes", 1024, 8),
-                   file_size=r.number("file_size", 16.0, 0.0), hide=tuple(hide))
+                   file_size=r.number("file_size", 16.0, 0.0), hide=tuple(hide),
+                   landlock=r.get("landlock", bool, True), require=tuple(require))
 
 
 def _prompt(r: _Reader, variables: set[str]) -> Prompt:

@@ -131,7 +131,7 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path, group):
     SIGTERM to the whole process group (a terminal closed, a service stopped) reaches the
     launcher too, which then kills its commands (they run in sessions of their own)."""
     work, tmp = dirs
-    beat = tmp_path / "beat"
+    beat = work / "beat"  # in the worktree, where Landlock lets the command write
     script = textwrap.dedent(f"""
         from pathlib import Path
         from gitevo.execution import sandbox
@@ -156,7 +156,7 @@ def test_commands_die_when_gitevo_is_killed(dirs, tmp_path, group):
 
 
 def test_a_launcher_killed_mid_command_ends_it_with_a_reason(dirs, tmp_path):
-    beat = tmp_path / "beat"
+    beat = dirs[0] / "beat"  # in the worktree, where Landlock lets the command write
     server = launcher.shared(lambda: sandbox.sandbox_env(dirs[1]))
     result: list[sandbox.Outcome] = []
     thread = threading.Thread(

@@ -15,7 +15,7 @@ import pytest
 
 from gitevo import config as cfg
 from gitevo.config import ConfigError
-from gitevo.execution import sandbox
+from gitevo.execution import floor, sandbox
 from gitevo.execution.evaluate import evaluate
 from gitevo.execution.job import make_job
 from tests.conftest import cli, git
@@ -123,9 +123,11 @@ def acting(body: str) -> str:
     return f"import json, os, sys, time\n\n\ndef threshold():\n{lines}    return 0.5\n"
 
 
-def run(repo: Path, model: str, isolation: str | None = None):
+def run(repo: Path, model: str, isolation: str | None = None, landlock: bool = True):
     (repo / "model.py").write_text(model)
     toml = TOML.replace("ISOLATION", isolation or _isolation())
+    if not landlock:
+        toml = toml.replace("[sandbox]\n", "[sandbox]\nlandlock = false\n")
     config = cfg.parse(toml, repo / "gitevo.toml")
     return evaluate(make_job(config, "g001-000", repo))
 
@@ -147,6 +149,17 @@ def test_a_trainer_that_reads_the_heldout_labels_finds_them_hidden(task):
         pytest.skip(sandbox.bwrap().detail)
     repo, data = task
     result = run(repo, PEEK, "bwrap")
+    assert result.status == "ok" and result.objectives == {"accuracy": honest(data)}
+    assert result.metrics["scorer"]["heldout_hidden"] is True
+
+
+def test_under_landlock_alone_the_heldout_data_is_out_of_reach(task):
+    """No bubblewrap (isolation "none", as on a machine without it): the Landlock floor
+    keeps <cache>/heldout from the trainer, and the note says the score is protected."""
+    if floor.kernel_abi() < 1:
+        pytest.skip("this kernel has no Landlock")
+    repo, data = task
+    result = run(repo, PEEK, "none")
     assert result.status == "ok" and result.objectives == {"accuracy": honest(data)}
     assert result.metrics["scorer"]["heldout_hidden"] is True
 
@@ -197,9 +210,9 @@ open("peeked.txt", "w").write(repr(found is not None))""")
     assert (repo / "peeked.txt").read_text() == "False"
 
 
-def test_without_bubblewrap_the_note_says_the_score_is_not_protected(task):
+def test_without_bubblewrap_or_landlock_the_note_says_the_score_is_not_protected(task):
     repo, _ = task
-    result = run(repo, PEEK, "none")
+    result = run(repo, PEEK, "none", landlock=False)
     # nothing hides the cache here: the peek works, and the note says so plainly
     assert result.status == "ok" and result.objectives == {"accuracy": 1.0}
     assert result.metrics["scorer"]["heldout_hidden"] is False

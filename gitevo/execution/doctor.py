@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gitevo import __version__
 from gitevo.config import Sandbox
-from gitevo.execution import cgroups, sandbox
+from gitevo.execution import cgroups, floor, sandbox
 
 # run inside the sandbox from a worktree where gitevo puts them, under a fake
 # <scratch>/repo/.git whose config holds a fake token; $GITEVO_PUBLIC_REPO is <scratch>/repo
@@ -28,7 +28,7 @@ echo "pidns=$(readlink /proc/self/ns/pid)"; echo "tmp=$TMPDIR"
 if touch "$GITEVO_PUBLIC_REPO/probe" 2>/dev/null; then echo repo=writable
 else echo repo=readonly; fi
 if grep -qs token "$GITEVO_PUBLIC_REPO/.git/config"; then echo git=visible; else echo git=hidden; fi
-if [ -e "$GITEVO_CACHE_DIR/heldout/labels" ]; then echo heldout=visible
+if grep -qs answers "$GITEVO_CACHE_DIR/heldout/labels"; then echo heldout=visible
 else echo heldout=hidden; fi
 """
 WORKTREE = "repo/.git/gitevo/worktrees/main/probe"
@@ -58,18 +58,36 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
             _limit_row("file size", seen.get("fsize"), 1024 ** 2, " GB per file",
                        "sandbox.file_size"),
             _process_row(seen), _network_row(settings, kind, why, seen),
+            _landlock_row(settings, kind),
             Row("read-only repository", seen.get("repo") == "readonly",
                 "only the worktree, temp dir and dataset cache are writable" if
-                seen.get("repo") == "readonly" else f"needs bubblewrap ({why})"),
+                seen.get("repo") == "readonly" else f"needs bubblewrap or Landlock ({why})"),
             Row("hidden .git, credentials", seen.get("git") == "hidden",
-                "the repository's .git and ~/.ssh, ~/.aws, ~/.netrc ... read as empty" if
-                seen.get("git") == "hidden" else f"needs bubblewrap ({why})"),
+                "the repository's .git and ~/.ssh, ~/.aws, ~/.netrc ... out of reach" if
+                seen.get("git") == "hidden" else f"needs bubblewrap or Landlock ({why})"),
             _pidns_row(seen, why),
             Row("held-out data hidden", seen.get("heldout") == "hidden",
-                "<cache>/heldout reads as empty; only prepare and [fitness] score see it" if
-                seen.get("heldout") == "hidden" else f"needs bubblewrap ({why}): a trainer "
-                "could read what a [fitness] score scores with, so those scores are not "
-                "protected")]
+                "<cache>/heldout is out of reach; only prepare and [fitness] score see it" if
+                seen.get("heldout") == "hidden" else f"needs bubblewrap or Landlock ({why}): "
+                "a trainer could read what a [fitness] score scores with, so those scores "
+                "are not protected")]
+
+
+def _landlock_row(settings: Sandbox, kind: str) -> Row:
+    version = floor.kernel_abi()
+    if kind == "bwrap":
+        return Row("Landlock floor", False, f"not applied inside bubblewrap (kernel ABI "
+                   f"{version}); bubblewrap's mounts confine the filesystem")
+    if not settings.landlock:
+        return Row("Landlock floor", False, "sandbox.landlock = false")
+    if version < 1:
+        return Row("Landlock floor", False, "this kernel has no Landlock (Linux 5.13+ with "
+                   "landlock in the LSM list)")
+    extra = ", TCP bind/connect refused" if version >= 4 and settings.network == "deny" else ""
+    scoped = ", signals and abstract sockets scoped" if version >= 6 else ""
+    return Row("Landlock floor", True, f"ABI {version}: reads only the system, the Python "
+               f"environment, the worktree and the data; writes only the worktree and temp "
+               f"dir{extra}{scoped}")
 
 
 def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:
@@ -134,6 +152,9 @@ def _network_row(settings: Sandbox, kind: str, why: str, seen: dict[str, str]) -
     if seen.get("ifaces") == "0":
         return Row("network isolation", kind != "none", f"{kind}: {why} (the host has only "
                    "loopback either way)")
+    if settings.landlock and floor.kernel_abi() >= 4:
+        return Row("network isolation", True, "TCP bind and connect refused by Landlock "
+                   f"(UDP is not covered; a network namespace would be: {why})")
     return Row("network isolation", False, f"not available: {why}")
 
 

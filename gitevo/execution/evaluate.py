@@ -15,6 +15,7 @@ from pathlib import Path
 from gitevo.execution import scoring
 from gitevo.execution.handover import Tree, changes, fingerprint
 from gitevo.execution.job import Job, expand, read_metrics, run_fitness, run_sandboxed, timed
+from gitevo.execution.protection import protection
 from gitevo.store.fitness import Evaluation
 
 CHECK_TIMEOUT = 300.0
@@ -29,6 +30,7 @@ def evaluate(job: Job) -> Evaluation:
     with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-") as tmp:
         result = _evaluate_in(job, Path(tmp), timings)
         result.fingerprint = check_fingerprint(Path(tmp))
+    result.isolation = protection(job.sandbox)
     result.seconds = round(time.monotonic() - start, 3)
     result.fidelity = job.fidelity
     result.timings = timings

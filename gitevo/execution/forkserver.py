@@ -78,11 +78,16 @@ def _send(message: dict) -> None:
 
 def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
     try:
-        pid = _spawn_argv(request) if request.get("argv") else os.fork()
+        # under Landlock the child confines itself in Python between fork and exec (bash's
+        # first lines could not: the cgroup's file is out of the policy's reach)
+        spawn = request.get("argv") and not request.get("landlock")
+        pid = _spawn_argv(request) if spawn else os.fork()
     except OSError as exc:
         _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
     if pid == 0:
+        if request.get("argv"):
+            _exec_landlocked(request, wake)  # does not return
         _child(request, wake)  # does not return
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
@@ -186,6 +191,28 @@ def _kill_all(children: dict[int, dict]) -> None:
 
 # ---- in the child -------------------------------------------------------------------------
 
+def _exec_landlocked(request: dict, wake: tuple[int, int]) -> None:
+    """The child of a Landlock request: confined here, then exec'd; never returns."""
+    code = 127
+    try:
+        _confine(request, wake)
+        for number in _DEFAULT_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        env = {k: v for k, v in request["env"].items()
+               if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
+        argv = request["argv"]
+        os.execve(argv[0], argv, env)
+    except SystemExit as exc:
+        code = 125 if exc.code == 125 else 127
+    except BaseException:  # noqa: BLE001 - whatever it was goes to the log
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
 def _child(request: dict, wake: tuple[int, int]) -> None:
     code = 127
     try:
@@ -228,6 +255,33 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(number, (value, value))
     os.chdir(request["cwd"])
+    if request.get("landlock"):
+        _landlock(request["landlock"])
+
+
+def _landlock(policy: dict) -> None:
+    """Bind this child, and all it will start, to the policy; a child that cannot be bound
+    ends here (125) rather than run with less than gitevo said it would have."""
+    try:
+        _LANDLOCK.restrict(policy["read"], policy["write"], existing=policy["existing"],
+                           deny_tcp=policy["deny_tcp"], scope=policy["scope"],
+                           version=policy["abi"])
+    except OSError as exc:
+        print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
+        raise SystemExit(125) from None
+
+
+def _load_landlock():
+    """gitevo's Landlock module, beside this file (run as a script, with -P: no sys.path
+    entry finds it)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "landlock.py")
+    spec = importlib.util.spec_from_file_location("gitevo_landlock", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_LANDLOCK = _load_landlock()
 
 
 def _import(modules: list[str], env: dict[str, str] | None = None) -> int:

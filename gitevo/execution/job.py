@@ -157,11 +157,23 @@ def run_sandboxed(command: str | list[str], job: Job, tmp: Path, timeout: float,
     if isinstance(command, list):
         return import_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout,
                                env=env, settings=job.sandbox, pid_dir=job.pid_dir,
-                               name=job.ident, cache_writable=job.cache_writable, hide=hide)
+                               name=job.ident, cache_writable=job.cache_writable, hide=hide,
+                               data=data_paths(job))
     return run_confined(command, workdir=job.workdir, tmp=tmp, timeout=timeout, env=env,
                         settings=job.sandbox, pid_dir=job.pid_dir, name=job.ident,
                         cache_writable=job.cache_writable, trusted=trusted, hide=hide,
-                        stop=stop)
+                        stop=stop, data=data_paths(job))
+
+
+def data_paths(job: Job) -> tuple[Path, ...]:
+    """The existing absolute paths that [fitness.vars] name (a dataset folder, say): what a
+    candidate may read besides the system, the Python environment and its worktree."""
+    found = []
+    for value in job.variables.values():
+        path = Path(str(value)).expanduser()
+        if path.is_absolute() and path.exists():
+            found.append(path)
+    return tuple(found)
 
 
 def hidden_paths(job: Job) -> tuple[Path, ...]:

@@ -68,8 +68,10 @@ class Launcher:
 
     def start(self, *, cwd: Path, env: dict[str, str], log: Path,
               limits: list[tuple[str, int]], cgroup: Path | None = None,
-              argv: list[str] | None = None, modules: list[str] | None = None) -> Child:
-        """Start `argv`, or an import of `modules`, confined; returns once it has a pid."""
+              argv: list[str] | None = None, modules: list[str] | None = None,
+              landlock: dict | None = None) -> Child:
+        """Start `argv`, or an import of `modules`, confined (under the Landlock policy
+        `landlock` too, when given); returns once it has a pid."""
         with self._lock:
             if not self._alive:
                 raise LauncherError("the launcher went away")
@@ -78,7 +80,7 @@ class Launcher:
             self._children[child.ident] = child
             request = {"id": child.ident, "cwd": str(cwd), "env": env, "log": str(log),
                        "limits": limits, "cgroup": str(cgroup) if cgroup else None,
-                       "argv": argv, "modules": modules}
+                       "argv": argv, "modules": modules, "landlock": landlock}
             try:
                 self._proc.stdin.write(json.dumps(request).encode() + b"\n")
                 self._proc.stdin.flush()

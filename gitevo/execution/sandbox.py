@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import ConfigError, Sandbox
-from gitevo.execution import cgroups, launcher
+from gitevo.execution import cgroups, floor, launcher
 
 TAIL_CHARS = 2000
 STOP_POLL = 0.1  # seconds between looks at a `stop` event while a command runs
@@ -331,12 +331,23 @@ def _existing(paths: list[Path]) -> list[Path]:
     return made
 
 
-def heldout_hidden(settings: Sandbox) -> bool:
-    """Whether the candidates' commands find the held-out cache empty on this machine."""
+def bwrap_active(settings: Sandbox) -> bool:
+    """Whether commands run inside bubblewrap here (a PID namespace and a read-only root
+    of their own, beyond what the Landlock floor gives)."""
     try:
         return mode(settings)[0] == "bwrap"
     except SandboxUnavailable:
         return False
+
+
+def heldout_hidden(settings: Sandbox) -> bool:
+    """Whether the candidates' commands cannot read the held-out cache on this machine:
+    bubblewrap shows it empty, the Landlock floor leaves it out of reach."""
+    try:
+        kind = mode(settings)[0]
+    except SandboxUnavailable:
+        return False
+    return kind == "bwrap" or (settings.landlock and floor.kernel_abi() >= 1)
 
 
 # ---- the run --------------------------------------------------------------------------------
@@ -345,34 +356,62 @@ def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env:
                  settings: Sandbox = DEFAULT, pid_dir: Path | None = None,
                  name: str = "run", cache_writable: bool = True,
                  trusted: bool = False, hide: tuple[Path, ...] = (),
-                 stop: threading.Event | None = None) -> Outcome:
+                 stop: threading.Event | None = None, data: tuple[Path, ...] = ()) -> Outcome:
     """Run `command` (bash) in `workdir`, confined; kill all it started when it ends,
     after `timeout` seconds, or once `stop` is set (then its Outcome says cancelled). A
     file in `pid_dir` lets `kill_orphans` stop it if we die.
     With `cache_writable` false, the dataset cache is read-only under bubblewrap; the
     held-out cache and the `hide` paths are empty for it unless it is `trusted` (prepare
-    and score)."""
+    and score). Outside bubblewrap, an untrusted command runs under the Landlock floor
+    (gitevo.execution.floor), which lets it read the `data` paths."""
     argv = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
     argv += ["bash", "-c", command]
-    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name, stop)
+    policy = None if trusted else _floor(settings, workdir, tmp, env, cache_writable, hide,
+                                         data)
+    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name, stop, policy)
 
 
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
                     env: dict[str, str], settings: Sandbox = DEFAULT,
                     pid_dir: Path | None = None, name: str = "run",
-                    cache_writable: bool = True, hide: tuple[Path, ...] = ()) -> Outcome:
+                    cache_writable: bool = True, hide: tuple[Path, ...] = (),
+                    data: tuple[Path, ...] = ()) -> Outcome:
     """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
     without namespaces a fork of the launcher does it, else a new Python inside them."""
     prefix = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
+    policy = _floor(settings, workdir, tmp, env, cache_writable, hide, data)
     if prefix:
         argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *modules]
-        return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
-    return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name)
+        return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name,
+                    policy=policy)
+    return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name,
+                policy=policy)
+
+
+def _floor(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
+           cache_writable: bool, hide: tuple[Path, ...], data: tuple[Path, ...]
+           ) -> dict | None:
+    """The Landlock policy of an untrusted command outside bubblewrap (inside it, the
+    mount namespace already confines the filesystem, and bwrap itself could not mount
+    under Landlock); None where Landlock is off or the kernel lacks it."""
+    if not settings.landlock:
+        return None
+    try:
+        if mode(settings)[0] == "bwrap":
+            return None
+    except SandboxUnavailable:
+        return None
+    found = floor.policy(workdir=workdir, tmp=tmp, env=env, cache=cache_dirs(env),
+                         cache_writable=cache_writable,
+                         hidden=[*heldout_dirs(env), *hide], data=data,
+                         network=settings.network == "allow")
+    return found.as_request() if found else None
 
 
 def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
          timeout: float, env: dict[str, str], settings: Sandbox, pid_dir: Path | None,
-         name: str, stop: threading.Event | None = None) -> Outcome:
+         name: str, stop: threading.Event | None = None, policy: dict | None = None
+         ) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
@@ -384,7 +423,7 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
     try:
         child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
                              cgroup=group.procs if group else None, argv=argv,
-                             modules=modules)
+                             modules=modules, landlock=policy)
     except launcher.LauncherError as exc:
         if group is not None:
             groups.give_back(group)

@@ -40,7 +40,7 @@ from gitevo.execution.job import (
     run_sandboxed,
     timed,
 )
-from gitevo.execution.sandbox import heldout_hidden
+from gitevo.execution.sandbox import bwrap_active, heldout_hidden
 from gitevo.store.fitness import Evaluation
 
 MAX_REPORT_BYTES = 256 * 1024
@@ -52,7 +52,7 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
     `before` is the tree's fingerprint if the checks just took it (else it is taken)."""
     if before is None:
         before = fingerprint(job.workdir)
-    if job.score_early and heldout_hidden(job.sandbox):
+    if job.score_early and bwrap_active(job.sandbox):
         return _score_alongside(job, tmp, timings, before)
     trained = _train(job, tmp, timings)
     if trained.failed is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import Config, Objective
-from gitevo.results import allocation, plots
+from gitevo.results import allocation, isolation, plots
 from gitevo.results.lines import rung_line
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
@@ -115,6 +115,7 @@ class ReportData:
     top: list[TopIndividual]
     rates: dict[str, list[Rate]] = field(default_factory=dict)
     llm_total: dict[str, float] = field(default_factory=dict)
+    isolation: str = ""  # what confined the population's evaluations
     allocation: str = "offline"  # how the next calls are drawn
     arms: list[allocation.ArmRow] = field(default_factory=list)
 
@@ -134,7 +135,9 @@ def gather(store: Store, config: Config, run: str) -> ReportData:
         generations=generation_rows(history),
         top=top_individuals(store, run, latest, everyone, champion.id if champion else None),
         rates=success_rates(history), llm_total=dict(latest.stats.get("llm_total") or {}),
-        allocation=mode, arms=arms)
+        allocation=mode, arms=arms,
+        isolation=isolation.line([everyone[m.id] for m in latest.population
+                                  if m.id in everyone]))
 
 
 def generation_rows(history: list[ledger.Generation]) -> list[GenerationRow]:
@@ -314,6 +317,8 @@ def _summary(data: ReportData) -> Html:
     facts = [f"generation {data.generation}", f"{data.individuals} individuals",
              "objectives " + ", ".join(f"{o.name} ({o.sense})" for o in data.objectives),
              f"champion {data.champion or '-'}", f"ledger {data.ledger_commit[:10]}"]
+    if data.isolation:
+        facts.append(data.isolation)
     tokens = sum(v for k, v in data.llm_total.items() if k.endswith("_tokens"))
     if tokens:
         facts.append(f"LLM {tokens:,} tokens, ${data.llm_total.get('cost', 0.0):.4f}")

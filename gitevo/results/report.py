@@ -12,7 +12,7 @@ from rich.tree import Tree
 from gitevo.config import Config
 from gitevo.pipeline import replay
 from gitevo.pipeline.plan import SEED_ID, no_seed
-from gitevo.results import allocation
+from gitevo.results import allocation, isolation
 from gitevo.results.lines import rung_line
 from gitevo.store import ledger
 from gitevo.store.gitstore import (
@@ -38,6 +38,9 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
     console.print(_headline(run, current, len(everyone)))
     for rung in current.stats.get("cascade", []):  # where the last generation's training went
         console.print(f"  {rung_line(rung)}", markup=False)
+    line = isolation.line(_members(current.population, everyone))
+    if line:
+        console.print(f"  {line}", markup=False)
     view = _View(config)
     console.print(view.table("population", _members(current.population, everyone)))
     console.print(view.table("hall of fame", _members(current.hall_of_fame, everyone),

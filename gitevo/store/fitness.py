@@ -38,6 +38,8 @@ class Evaluation:
     # children that behave the same are duplicates. Candidate-written, so it is only ever
     # used to refuse a child, never to hand it anyone's score.
     fingerprint: str | None = None
+    # what confined the evaluation: isolation tool, Landlock ABI, network, filesystem
+    isolation: dict[str, Any] | None = None
     # keys this version does not know (newer gitevo, other tools): kept as they were read
     unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -47,7 +49,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("rungs", "curve", "reused", "fingerprint"):
+        for optional in ("rungs", "curve", "reused", "fingerprint", "isolation"):
             if not data[optional]:
                 del data[optional]  # notes of runs without them read as they always did
         return {**data.pop("unknown"), **data}

@@ -1,0 +1,109 @@
+"""The Landlock floor: what a candidate's processes may read and write, as a policy that
+the launcher applies in each child between fork and exec (gitevo.execution.landlock).
+
+An allowlist. Readable: the system (/usr, /lib*, /bin, /sbin, /etc, /opt, /proc, /sys),
+the Python environment gitevo runs in, gitevo's own package, PYTHONPATH, the dataset
+cache without its held-out part, and the existing paths that [fitness.vars] name (a
+dataset) without the `hide` paths. Writable: the evaluation's worktree and private temp
+dir, /dev/shm, the dataset cache only where the command may fill it. Everything else is
+out of reach, the repository's .git (where the other individuals' worktrees live too),
+home directories with their credentials, and the held-out data among them. A held-out
+path inside a readable folder is carved out by allowing that folder's other entries one
+by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import site
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gitevo.execution import landlock
+
+SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt",
+          "/proc", "/sys")
+# files that exist and a process writes to: the null devices, terminals, GPUs, and its own
+# /proc entries (unshare -r writes its uid_map there)
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+           "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
+           "/dev/kfd", "/dev/dri", "/dev/nvidia-caps", "/proc/self")
+CARVE_DEPTH = 3  # how deep a readable folder is split to leave a hidden path out
+
+
+@dataclass(frozen=True)
+class Policy:
+    abi: int
+    read: list[str]
+    write: list[str]
+    existing: list[str]
+    deny_tcp: bool
+    scope: bool
+
+    def as_request(self) -> dict:
+        return asdict(self)
+
+
+@functools.cache
+def kernel_abi() -> int:
+    return landlock.abi()
+
+
+def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
+           cache_writable: bool, hidden: list[Path], data: Iterable[Path],
+           network: bool) -> Policy | None:
+    """The floor for one candidate command; None where the kernel has no Landlock."""
+    version = kernel_abi()
+    if version < 1:
+        return None
+    hidden = [p.resolve() for p in hidden]
+    read = [*SYSTEM, *_python(env), *(str(p) for p in data)]
+    write = [str(workdir), str(tmp), "/dev/shm"]
+    for directory in cache:
+        (write if cache_writable else read).append(str(directory))
+    return Policy(version, _carved(read, hidden), _carved(write, hidden),
+                  [*DEVICES, *(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))],
+                  deny_tcp=not network, scope=True)
+
+
+def _python(env: dict[str, str]) -> list[str]:
+    """The interpreter, its libraries and environment, gitevo itself, PYTHONPATH."""
+    places = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+              str(Path(sys.executable).resolve().parent), site.getusersitepackages(),
+              str(Path(__file__).resolve().parents[1])}
+    places.update(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
+    for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
+        if env.get(name):
+            places.add(env[name])
+    return sorted(places)
+
+
+def _carved(paths: list[str], hidden: list[Path]) -> list[str]:
+    """`paths`, each split into its entries where a hidden path lies beneath it, so that
+    no rule covers a hidden path (a Landlock rule grants everything beneath its folder)."""
+    out: list[str] = []
+    for path in paths:
+        out += _carve(Path(path), hidden, CARVE_DEPTH)
+    return out
+
+
+def _carve(path: Path, hidden: list[Path], depth: int) -> list[str]:
+    try:
+        real = path.resolve()
+    except OSError:
+        return []
+    inside = [h for h in hidden if real == h or real in h.parents]
+    if any(real == h or h in real.parents for h in hidden):
+        return []  # the path is hidden itself, or lies inside a hidden one
+    if not inside:
+        return [str(path)]
+    if depth == 0 or not real.is_dir():
+        return []  # too deep to split: leave it all out rather than show a hidden part
+    out = []
+    with os.scandir(real) as entries:
+        for entry in entries:
+            out += _carve(Path(entry.path), hidden, depth - 1)
+    return out

@@ -1,0 +1,122 @@
+"""Landlock (Linux 5.13+): a process confines itself, and all it starts, to named paths.
+
+No root, no namespaces, no helper binary: three system calls make a ruleset, add a rule
+per path (or TCP port), and bind the calling thread to it for good, across fork and
+exec. What the running kernel offers is read at run time (its ABI version) and only that
+is asked for: ABI 1 filesystem rights, 2 moving files between folders (refer), 3
+truncation, 4 TCP bind and connect, 5 device ioctls, 6 scoping signals and abstract unix
+sockets to the domain. The PyPI binding (landlock 1.0.0.dev5) stops at filesystem rights,
+hence this module.
+
+Stand-alone on purpose: the launcher's server (forkserver.py, which imports nothing of
+gitevo) loads it by path, and applies a policy in each child between fork and exec.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterable
+
+# the same numbers on every architecture: the calls came after the syscall tables merged
+_CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH, _RULE_NET_PORT = 1, 2
+_PR_SET_NO_NEW_PRIVS = 38
+
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR = 1 << 4, 1 << 5, 1 << 6, 1 << 7
+MAKE_REG, MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM = 1 << 8, 1 << 9, 1 << 10, 1 << 11, 1 << 12
+REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
+
+# every filesystem right each ABI knows (a right the ruleset does not handle is allowed)
+_FS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1,
+              5: (1 << 16) - 1}
+FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV  # all a file can take
+READ = EXECUTE | READ_FILE | READ_DIR
+# writing a file that exists, and nothing else: a device node, a /proc entry
+WRITE_EXISTING = READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV
+WRITE = (1 << 16) - 1  # masked to what the ABI handles
+
+
+class LandlockError(OSError):
+    """The kernel refused a step; the message says which."""
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
+                ("scoped", ctypes.c_uint64)]
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1  # the kernel's struct is packed: 12 bytes
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _call(libc: ctypes.CDLL, number: int, *args: object) -> int:
+    result = libc.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        err = ctypes.get_errno()
+        raise LandlockError(err, f"landlock syscall {number}: {os.strerror(err)}")
+    return result
+
+
+def abi() -> int:
+    """The kernel's Landlock ABI version; 0 where it has none (too old, or disabled)."""
+    try:
+        return _call(_libc(), _CREATE_RULESET, None, ctypes.c_size_t(0),
+                     ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    except (LandlockError, OSError, AttributeError):
+        return 0
+
+
+def restrict(read: Iterable[str], write: Iterable[str], *, existing: Iterable[str] = (),
+             deny_tcp: bool = False, scope: bool = False, version: int | None = None) -> int:
+    """Confine this process (and everything it starts later) for good: reads beneath
+    `read`, full access beneath `write`, reads and writes of the files that already
+    exist beneath `existing` (devices, /proc entries); TCP bind and connect refused with
+    `deny_tcp`, signals and abstract unix sockets kept inside with `scope`, where the ABI
+    has them. A path that does not exist is skipped. Returns the ABI used; raises
+    LandlockError where the kernel has none or refuses a step."""
+    version = abi() if version is None else version
+    if version < 1:
+        raise LandlockError(0, "this kernel has no Landlock")
+    handled = _FS_BY_ABI.get(version, _FS_BY_ABI[5])
+    attr = _RulesetAttr(handled, NET_BIND_TCP | NET_CONNECT_TCP if deny_tcp and version >= 4
+                        else 0,
+                        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if scope and version >= 6
+                        else 0)
+    size = 8 if version < 4 else 16 if version < 6 else 24
+    libc = _libc()
+    ruleset = _call(libc, _CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
+                    ctypes.c_uint32(0))
+    try:
+        for paths, rights in ((read, READ), (existing, WRITE_EXISTING), (write, WRITE)):
+            for path in paths:
+                _allow(libc, ruleset, path, rights & handled)
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # the kernel requires it unprivileged
+        _call(libc, _RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset)
+    return version
+
+
+def _allow(libc: ctypes.CDLL, ruleset: int, path: str, rights: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return  # nothing there: nothing to allow
+    try:
+        if not os.path.isdir(path):
+            rights &= FILE_RIGHTS
+        rule = _PathBeneath(rights, fd)
+        _call(libc, _ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
+              ctypes.byref(rule), ctypes.c_uint32(0))
+    finally:
+        os.close(fd)

@@ -1,0 +1,189 @@
+"""The Landlock floor, with real processes on the real kernel: hostile candidates under
+Landlock alone (no bubblewrap, as on a machine without it) reach nothing outside their
+worktree and temp dir; with neither, the same candidates succeed (so each test can fail).
+Tests that need Landlock skip with the reason where the kernel has none."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from gitevo.config import Sandbox
+from gitevo.execution import floor, landlock, sandbox
+from gitevo.execution.evaluate import evaluate
+from gitevo.execution.job import Job
+
+needs_landlock = pytest.mark.skipif(floor.kernel_abi() < 1,
+                                    reason="this kernel has no Landlock (Linux 5.13+, "
+                                           "enabled in the LSM list)")
+
+
+def _job(workdir: Path, code: str, *, landlock_on: bool = True, **settings) -> Job:
+    command = f"python -c {shlex.quote(code)} {{metrics}}"
+    # cache_writable False: a [fitness] prepare step filled the dataset cache, as the
+    # ExquisiteNetV2 template's does, so candidates only read it
+    return Job(ident="g001-000", workdir=workdir, gene_files=("model.py",), command=command,
+               check=None, timeout=30, fidelity="smoke", variables={},
+               objectives=("accuracy",), cache_writable=False,
+               sandbox=Sandbox(isolation=settings.pop("isolation", "unshare"),
+                               landlock=landlock_on, **settings))
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """A repository-shaped tree (the worktree under .git, as gitevo exports it), a home
+    with a credential, a sibling's worktree, and a dataset cache with a held-out part."""
+    root = tmp_path / "repo"
+    work = root / ".git" / "gitevo" / "worktrees" / "g001-000"
+    work.mkdir(parents=True)
+    (work / "model.py").write_text("VALUE = 1\n")
+    (root / ".git" / "config").write_text("[core]\n")
+    sibling = root / ".git" / "gitevo" / "worktrees" / "g001-001"
+    sibling.mkdir()
+    (sibling / "model.py").write_text("VALUE = 2\n")
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("secret = hunter2\n")
+    cache = home / ".cache" / "gitevo"  # where a harness keeps its data (sandbox.cache_dirs)
+    (cache / "heldout").mkdir(parents=True)
+    (cache / "heldout" / "labels.json").write_text("[1, 2, 3]\n")
+    (cache / "public").mkdir()
+    (cache / "public" / "train.json").write_text("[0]\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    return root
+
+
+def _workdir(repo: Path) -> Path:
+    return repo / ".git" / "gitevo" / "worktrees" / "g001-000"
+
+
+# Each attack scores 1 when it got through, 0 when the system refused it.
+def _attempt(body: str) -> str:
+    return ("import json, os, sys\nscore = 1\ntry:\n"
+            + "".join(f"    {line}\n" for line in body.strip().splitlines())
+            + "except OSError:\n    score = 0\n"
+            "json.dump({'accuracy': score}, open(sys.argv[1], 'w'))\n")
+
+
+def attacks(repo: Path, port: int) -> dict[str, str]:
+    cache = Path(os.environ["HOME"]) / ".cache" / "gitevo"
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    return {
+        "writes into .git": f"open({str(repo / '.git' / 'config')!r}, 'a').write('x')",
+        "writes into another worktree": "open({!r}, 'w').write('VALUE = 9')".format(
+            str(repo / ".git" / "gitevo" / "worktrees" / "g001-001" / "model.py")),
+        "writes into the Python environment":
+            f"open(os.path.join({site_packages!r}, 'sitecustomize_gitevo_test.py'), 'w')"
+            ".write('')",
+        "writes into the dataset cache":
+            f"open({str(cache / 'public' / 'train.json')!r}, 'w').write('[9]')",
+        "reads a credential": "open(os.path.expanduser('~/.aws/credentials')).read()",
+        "reads a held-out file": f"open({str(cache / 'heldout' / 'labels.json')!r}).read()",
+        "signals the gitevo process": f"os.kill({os.getpid()}, 0)",
+        "connects to a loopback port":
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)",
+    }
+
+
+class _Listener:
+    """A loopback TCP port that counts who reached it."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+
+@needs_landlock
+@pytest.mark.parametrize("isolation", ["unshare", "none"])
+def test_under_landlock_alone_every_attack_is_refused(repo, isolation):
+    if isolation == "unshare" and not sandbox.unshare().works:
+        pytest.skip(sandbox.unshare().detail)
+    listener = _Listener()
+    site_file = Path(next(p for p in sys.path if p.endswith("site-packages")),
+                     "sitecustomize_gitevo_test.py")
+    for name, body in attacks(repo, listener.port).items():
+        result = evaluate(_job(_workdir(repo), _attempt(body), isolation=isolation))
+        assert result.ok and result.objectives == {"accuracy": 0.0}, (name, result.error)
+    assert listener.accepted == 0 and not site_file.exists()
+    assert (repo / ".git" / "config").read_text() == "[core]\n"
+
+
+def test_with_neither_layer_the_same_attacks_get_through(repo):
+    """The control: no bubblewrap, no Landlock, the network allowed; every attack works,
+    so the test above can fail."""
+    listener = _Listener()
+    site_file = Path(next(p for p in sys.path if p.endswith("site-packages")),
+                     "sitecustomize_gitevo_test.py")
+    try:
+        for name, body in attacks(repo, listener.port).items():
+            result = evaluate(_job(_workdir(repo), _attempt(body), isolation="none",
+                                   landlock_on=False, network="allow"))
+            assert result.ok and result.objectives == {"accuracy": 1.0}, (name, result.error)
+        assert listener.accepted == 1
+    finally:
+        site_file.unlink(missing_ok=True)
+
+
+@needs_landlock
+def test_an_honest_candidate_reads_its_data_and_writes_its_tree(repo, tmp_path):
+    data = tmp_path / "dataset"
+    data.mkdir()
+    (data / "x.json").write_text("[0.25]\n")
+    code = ("import json, os, sys\n"
+            f"value = json.load(open({str(data / 'x.json')!r}))[0]\n"
+            "cached = json.load(open(os.path.expanduser('~/.cache/gitevo/public/train.json')))"
+            "\n"
+            "open('out.txt', 'w').write('kept')\n"
+            "open(os.path.join(os.environ['TMPDIR'], 'scratch'), 'w').write('x')\n"
+            "json.dump({'accuracy': value + cached[0]}, open(sys.argv[1], 'w'))\n")
+    job = dataclasses.replace(_job(_workdir(repo), code, isolation="none"),
+                              variables={"data": str(data)})
+    result = evaluate(job)
+    assert result.ok and result.objectives == {"accuracy": 0.25}, result.error
+    assert (_workdir(repo) / "out.txt").read_text() == "kept"
+
+
+@needs_landlock
+def test_the_module_binds_a_forked_child_and_what_it_execs(tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    pid = os.fork()
+    if pid == 0:  # the child: bound, then it runs a shell that tries both places
+        code = 1
+        try:
+            landlock.restrict(["/usr", "/lib", "/lib64", "/bin", "/etc"], [str(allowed)])
+            os.execv("/bin/sh", ["sh", "-c", f"echo ok > {allowed}/a && "
+                                             f"! echo no > {tmp_path}/b 2>/dev/null"])
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (allowed / "a").read_text() == "ok\n" and not (tmp_path / "b").exists()
+
+
+def test_abi_is_read_from_the_kernel():
+    version = landlock.abi()
+    assert version >= 0
+    assert json.dumps(floor.kernel_abi()) == str(version)
