@@ -73,9 +73,33 @@ demo_data() {
     fi
 }
 
+# bubblewrap gives candidates a read-only filesystem, a hidden .git and a PID namespace of
+# their own (without it gitevo falls back to its Landlock floor): installed where this
+# user may (root, or sudo without a password), else one line saying how
+bubblewrap() {
+    if command -v bwrap >/dev/null 2>&1; then return 0; fi
+    if [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then
+        if command -v apt-get >/dev/null 2>&1; then
+            as_root apt-get update -q >/dev/null 2>&1 || true
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap \
+                >/dev/null 2>&1 || true
+        elif command -v dnf >/dev/null 2>&1; then
+            as_root dnf install -y -q bubblewrap >/dev/null 2>&1 || true
+        fi
+    fi
+    if command -v bwrap >/dev/null 2>&1; then
+        echo "run.sh: installed bubblewrap, the strongest sandbox for candidates"
+    else
+        echo "run.sh: bubblewrap is not installed and could not be here (it needs root or" \
+             "sudo -n, and apt-get or dnf): install it for the full sandbox; without it" \
+             "candidates run under gitevo's Landlock floor (gitevo doctor says what holds)" >&2
+    fi
+}
+
 case "${1:-}" in
     demo)
         setup "${TORCH[@]}"
+        bubblewrap
         DEMO="${DEMO_DIR:-demo}"
         TEMPLATE="${TEMPLATE:-exquisitenetv2}"
         if [ ! -d "$DEMO/.git" ]; then

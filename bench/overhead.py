@@ -27,6 +27,12 @@ checks imports by fork. `--isolation auto` keeps gitevo's default sandbox (bubbl
 where it works): each command then pays for its namespaces and the import check for a
 new Python inside them (about 30 ms per offspring more on the 2-core CI machine).
 
+Then the Landlock floor on its own: the same trivial command (`true`) started through
+gitevo's sandbox with [sandbox] isolation = "none", with and without the floor, in
+interleaved rounds; printed are the best time per command of each and the difference per
+evaluation (an evaluation starts three commands: the import check, `check`, the fitness
+command). `--landlock-only` prints just that.
+
 Where the files go matters: on a machine whose /tmp is slow to create files in, run
 with TMPDIR on a faster disk; both tools work under TMPDIR.
 """
@@ -162,7 +168,9 @@ def gitevo_repo(where: Path, url: str, isolation: str = "none") -> Path:
                         f'provider = "openai"\nmodel = "fake"\nbase_url = "{url}"\n'
                         f'api_key_env = "{KEY_ENV}"\nconcurrency = 4\nretries = 0')
     if isolation != "auto":  # auto is the default: no section (older gitevos know none)
-        text += f'\n[sandbox]\nisolation = "{isolation}"\n'
+        # unconfined as OpenEvolve's evaluator: no Landlock floor either (its cost is
+        # measured on its own, below)
+        text += f'\n[sandbox]\nisolation = "{isolation}"\nlandlock = false\n'
     (repo / "gitevo.toml").write_text(text)
     for args in (["add", "-A"], ["commit", "-qm", "bench: fake LLM, instant fitness"]):
         subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
@@ -275,7 +283,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("gitevo", "openevolve"))
     parser.add_argument("--isolation", default="none", choices=("none", "auto"),
                         help="gitevo's [sandbox] isolation (default: none, as OpenEvolve)")
+    parser.add_argument("--landlock-only", action="store_true",
+                        help="only the Landlock floor's cost per command")
     args = parser.parse_args()
+    if args.landlock_only:
+        print_landlock_cost()
+        return
     server = FakeLLM()
     tools = {"gitevo": lambda url, n: time_gitevo(url, n, args.isolation),
              "openevolve": time_openevolve}
@@ -303,6 +316,48 @@ def main() -> None:
         print(f"ratio gitevo/openevolve: {best['gitevo'][0] / best['openevolve'][0]:.2f} "
               f"(best timings); per round: "
               f"{', '.join(f'{x:.2f}' for x in ratios)}, median {statistics.median(ratios):.2f}")
+    print_landlock_cost()
+
+
+COMMANDS_PER_EVALUATION = 3  # the import check, `check`, the fitness command
+
+
+def landlock_cost(rounds: int = 5, commands: int = 200) -> tuple[float, float] | None:
+    """Seconds per command started through the sandbox without and with the Landlock
+    floor (the best round of each); None where the kernel has no Landlock."""
+    from gitevo.config import Sandbox
+    from gitevo.execution import floor, sandbox
+
+    if floor.kernel_abi() < 1:
+        return None
+    best = {False: float("inf"), True: float("inf")}
+    with tempfile.TemporaryDirectory(prefix="gitevo-bench-landlock-") as tmp:
+        work, scratch = Path(tmp, "work"), Path(tmp, "scratch")
+        work.mkdir()
+        scratch.mkdir()
+        env = sandbox.sandbox_env(scratch)
+        for _ in range(rounds):
+            for on in (False, True):  # interleaved: a slow spell slows both alike
+                settings = Sandbox(isolation="none", landlock=on)
+                start = time.perf_counter()
+                for _ in range(commands):
+                    outcome = sandbox.run_confined("true", workdir=work, tmp=scratch,
+                                                   timeout=10, env=env, settings=settings)
+                    assert outcome.returncode == 0, outcome.tail
+                best[on] = min(best[on], (time.perf_counter() - start) / commands)
+    return best[False], best[True]
+
+
+def print_landlock_cost() -> None:
+    found = landlock_cost()
+    if found is None:
+        print("landlock: not measured: this kernel has no Landlock")
+        return
+    off, on = found
+    extra = (on - off) * COMMANDS_PER_EVALUATION
+    print(f"landlock floor: {off * 1000:.2f} ms per command without, {on * 1000:.2f} ms with; "
+          f"{extra * 1000:+.2f} ms per evaluation ({COMMANDS_PER_EVALUATION} commands), "
+          f"ratio with/without {on / off:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -204,7 +204,7 @@ def test_children_that_change_only_function_bodies_are_not_import_checked(tmp_pa
     model.write_text(f"import sys\nopen({str(log)!r}, 'a').write(sys.argv[0] + '\\n')\n"
                      + model.read_text())
     (repo / "gitevo.toml").write_text((repo / "gitevo.toml").read_text()
-                                      + '\n[sandbox]\nisolation = "none"\n')
+                                      + '\n[sandbox]\nisolation = "none"\nlandlock = false\n')
     git(repo, "commit", "-qam", "log each import of the genes")
     cli("-C", str(repo), "seed")
     before = log.read_text().splitlines()

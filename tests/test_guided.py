@@ -150,7 +150,7 @@ def test_children_checked_when_proposed_are_not_checked_again(tmp_path):
         f'check = "pwd >> {log} && python fitness.py --check --metrics {{metrics}}"')
     # the log outside the worktree is this test's instrument; a confined check could not
     # write it
-    (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\n')
+    (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\nlandlock = false\n')
     git(repo, "commit", "-qam", "log every check")
     cli("-C", str(repo), "generation", "--n", "4")
     gen = ledger.read(Store(repo), "main")
@@ -167,7 +167,7 @@ def _with_commands(repo: Path, check: str, command: str) -> None:
                      ('command = "python fitness.py --metrics {metrics}"', command)):
         assert old in text  # else the test would run the template's own commands
         text = text.replace(old, f"{old.split(' = ')[0]} = {json.dumps(new)}")
-    (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\n')
+    (repo / "gitevo.toml").write_text(text + '\n[sandbox]\nisolation = "none"\nlandlock = false\n')
     git(repo, "commit", "-qam", "instrumented commands")
 
 

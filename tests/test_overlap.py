@@ -65,7 +65,8 @@ def test_an_evaluation_starts_while_other_llm_calls_are_in_flight(tmp_path):
     text = text.replace(f"{sys.executable} {RESPONDER}", f"{sys.executable} {script}")
     text = text.replace('command = "python fitness.py',
                         f'command = "date +%s.%N >> {started} && python fitness.py')
-    text += '\n[sandbox]\nisolation = "none"  # the log is outside what a sandbox may write\n'
+    text += ('\n[sandbox]\nisolation = "none"  # the log is outside what a sandbox may write\n'
+             'landlock = false\n')
     (repo / "gitevo.toml").write_text(text)
     git(repo, "commit", "-qam", "a slow LLM, and a log of when evaluations start")
 

@@ -19,7 +19,7 @@ import os
 import site
 import sys
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from gitevo.execution import landlock
@@ -44,7 +44,8 @@ class Policy:
     scope: bool
 
     def as_request(self) -> dict:
-        return asdict(self)
+        return {"abi": self.abi, "read": self.read, "write": self.write,
+                "existing": self.existing, "deny_tcp": self.deny_tcp, "scope": self.scope}
 
 
 @functools.cache
@@ -59,51 +60,56 @@ def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
     version = kernel_abi()
     if version < 1:
         return None
-    hidden = [p.resolve() for p in hidden]
-    read = [*SYSTEM, *_python(env), *(str(p) for p in data)]
+    hidden_set = tuple(sorted({os.path.realpath(p) for p in hidden}))
+    places = tuple(env.get(k, "") for k in ("PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX"))
+    read = [*_static_reads(places, hidden_set), *_carved([str(p) for p in data], hidden_set)]
     write = [str(workdir), str(tmp), "/dev/shm"]
     for directory in cache:
-        (write if cache_writable else read).append(str(directory))
-    return Policy(version, _carved(read, hidden), _carved(write, hidden),
-                  [*DEVICES, *(str(p) for p in Path("/dev").glob("nvidia[0-9]*"))],
-                  deny_tcp=not network, scope=True)
+        (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
+    return Policy(version, read, write, list(_devices()), deny_tcp=not network, scope=True)
 
 
-def _python(env: dict[str, str]) -> list[str]:
-    """The interpreter, its libraries and environment, gitevo itself, PYTHONPATH."""
-    places = {sys.prefix, sys.base_prefix, sys.exec_prefix,
-              str(Path(sys.executable).resolve().parent), site.getusersitepackages(),
-              str(Path(__file__).resolve().parents[1])}
-    places.update(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
-    for name in ("VIRTUAL_ENV", "CONDA_PREFIX"):
-        if env.get(name):
-            places.add(env[name])
-    return sorted(places)
+@functools.cache  # the same for every command of a run: worked out once
+def _static_reads(places: tuple[str, str, str], hidden: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_carved([*SYSTEM, *_python(places)], hidden))
 
 
-def _carved(paths: list[str], hidden: list[Path]) -> list[str]:
+@functools.cache
+def _devices() -> tuple[str, ...]:
+    return (*DEVICES, *(str(p) for p in Path("/dev").glob("nvidia[0-9]*")))
+
+
+def _python(places: tuple[str, str, str]) -> list[str]:
+    """The interpreter, its libraries and environment, gitevo itself, PYTHONPATH (and the
+    VIRTUAL_ENV and CONDA_PREFIX that `places` hold)."""
+    pythonpath, *prefixes = places
+    found = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+             str(Path(sys.executable).resolve().parent), site.getusersitepackages(),
+             str(Path(__file__).resolve().parents[1])}
+    found.update(p for p in pythonpath.split(os.pathsep) if p)
+    found.update(p for p in prefixes if p)
+    return sorted(found)
+
+
+def _carved(paths: list[str], hidden: tuple[str, ...]) -> list[str]:
     """`paths`, each split into its entries where a hidden path lies beneath it, so that
     no rule covers a hidden path (a Landlock rule grants everything beneath its folder)."""
     out: list[str] = []
     for path in paths:
-        out += _carve(Path(path), hidden, CARVE_DEPTH)
+        out += _carve(path, hidden, CARVE_DEPTH)
     return out
 
 
-def _carve(path: Path, hidden: list[Path], depth: int) -> list[str]:
-    try:
-        real = path.resolve()
-    except OSError:
-        return []
-    inside = [h for h in hidden if real == h or real in h.parents]
-    if any(real == h or h in real.parents for h in hidden):
+def _carve(path: str, hidden: tuple[str, ...], depth: int) -> list[str]:
+    real = os.path.realpath(path)  # strings, not pathlib: this runs for every command
+    if any(real == h or real.startswith(h + os.sep) for h in hidden):
         return []  # the path is hidden itself, or lies inside a hidden one
-    if not inside:
-        return [str(path)]
-    if depth == 0 or not real.is_dir():
+    if not any(h.startswith(real.rstrip(os.sep) + os.sep) for h in hidden):
+        return [path]
+    if depth == 0 or not os.path.isdir(real):
         return []  # too deep to split: leave it all out rather than show a hidden part
     out = []
     with os.scandir(real) as entries:
         for entry in entries:
-            out += _carve(Path(entry.path), hidden, depth - 1)
+            out += _carve(entry.path, hidden, depth - 1)
     return out

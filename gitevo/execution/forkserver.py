@@ -278,6 +278,7 @@ def _load_landlock():
     spec = importlib.util.spec_from_file_location("gitevo_landlock", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.abi()  # loads libc here, once, rather than in every child
     return module
 
 

@@ -15,6 +15,7 @@ gitevo) loads it by path, and applies a policy in each child between fork and ex
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from collections.abc import Iterable
 
@@ -55,6 +56,7 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
+@functools.cache  # loaded once: the launcher loads it before it forks, and children share it
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
