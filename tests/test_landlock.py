@@ -115,11 +115,15 @@ class _Listener:
             conn.close()
 
 
-@needs_landlock
-@pytest.mark.parametrize("isolation", ["unshare", "none"])
-def test_under_landlock_alone_every_attack_is_refused(repo, isolation):
-    if isolation == "unshare" and not sandbox.unshare().works:
-        pytest.skip(sandbox.unshare().detail)
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare", "none"])
+def test_every_attack_is_refused_under_bubblewrap_or_landlock_alone(repo, isolation):
+    """bwrap: bubblewrap's namespaces and mounts; unshare and none: the Landlock floor
+    (with a network namespace, and without one)."""
+    tool = {"bwrap": sandbox.bwrap, "unshare": sandbox.unshare}.get(isolation)
+    if tool is not None and not tool().works:
+        pytest.skip(tool().detail)
+    if isolation != "bwrap" and floor.kernel_abi() < 1:
+        pytest.skip("this kernel has no Landlock (Linux 5.13+, enabled in the LSM list)")
     listener = _Listener()
     site_file = Path(next(p for p in sys.path if p.endswith("site-packages")),
                      "sitecustomize_gitevo_test.py")
@@ -187,3 +191,38 @@ def test_abi_is_read_from_the_kernel():
     version = landlock.abi()
     assert version >= 0
     assert json.dumps(floor.kernel_abi()) == str(version)
+
+
+def test_a_run_says_what_is_not_protected_and_require_refuses_it(tmp_path):
+    from tests.conftest import cli, git
+    from tests.test_bad_input import run_gitevo
+
+    repo = tmp_path / "toy"
+    cli("init", str(repo), "--template", "toy")
+    toml = repo / "gitevo.toml"
+    base = toml.read_text()
+    toml.write_text(base + '\n[sandbox]\nisolation = "none"\nlandlock = false\n')
+    git(repo, "commit", "-qam", "no isolation at all")
+    out = run_gitevo(repo, "generation", "--n", "2", "-q")
+    warnings = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert out.returncode == 0 and len(warnings) == 1, out.stderr
+    assert "not fully isolated" in warnings[0] and "install bubblewrap" in warnings[0]
+    child = git(repo, "notes", "--ref", "gitevo/main", "show", "gitevo/main/g001-000")
+    assert json.loads(child)["isolation"] == {"isolation": "none", "landlock": 0,
+                                              "network": "open", "filesystem": False}
+    toml.write_text(toml.read_text().replace("landlock = false\n",
+                                             'landlock = false\nrequire = ["filesystem"]\n'))
+    git(repo, "commit", "-qam", "require a protected filesystem")
+    before = git(repo, "for-each-ref")
+    refused = run_gitevo(repo, "generation", "--n", "2", "-q")
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "sandbox.require: filesystem protection is not available" in refused.stderr
+    assert git(repo, "for-each-ref") == before  # nothing written
+    if floor.kernel_abi() >= 1:  # the floor on: nothing to warn about, and the note says so
+        toml.write_text(base + '\n[sandbox]\nisolation = "none"\nrequire = ["filesystem"]\n')
+        git(repo, "commit", "-qam", "the Landlock floor")
+        quiet = run_gitevo(repo, "generation", "--n", "2", "-q")
+        assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+        note = json.loads(git(repo, "notes", "--ref", "gitevo/main", "show",
+                              "gitevo/main/g002-000"))
+        assert note["isolation"]["filesystem"] is True and note["isolation"]["landlock"] >= 1

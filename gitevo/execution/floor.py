@@ -30,7 +30,10 @@ SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc"
 # /proc entries (unshare -r writes its uid_map there)
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
            "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
-           "/dev/kfd", "/dev/dri", "/dev/nvidia-caps", "/proc/self")
+           "/dev/kfd", "/dev/dri", "/dev/nvidia-caps")
+# added by the child itself, where "self" names it (the launcher builds the rest before it
+# forks)
+OWN = ("/proc/self",)
 CARVE_DEPTH = 3  # how deep a readable folder is split to leave a hidden path out
 
 
@@ -40,12 +43,14 @@ class Policy:
     read: list[str]
     write: list[str]
     existing: list[str]
+    own: list[str]
     deny_tcp: bool
     scope: bool
 
     def as_request(self) -> dict:
         return {"abi": self.abi, "read": self.read, "write": self.write,
-                "existing": self.existing, "deny_tcp": self.deny_tcp, "scope": self.scope}
+                "existing": self.existing, "own": self.own, "deny_tcp": self.deny_tcp,
+                "scope": self.scope}
 
 
 @functools.cache
@@ -66,7 +71,8 @@ def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
     write = [str(workdir), str(tmp), "/dev/shm"]
     for directory in cache:
         (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
-    return Policy(version, read, write, list(_devices()), deny_tcp=not network, scope=True)
+    return Policy(version, read, write, list(_devices()), list(OWN), deny_tcp=not network,
+                  scope=True)
 
 
 @functools.cache  # the same for every command of a run: worked out once

@@ -77,18 +77,28 @@ def _send(message: dict) -> None:
 
 
 def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
+    ruleset = None
     try:
+        if request.get("landlock"):
+            # built here, before the fork: the child only enforces it (less work, and less
+            # copying of this process's pages, between fork and exec)
+            ruleset = _ruleset(request["landlock"])
         # under Landlock the child confines itself in Python between fork and exec (bash's
         # first lines could not: the cgroup's file is out of the policy's reach)
-        spawn = request.get("argv") and not request.get("landlock")
+        spawn = request.get("argv") and ruleset is None
         pid = _spawn_argv(request) if spawn else os.fork()
     except OSError as exc:
+        if ruleset is not None:
+            os.close(ruleset)
         _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
     if pid == 0:
+        request["ruleset"] = ruleset
         if request.get("argv"):
             _exec_landlocked(request, wake)  # does not return
         _child(request, wake)  # does not return
+    if ruleset is not None:
+        os.close(ruleset)
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
 
@@ -255,20 +265,25 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(number, (value, value))
     os.chdir(request["cwd"])
-    if request.get("landlock"):
-        _landlock(request["landlock"])
+    if request.get("ruleset") is not None:
+        _enforce(request["ruleset"], request["landlock"])
 
 
-def _landlock(policy: dict) -> None:
-    """Bind this child, and all it will start, to the policy; a child that cannot be bound
+def _ruleset(policy: dict) -> int:
+    return _LANDLOCK.ruleset(policy["read"], policy["write"], existing=policy["existing"],
+                             deny_tcp=policy["deny_tcp"], scope=policy["scope"],
+                             version=policy["abi"])
+
+
+def _enforce(ruleset: int, policy: dict) -> None:
+    """Bind this child, and all it will start, to the ruleset; a child that cannot be bound
     ends here (125) rather than run with less than gitevo said it would have."""
     try:
-        _LANDLOCK.restrict(policy["read"], policy["write"], existing=policy["existing"],
-                           deny_tcp=policy["deny_tcp"], scope=policy["scope"],
-                           version=policy["abi"])
+        _LANDLOCK.enforce(ruleset, policy.get("own", ()), policy["abi"])
     except OSError as exc:
         print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
         raise SystemExit(125) from None
+    os.close(ruleset)
 
 
 def _load_landlock():

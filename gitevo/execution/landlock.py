@@ -87,6 +87,19 @@ def restrict(read: Iterable[str], write: Iterable[str], *, existing: Iterable[st
     has them. A path that does not exist is skipped. Returns the ABI used; raises
     LandlockError where the kernel has none or refuses a step."""
     version = abi() if version is None else version
+    fd = ruleset(read, write, existing=existing, deny_tcp=deny_tcp, scope=scope,
+                 version=version)
+    try:
+        enforce(fd)
+    finally:
+        os.close(fd)
+    return version
+
+
+def ruleset(read: Iterable[str], write: Iterable[str], *, existing: Iterable[str] = (),
+            deny_tcp: bool = False, scope: bool = False, version: int = 0) -> int:
+    """The ruleset of `restrict`, as a file descriptor, not yet enforced: a launcher builds
+    it before it forks, so that its child only has to enforce it (see `enforce`)."""
     if version < 1:
         raise LandlockError(0, "this kernel has no Landlock")
     handled = _FS_BY_ABI.get(version, _FS_BY_ABI[5])
@@ -96,20 +109,30 @@ def restrict(read: Iterable[str], write: Iterable[str], *, existing: Iterable[st
                         else 0)
     size = 8 if version < 4 else 16 if version < 6 else 24
     libc = _libc()
-    ruleset = _call(libc, _CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
-                    ctypes.c_uint32(0))
+    fd = _call(libc, _CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
+               ctypes.c_uint32(0))
     try:
         for paths, rights in ((read, READ), (existing, WRITE_EXISTING), (write, WRITE)):
             for path in paths:
-                _allow(libc, ruleset, path, rights & handled)
-        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # the kernel requires it unprivileged
-        _call(libc, _RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
-    finally:
-        os.close(ruleset)
-    return version
+                _allow(libc, fd, path, rights & handled)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
-def _allow(libc: ctypes.CDLL, ruleset: int, path: str, rights: int) -> None:
+def enforce(fd: int, existing: Iterable[str] = (), version: int = 1) -> None:
+    """Bind this thread, and all it starts from now on, to the ruleset `fd` for good, after
+    adding `existing` (as in `ruleset`): paths that only this process can name, such as
+    /proc/self, which resolves to the process that opens it."""
+    libc = _libc()
+    for path in existing:
+        _allow(libc, fd, path, WRITE_EXISTING & _FS_BY_ABI.get(version, _FS_BY_ABI[5]))
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # the kernel requires it unprivileged
+    _call(libc, _RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0))
+
+
+def _allow(libc: ctypes.CDLL, fd_ruleset: int, path: str, rights: int) -> None:
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
@@ -118,7 +141,7 @@ def _allow(libc: ctypes.CDLL, ruleset: int, path: str, rights: int) -> None:
         if not os.path.isdir(path):
             rights &= FILE_RIGHTS
         rule = _PathBeneath(rights, fd)
-        _call(libc, _ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
+        _call(libc, _ADD_RULE, ctypes.c_int(fd_ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
               ctypes.byref(rule), ctypes.c_uint32(0))
     finally:
         os.close(fd)
