@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import importlib.util  # loaded once here, not in every import-check child
 import json
 import os
@@ -36,6 +37,9 @@ import traceback
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches gitevo, which closes stdin
+    global _LANDLOCK
+    _LANDLOCK = _load_landlock()
+    gc.freeze()  # what is loaded by now stays out of collections, in children too
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -93,6 +97,7 @@ def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> N
         _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
     if pid == 0:
+        gc.disable()  # a collection here would write to every page the parent shares
         request["ruleset"] = ruleset
         if request.get("argv"):
             _exec_landlocked(request, wake)  # does not return
@@ -297,7 +302,7 @@ def _load_landlock():
     return module
 
 
-_LANDLOCK = _load_landlock()
+_LANDLOCK = None  # the module, loaded by the server (the `import` script needs none of it)
 
 
 def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
