@@ -9,9 +9,7 @@ import dataclasses
 import json
 import os
 import shlex
-import socket
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from gitevo.config import Sandbox
 from gitevo.execution import floor, landlock, sandbox
 from gitevo.execution.evaluate import evaluate
 from gitevo.execution.job import Job
+from tests.test_sandbox import _Server
 
 needs_landlock = pytest.mark.skipif(floor.kernel_abi() < 1,
                                     reason="this kernel has no Landlock (Linux 5.13+, "
@@ -94,27 +93,6 @@ def attacks(repo: Path, port: int) -> dict[str, str]:
     }
 
 
-class _Listener:
-    """A loopback TCP port that counts who reached it."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-
 @pytest.mark.parametrize("isolation", ["bwrap", "unshare", "none"])
 def test_every_attack_is_refused_under_bubblewrap_or_landlock_alone(repo, isolation):
     """bwrap: bubblewrap's namespaces and mounts; unshare and none: the Landlock floor
@@ -124,7 +102,7 @@ def test_every_attack_is_refused_under_bubblewrap_or_landlock_alone(repo, isolat
         pytest.skip(tool().detail)
     if isolation != "bwrap" and floor.kernel_abi() < 1:
         pytest.skip("this kernel has no Landlock (Linux 5.13+, enabled in the LSM list)")
-    listener = _Listener()
+    listener = _Server()
     site_file = Path(next(p for p in sys.path if p.endswith("site-packages")),
                      "sitecustomize_gitevo_test.py")
     for name, body in attacks(repo, listener.port).items():
@@ -137,7 +115,7 @@ def test_every_attack_is_refused_under_bubblewrap_or_landlock_alone(repo, isolat
 def test_with_neither_layer_the_same_attacks_get_through(repo):
     """The control: no bubblewrap, no Landlock, the network allowed; every attack works,
     so the test above can fail."""
-    listener = _Listener()
+    listener = _Server()
     site_file = Path(next(p for p in sys.path if p.endswith("site-packages")),
                      "sitecustomize_gitevo_test.py")
     try:

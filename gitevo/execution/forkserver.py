@@ -208,31 +208,29 @@ def _kill_all(children: dict[int, dict]) -> None:
 
 def _exec_landlocked(request: dict, wake: tuple[int, int]) -> None:
     """The child of a Landlock request: confined here, then exec'd; never returns."""
-    code = 127
-    try:
-        _confine(request, wake)
+    def execute() -> int:
         for number in _DEFAULT_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
         env = {k: v for k, v in request["env"].items()
                if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
-        argv = request["argv"]
-        os.execve(argv[0], argv, env)
-    except SystemExit as exc:
-        code = 125 if exc.code == 125 else 127
-    except BaseException:  # noqa: BLE001 - whatever it was goes to the log
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+        os.execve(request["argv"][0], request["argv"], env)
+        return 127  # not reached: execve returns only by raising
+
+    _run_child(request, wake, execute)
 
 
 def _child(request: dict, wake: tuple[int, int]) -> None:
+    """The child of an import check: confined here, then it imports the gene files."""
+    _run_child(request, wake, lambda: _import(request["modules"], request["env"]))
+
+
+def _run_child(request: dict, wake: tuple[int, int], work) -> None:
+    """Confine this forked child, then `work()`; exit with its status (125: it could not
+    be confined, 127: it failed to start), never returning to the server's loop."""
     code = 127
     try:
         _confine(request, wake)
-        code = _import(request["modules"], request["env"])
+        code = work()
     except SystemExit as exc:
         code = 125 if exc.code == 125 else 127
     except BaseException:  # noqa: BLE001 - whatever it was goes to the log
