@@ -322,6 +322,30 @@ def verify(ctx, ref, fidelity, tolerance) -> None:
 
 
 @main.command()
+@click.argument("rev")
+@click.pass_context
+def adopt(ctx, rev) -> None:
+    """Take REV, a commit a person wrote, into the run as an individual.
+
+    REV must descend from an individual of the run and change only gene files. It is
+    evaluated in the sandbox at the run's full fidelity and recorded as g<next>-h<k>
+    (operator `human`), whose parents are the individuals it descends from; the next
+    generation's selection takes it in like its own children. Refused while a
+    generation runs.
+    """
+    from gitevo.project import adopt as adopting
+
+    store, conf = _open(ctx)
+    _isolation_warning(conf)
+    with _progress() as events:
+        ident, result = adopting.adopt(store, conf, ctx.obj["run"], rev, events)
+    shown = " ".join(f"{k}={v:.6g}" for k, v in result.objectives.items())
+    click.echo(f"adopted {rev} as {ident}: {result.status}"
+               + (f" {shown}" if shown else f" ({(result.error or '').splitlines()[0]})"
+                  if result.error else ""))
+
+
+@main.command()
 @click.argument("ident")
 @click.option("--push", "remote", metavar="REMOTE",
               help="Then push best (forced) and the run's notes to REMOTE, for its CI.")

@@ -88,7 +88,7 @@ def observe(config: Config, generations: Iterable[Generation]) -> dict[str, dict
         entered = {m.id for m in gen.population}
         for row in gen.offspring:
             template = row.get("template") or "offline"
-            if template == "offline":
+            if template in ("offline", "human"):  # no LLM call to credit
                 continue
             reward, improved = outcome(config, row, known, row["id"] in entered)
             cost = float(row.get("cost", 0.0))

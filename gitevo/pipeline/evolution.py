@@ -543,12 +543,27 @@ class Evolution:
             c.metric for c in self.config.evolution.constraints)))
         return Job(**{**job.__dict__, "objectives": needed, "variables": stage.variables})
 
+    def evaluate_alone(self, ident: str, commit: str) -> Evaluation:
+        """One commit evaluated at the run's full fidelity in a tree of its own, with no
+        note written (`gitevo adopt` writes it with the ref, in one transaction)."""
+        self._prepare()
+        stage = self.stages[-1]
+        tree = self.store.worktree(self.run, ident)
+        self.store.remove_dir(tree)
+        self.store.export_tree(commit, tree)
+        try:
+            executor = make_executor(self.config, self.store)
+            [(_, result)] = list(executor.run([self._job(ident, tree, stage)]))
+        finally:
+            self.store.remove_dir(tree)
+        return result
+
     # ---- steps 5-6: select and record ----------------------------------------------------------
 
     def _select(self, plan: Plan, current: Generation, seconds: dict[str, float]) -> Generation:
         offspring, rows = [], []
-        for spec in plan.specs:
-            row, member = self._offspring_row(spec)
+        found = [self._offspring_row(spec) for spec in plan.specs]
+        for row, member in found + self._adopted(plan.generation):
             rows.append(row)
             if member is not None:
                 offspring.append(member)
@@ -586,6 +601,26 @@ class Evolution:
         spent = Usage(**current.stats.get("llm_total", {})) + usage
         return notebook.update(self.store, self.config, self.run, self.library, gen,
                                self.task_text(), spent, self.events)
+
+    def _adopted(self, generation: int) -> list[tuple[dict, Member | None]]:
+        """The commits people had adopted into this generation (`gitevo adopt`), as rows
+        and members: selection takes them in like the planned children."""
+        found = []
+        for ident, commit in individuals.commits(self.store, self.run).items():
+            if not ident.startswith(f"g{generation:03d}-h"):
+                continue
+            result = self.evaluation(commit)
+            trailers = self.store.trailers(commit)
+            row = {"id": ident, "operator": "human", "commit": commit,
+                   "parents": trailers.get("Gitevo-Parents", "").split(),
+                   "block": trailers.get("Gitevo-Block", ""), "template": "human",
+                   "status": result.status if result else "missing",
+                   "objectives": result.objectives if result else {}}
+            if result is not None and result.error:
+                row["error"] = _first_line(result.error)
+            ok = result is not None and result.ok
+            found.append((row, self._member(ident, commit, result) if ok else None))
+        return found
 
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
         row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,

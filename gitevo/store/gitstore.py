@@ -384,6 +384,11 @@ class Store:
             builder.insert(name, self.repo.create_blob(text.encode("utf-8")), FILE_MODE.BLOB)
         return str(builder.write())
 
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """The paths whose content differs between two commits' trees, sorted."""
+        delta = self.repo.diff(self.repo[old], self.repo[new])
+        return sorted({p for d in delta.deltas for p in (d.old_file.path, d.new_file.path)})
+
     def diff(self, old: str, new: str) -> str:
         """The unified diff between two commits' trees."""
         return self.repo.diff(self.repo[old], self.repo[new]).patch or ""

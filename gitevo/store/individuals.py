@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import BRANCH_PREFIX, Store, notes_ref
 
-_ID = re.compile(r"^g(\d{3,})-(\d{3,})$")
+# gNNN-KKK: a planned child; gNNN-hKKK: a person's commit adopted into generation NNN
+_ID = re.compile(r"^g(\d{3,})-(h?\d{3,})$")
 
 
 @dataclass
