@@ -322,6 +322,37 @@ def verify(ctx, ref, fidelity, tolerance) -> None:
 
 
 @main.command()
+@click.argument("text", required=False)
+@click.option("--block", metavar="BLOCK", help="Only for this block (Name or path::Name).")
+@click.option("--generations", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Shown to the next K generations.")
+@click.option("--list", "listing", is_flag=True, help="Show the run's hints and how their "
+              "children fared.")
+@click.option("--remove", type=click.IntRange(min=1), metavar="N", help="Retire hint N.")
+@click.pass_context
+def hint(ctx, text, block, generations, listing, remove) -> None:
+    """Give the LLM a person's hint: TEXT appears, marked as a person's, in every mutation,
+    crossover and EoT prompt of the next generations (for one block, or all).
+
+    Hints are kept in git (refs/notes/gitevo/<run>-hints), so `gitevo sync` carries them
+    to other clones; each child's commit names the hints it saw (Gitevo-Hints)."""
+    from gitevo.project import steering
+
+    store, conf = _open(ctx)
+    if sum(bool(x) for x in (text, listing, remove)) != 1:
+        raise click.UsageError("give TEXT, --list or --remove N (one of them)")
+    if listing:
+        for line in steering.list_lines(store, conf, ctx.obj["run"]):
+            click.echo(line)
+    elif remove:
+        gone = steering.remove(store, ctx.obj["run"], remove)
+        click.echo(f"hint {gone.number} removed: {gone.text}")
+    else:
+        given = steering.give(store, conf, ctx.obj["run"], text, block, generations)
+        click.echo(f"hint {given.number} given for {given.scope}")
+
+
+@main.command()
 @click.argument("rev")
 @click.pass_context
 def adopt(ctx, rev) -> None:

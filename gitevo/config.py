@@ -213,7 +213,7 @@ class Sandbox:
     require: tuple[str, ...] = ()
 
 
-SECTIONS = ("task", "scores", "history", "inspiration", "notebook")
+SECTIONS = ("task", "hints", "scores", "history", "inspiration", "notebook")
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,8 @@ class Prompt:
     inspiration: int = 0  # best individuals' versions of the block shown (0: none)
     notebook: bool = False  # an LLM call after each generation keeps a notebook of lessons
     tokens: dict[str, int] = field(default_factory=lambda: {
-        "task": 1200, "scores": 300, "history": 1200, "inspiration": 2000, "notebook": 600})
+        "task": 1200, "hints": 400, "scores": 300, "history": 1200, "inspiration": 2000,
+        "notebook": 600})
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from gitevo.pipeline.producer import (
     validated_when_proposed,
 )
 from gitevo.pipeline.timesplit import Timeline
-from gitevo.store import individuals, ledger
+from gitevo.store import hints, individuals, ledger
 from gitevo.store.fitness import VALID, Evaluation
 from gitevo.store.gitstore import Store, individual_ref, notes_ref, promoted_ref
 from gitevo.store.ledger import Generation, Member
@@ -213,13 +213,23 @@ class Evolution:
         resumed = plan is not None and plan.generation == number
         if not resumed:
             plan = make_plan(self.store, self.config, number, current.population, n,
-                             self.commit_of(SEED_ID), self.library, self._allocation())
+                             self.commit_of(SEED_ID), self.library, self._allocation(),
+                             self._hints(number))
             plan.save(self.plan_path)
         pending = [s for s in plan.specs if not s.rejected and not self.commit_of(s.id)]
         self.events.emit("plan", generation=number, offspring=len(plan.specs),
                          to_propose=len(pending), resumed=resumed,
                          operators=dict(Counter(s.operator for s in plan.specs)))
         return plan
+
+    def _hints(self, generation: int) -> list[hints.Hint]:
+        """The person's hints (all; the plan keeps the live ones). The offline operators
+        have no prompt to show them in, and say so."""
+        found = hints.load(self.store, self.run)
+        if self.library is None and any(h.live(generation) for h in found):
+            self.events.emit("notice", message="hints are shown to an LLM; the offline "
+                                               "operators ignore them")
+        return found
 
     def _allocation(self) -> arms.Allocation | None:
         """What the finished generations taught about models, directions and personas."""
@@ -625,6 +635,8 @@ class Evolution:
     def _offspring_row(self, spec: Spec) -> tuple[dict, Member | None]:
         row = {"id": spec.id, "operator": spec.operator, "parents": spec.parents,
                "block": spec.block, "template": spec.template, "persona": spec.persona}
+        if spec.hints:
+            row["hints"] = spec.hints
         if spec.template != OFFLINE:
             # what the allocation learns from: which model, at what cost, in how many calls
             turns = spec_turns(self, spec)

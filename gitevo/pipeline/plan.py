@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gitevo.config import Config, ConfigError
 from gitevo.pipeline import arms, selection
+from gitevo.store import hints as hints_store
 from gitevo.store.gitstore import GitError, Store
 from gitevo.store.ledger import Member
 from gitevo.variation import genome, offline
@@ -61,7 +62,8 @@ def no_seed(root: Path, run: str) -> GitError:
 
 def make_plan(store: Store, config: Config, generation: int, population: list[Member],
               n: int, seed_commit: str, library: PromptLibrary | None = None,
-              allocation: arms.Allocation | None = None) -> Plan:
+              allocation: arms.Allocation | None = None,
+              hints: list[hints_store.Hint] | None = None) -> Plan:
     """Draw parents by NSGA-II tournament, then operator, block and sampling per child.
 
     `library` is None for the offline operators; with an LLM it supplies the mutation
@@ -75,7 +77,8 @@ def make_plan(store: Store, config: Config, generation: int, population: list[Me
     # the allocation draws from a stream of its own: what it learns moves models, directions
     # and personas, never which parents, operators and blocks the plan picks
     draws = random.Random(f"gitevo:{config.evolution.seed}:{generation}:allocation")
-    planner = _Planner(store, config, population, seed_commit, library, allocation, draws)
+    planner = _Planner(store, config, population, seed_commit, library, allocation, draws,
+                       [h for h in hints or [] if h.live(generation)], generation)
     operators = planner.operators(n, rng)
     specs = []
     for i in range(n):
@@ -97,9 +100,10 @@ class _Planner:
 
     def __init__(self, store: Store, config: Config, population: list[Member], seed: str,
                  library: PromptLibrary | None, allocation: arms.Allocation | None,
-                 draws: random.Random):
+                 draws: random.Random, hints: list[hints_store.Hint], generation: int):
         self.store, self.config, self.library = store, config, library
         self.allocation, self.draws = allocation, draws
+        self.hints, self.generation = hints, generation  # the hints live this generation
         self.population = population
         self.commits = {m.id: m.commit for m in population}
         self.lessons = _lessons(store, config, population, seed) if library else []
@@ -180,6 +184,7 @@ class _Planner:
         if template != "crossover":  # a crossover weighs two parents in its own voice
             spec.persona = self.allocation.choose(arms.PERSONA, self.draws)
         spec.temperature = settings.draw_temperature(rng)
+        spec.hints = [h.number for h in self.hints if h.live(self.generation, spec.block)]
         blocks = evolvable_blocks(self.store, self.config, self.commits[spec.parents[0]])
         spec.max_tokens = settings.max_tokens_for(len(blocks.get(spec.block, "")), rng)
         return spec

@@ -31,6 +31,7 @@ from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.notewriter import PACE
 from gitevo.pipeline.plan import SEED_ID, Plan
 from gitevo.pipeline.proposer import FATAL, Settled, Setup
+from gitevo.store import hints
 from gitevo.store.gitstore import Store, individual_ref, llm_notes_ref
 from gitevo.store.ledger import Generation, Member
 from gitevo.variation.guided import Outcome
@@ -157,7 +158,8 @@ class Proposals:
             members={m.id: m for m in self.current.population}, pending=self.pending,
             spent=spent_so_far(self.evo, self.plan, self.current),
             evidence=self.evo.evidence(self.plan.generation), task=self.evo.task_text(),
-            fingerprints=fingerprints(self.evo, self.current.population)))
+            fingerprints=fingerprints(self.evo, self.current.population),
+            hints=hints.load(self.evo.store, self.evo.run)))
         self._thread.start()
 
     def settled(self) -> Iterator[Child]:

@@ -31,6 +31,7 @@ from gitevo.config import Config
 from gitevo.core.events import Events
 from gitevo.llm import BudgetExceeded, LLMError, LLMSettings, Usage, make_provider
 from gitevo.llm.ensemble import Ensemble
+from gitevo.store.hints import Hint
 from gitevo.store.ledger import Member
 from gitevo.variation.evidence import Evidence
 from gitevo.variation.guided import Guide, Outcome
@@ -58,6 +59,7 @@ class Setup:
     evidence: Evidence | None = None  # what the prompts show of the run so far
     task: str = ""  # the task text, filled from the config
     fingerprints: dict[str, str] = field(default_factory=dict)  # members' check fingerprints
+    hints: list[Hint] = field(default_factory=list)  # the person's hints, by number
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Worker:
         events = Events(lambda e: self.send(("event", e.kind, e.fields)))
         guide = Guide(s.root, s.config, s.run, self.llm, s.library, s.seed,
                       s.seed_objectives, events, evidence=s.evidence, task=s.task,
-                      fingerprints=s.fingerprints)
+                      fingerprints=s.fingerprints, hints=s.hints)
         with self.llm, ThreadPoolExecutor(self.llm.concurrency) as pool:
             futures = {pool.submit(self._propose, guide, spec): spec for spec in s.pending}
             try:

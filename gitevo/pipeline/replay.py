@@ -13,7 +13,7 @@ import json
 
 from gitevo.config import Config
 from gitevo.pipeline.plan import SEED_ID
-from gitevo.store import ledger
+from gitevo.store import hints, ledger
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store, individual_ref, llm_notes_ref, notes_ref
 from gitevo.variation import evidence, task
@@ -66,11 +66,11 @@ def _build(store: Store, config: Config, run: str, ident: str, commit: str, reco
     guide = Guide(store.root, config, run, None, PromptLibrary.load(store.root), seed,
                   seed_note.objectives, evidence=evidence.gather(store, config, run,
                                                                  generation),
-                  task=task_text)
+                  task=task_text, hints=hints.load(store, run))
     spec = Spec(id=ident, operator=asked["operator"], parents=asked["parents"],
                 block=asked["block"], seed=0, template=record["template"],
                 persona=record.get("persona") or "none", elite=asked.get("elite"),
-                lesson=asked.get("lesson"))
+                lesson=asked.get("lesson"), hints=asked.get("hints") or [])
     prompt, _shown = guide.prompt_for(store, spec, [members[p].commit for p in spec.parents],
                                       members)
     return prompt

@@ -12,7 +12,7 @@ from rich.tree import Tree
 from gitevo.config import Config
 from gitevo.pipeline import replay
 from gitevo.pipeline.plan import SEED_ID, no_seed
-from gitevo.results import allocation, isolation
+from gitevo.results import allocation, hint_stats, isolation
 from gitevo.results.lines import rung_line
 from gitevo.store import ledger
 from gitevo.store.gitstore import (
@@ -53,6 +53,20 @@ def status(store: Store, config: Config, run: str, console: Console | None = Non
     if champion:
         console.print(f"best: {champion.id} {_objectives(champion, config)}")
     _arms(store, config, run, console)
+    for line in hint_lines(store, config, run):
+        console.print(line, markup=False)
+
+
+def hint_lines(store: Store, config: Config, run: str) -> list[str]:
+    """The person's hints, and how the children that saw each fared against the others."""
+    found = hint_stats.gather(store, config, run)
+    lines = ["hints (`gitevo hint --list`; children that saw each, against the others of "
+             "those generations):"] if found else []
+    for s in found:
+        h = s.hint
+        lines += [f"  {h.number} [{s.state}] {h.scope}: {h.text}",
+                  f"      saw it: {s.saw.line()}; the others: {s.others.line()}"]
+    return lines
 
 
 def _arms(store: Store, config: Config, run: str, console: Console) -> None:

@@ -29,6 +29,7 @@ from gitevo.llm import BudgetExceeded, Client, LLMError, Message, Reply, Request
 from gitevo.llm.ensemble import Ensemble
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import Store
+from gitevo.store.hints import Hint
 from gitevo.store.ledger import Member
 from gitevo.variation import genome, operators, prompts, responses, sections
 from gitevo.variation.evidence import Evidence
@@ -59,6 +60,7 @@ class Guide:
     task: str = ""  # the task file's text, filled from the config
     # what each population member's check reported it does (id -> fingerprint)
     fingerprints: dict[str, str] = field(default_factory=dict)
+    hints: list[Hint] = field(default_factory=list)  # the person's hints (spec.hints: shown)
     _local: threading.local = field(default_factory=threading.local, repr=False)
     # this generation's children so far (id -> commit), and the lock that checks a new
     # one against them and adds it in one step
@@ -99,7 +101,7 @@ class Guide:
                   "stable": prompt.stable, "sections": shown.as_dict(),
                   "spec": {"operator": spec.operator, "block": spec.block,
                            "parents": spec.parents, "elite": spec.elite,
-                           "lesson": spec.lesson}, "turns": []}
+                           "lesson": spec.lesson, "hints": spec.hints}, "turns": []}
         try:
             population = {m.id: m.commit for m in members.values()}
             outcome = self._converse(store, spec, generation, parents, population, prompt,
@@ -265,12 +267,15 @@ class Guide:
 
     def _sections(self, store: Store, spec: Spec, block_text: str,
                   members: dict[str, Member]) -> sections.Sections:
+        shown = [h for h in self.hints if h.number in spec.hints]
         if self.evidence is None:  # the seed's own prompts have nothing to look back on
-            return sections.Sections(task=sections.task_section(self.library, self.config,
-                                                                self.task))
+            return sections.Sections(
+                task=sections.task_section(self.library, self.config, self.task),
+                hints=sections.hints_section(self.library, self.config, shown))
         return sections.build(self.library, self.config, self.evidence, task=self.task,
                               block=spec.block, parents=spec.parents,
-                              versions=self._versions(store, spec, block_text, members))
+                              versions=self._versions(store, spec, block_text, members),
+                              hints=shown)
 
     def _versions(self, store: Store, spec: Spec, block_text: str,
                   members: dict[str, Member]) -> list[sections.Version]:

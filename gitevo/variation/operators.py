@@ -199,6 +199,8 @@ def commit_message(run: str, generation: int, spec: Spec, proposal: Proposal) ->
                 "Gitevo-Model": proposal.model}
     if proposal.temperature is not None:
         trailers["Gitevo-Temperature"] = f"{proposal.temperature:.3g}"
+    if spec.hints:
+        trailers["Gitevo-Hints"] = " ".join(str(n) for n in spec.hints)
     subject = f"{spec.operator}({spec.block}): {proposal.summary}".splitlines()[0][:200]
     body = proposal.rationale.strip()
     return (f"{subject}\n\n{body}\n\n" if body else f"{subject}\n\n") + \

@@ -47,6 +47,7 @@ FIELDS: dict[str, frozenset[str]] = {
     f"{SECTIONS}/history": frozenset({"block_name", "attempts", "omitted"}),
     f"{SECTIONS}/inspiration": frozenset({"block_name", "versions", "omitted"}),
     f"{SECTIONS}/notebook": frozenset({"generation", "notebook"}),
+    f"{SECTIONS}/hints": frozenset({"hints", "omitted"}),
     "notebook_system": frozenset(),
     "notebook": frozenset({"task", "generation", "notebook", "outcomes", "tokens"}),
     f"{DIRECTIONS}/": frozenset({"path", "block_name"}),

@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass
 
 from gitevo.config import Config
+from gitevo.store.hints import Hint
 from gitevo.variation.evidence import Attempt, Evidence, Scores
 from gitevo.variation.prompts import PromptLibrary, format_fitness, movement, number
 
 CHARS_PER_TOKEN = 4
 SECTION = "sections/"
-ORDER = ("scores", "notebook", "history", "inspiration")  # in this call's part
+ORDER = ("hints", "scores", "notebook", "history", "inspiration")  # in this call's part
 
 
 def tokens(text: str) -> int:
@@ -40,6 +41,7 @@ class Sections:
     """One call's rendered sections ("" for one that has nothing to say)."""
 
     task: str = ""
+    hints: str = ""
     scores: str = ""
     notebook: str = ""
     history: str = ""
@@ -61,8 +63,18 @@ def task_section(lib: PromptLibrary, config: Config, task: str) -> str:
     return _cut_to(lib, "task", config.prompt.tokens["task"], "task", task)
 
 
+def hints_section(lib: PromptLibrary, config: Config, hints: list[Hint]) -> str:
+    """The person's hints for this call, newest last, within their budget."""
+    if not hints:
+        return ""
+    items = [f"- hint {h.number} (from {h.author or 'the person running this'}, for "
+             f"{h.scope}): {h.text}" for h in hints]
+    return _listed(lib, "hints", "hints", items, "\n", "more hint",
+                   config.prompt.tokens["hints"])
+
+
 def build(lib: PromptLibrary, config: Config, evidence: Evidence, *, task: str, block: str,
-          parents: list[str], versions: list[Version]) -> Sections:
+          parents: list[str], versions: list[Version], hints: list[Hint] = ()) -> Sections:
     """The sections of one call on `block` ("path::Name") of `parents` (the individual
     edited first, a crossover's other parent second)."""
     name = block.rpartition("::")[2]
@@ -72,6 +84,7 @@ def build(lib: PromptLibrary, config: Config, evidence: Evidence, *, task: str, 
         notebook = _cut_to(lib, "notebook", budgets["notebook"], "notebook", evidence.notebook,
                            generation=evidence.notebook_generation)
     return Sections(task=task_section(lib, config, task),
+                    hints=hints_section(lib, config, list(hints)),
                     scores=_scores(lib, config, evidence, parents),
                     notebook=notebook,
                     history=_history(lib, config, evidence.attempts.get(block, []), name),

@@ -23,6 +23,7 @@ class Spec:
     template: str = OFFLINE  # prompt template, e.g. "mutation/reduce_params"
     persona: str = "none"
     model: str | None = None  # which model of the ensemble answers (its name); None: the first
+    hints: list[int] = field(default_factory=list)  # the person's hints its prompt shows
     temperature: float | None = None
     max_tokens: int | None = None
     elite: str | None = None  # EoT: the elite whose change is the lesson
