@@ -19,6 +19,7 @@ from gitevo import config
 from gitevo.results import html_report, plots
 from gitevo.store import ledger
 from gitevo.store.gitstore import Store
+from gitevo.store.individuals import load_all
 from tests.conftest import RESPONDER, cli, copy_repo, git
 from tests.test_plots import ink_share, pixels_near, read_png
 
@@ -156,9 +157,10 @@ def browser() -> str:
     pytest.skip("no Chromium or Chrome here to render the report")
 
 
-def chromium(page: Path, profile: Path, *args: str) -> str:
+def chromium(page: Path, profile: Path, *args: str, fragment: str = "") -> str:
     command = [browser(), "--headless", "--no-sandbox", "--disable-gpu",
-               f"--user-data-dir={profile}", *args, page.resolve().as_uri()]
+               f"--user-data-dir={profile}", *args,
+               page.resolve().as_uri() + (f"#{fragment}" if fragment else "")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -235,8 +237,11 @@ def test_report_renders_in_chromium_with_everything_escaped(evil_run, tmp_path):
     assert evil, "no top individual carries the <script> commit message"
 
     dom = rendered(out / "index.html", tmp_path)
-    assert dom.find_all("script") == []
-    assert dom.find("title").text == "gitevo report: run main"  # the script never ran
+    # gitevo's own two scripts (the tree's data and its code), nothing an LLM wrote
+    scripts = dom.find_all("script")
+    assert [s.attrs.get("id") for s in scripts] == ["tree-data", None]
+    assert all("<script" not in s.text for s in scripts)
+    assert dom.find("title").text == "gitevo report: run main"  # the evil script never ran
     for ident in hall:
         section = dom.find("section", id=f"ind-{ident}")
         assert section.find("pre", class_="message").text == messages[ident].rstrip()
@@ -318,3 +323,31 @@ def test_report_of_the_guided_exquisitenet_run(exquisite_run, tmp_path):
                                    member["commit"]).split(), strict=True):
             diff = git(exquisite_run, "diff", parent, member["commit"])
             assert pre.text == diff.rstrip("\n")
+
+
+def test_the_family_tree_has_a_node_per_individual_and_shows_a_chosen_ones_diff(evil_run,
+                                                                               tmp_path):
+    out = tmp_path / "report"
+    cli("-C", str(evil_run), "report", "--html", str(out))
+    store = Store(evil_run)
+    everyone = load_all(store, "main")
+    refused = [r for g in ledger.history(store, "main") for r in g.offspring
+               if r.get("status") == "rejected"]
+    child = next(i for i in everyone.values() if i.generation == 4
+                 and i.status == "ok" and EVIL in store.message(i.commit))
+    parser = _Dom()
+    parser.feed(chromium(out / "index.html", tmp_path / "profile", "--dump-dom",
+                         fragment=child.id))  # what a click on its node does
+    dom = parser.root
+    nodes = dom.find("svg", id="tree-svg").find_all("circle")
+    assert len(nodes) == len(everyone) + len(refused)
+    assert {n.attrs["data-id"] for n in nodes} >= set(everyone)
+    details = dom.find("div", id="tree-details")
+    assert details.find("h3").text == child.id
+    diff = store.diff(store.parents(child.commit)[0], child.commit)
+    assert details.find("pre", class_="diff").text == diff.rstrip("\n") or \
+        details.find("pre", class_="diff").text.strip() == diff.strip()
+    assert EVIL in details.find("pre", class_="message").text  # shown as text, never run
+    assert dom.find("title").text == "gitevo report: run main"
+    points = dom.find("svg", id="pareto-svg").find_all("circle")
+    assert points and {p.attrs["data-node"] for p in points} <= set(everyone)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import Config, Objective
-from gitevo.results import allocation, isolation, plots
+from gitevo.results import allocation, isolation, plots, tree
 from gitevo.results.lines import rung_line
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
@@ -116,6 +116,8 @@ class ReportData:
     rates: dict[str, list[Rate]] = field(default_factory=dict)
     llm_total: dict[str, float] = field(default_factory=dict)
     isolation: str = ""  # what confined the population's evaluations
+    tree: list[tree.Node] = field(default_factory=list)  # every individual and refusal
+    config: Config | None = None
     allocation: str = "offline"  # how the next calls are drawn
     arms: list[allocation.ArmRow] = field(default_factory=list)
 
@@ -137,7 +139,9 @@ def gather(store: Store, config: Config, run: str) -> ReportData:
         rates=success_rates(history), llm_total=dict(latest.stats.get("llm_total") or {}),
         allocation=mode, arms=arms,
         isolation=isolation.line([everyone[m.id] for m in latest.population
-                                  if m.id in everyone]))
+                                  if m.id in everyone]),
+        tree=tree.nodes(store, config, run, everyone, champion.id if champion else None),
+        config=config)
 
 
 def generation_rows(history: list[ledger.Generation]) -> list[GenerationRow]:
@@ -296,6 +300,7 @@ def render(data: ReportData, images: dict[str, str]) -> str:
     title = f"gitevo report: run {data.run}"
     sections = [
         _tag("h1", title), _summary(data), _nav(data),
+        _tag("section", _join([_tag("h2", "Family tree"), _tree(data)]), id="tree"),
         _tag("section", _join([_tag("h2", "Plots"), _figures(images)]), id="plots"),
         _tag("section", _join([_tag("h2", "Generations"), _generations(data)]),
              id="generations"),
@@ -306,6 +311,10 @@ def render(data: ReportData, images: dict[str, str]) -> str:
     if data.arms:
         sections.append(_tag("section", _join([_tag("h2", "Allocation"), _arms(data)]),
                              id="allocation"))
+    if data.tree:
+        sections.append(Html(f'<script type="application/json" id="tree-data">'
+                             f'{tree.data_json(data.tree)}</script>'))
+        sections.append(Html(f"<script>{tree.SCRIPT}</script>"))
     head = _join([Html('<meta charset="utf-8">'),
                   Html('<meta name="viewport" content="width=device-width, initial-scale=1">'),
                   _tag("title", title), Html(f"<style>{CSS}</style>")])
@@ -326,7 +335,8 @@ def _summary(data: ReportData) -> Html:
 
 
 def _nav(data: ReportData) -> Html:
-    links = [("plots", "Plots"), ("generations", "Generations"), ("top", "Top individuals"),
+    links = [("tree", "Family tree"), ("plots", "Plots"), ("generations", "Generations"),
+             ("top", "Top individuals"),
              ("rates", "Success rates")] + ([("allocation", "Allocation")] if data.arms else [])
     return _tag("nav", _join((_tag("a", text, href=f"#{ident}") for ident, text in links),
                              " | "))
@@ -432,6 +442,29 @@ def _rates(data: ReportData) -> Html:
     return _join(parts)
 
 
+def _tree(data: ReportData) -> Html:
+    if not data.tree:
+        return _tag("p", "No individuals yet.")
+    options = [(f"{o.name}:{o.sense}", f"colour by {o.name} ({o.sense})")
+               for o in data.config.objectives] + [("rank", "colour by non-dominated rank")]
+    select = _tag("select", _join(_tag("option", label, value=value) for value, label in options),
+                  id="tree-colour")
+    counts: dict[str, int] = {}
+    for n in data.tree:
+        counts[n.status] = counts.get(n.status, 0) + 1
+    legend = _tag("p", f"{len(data.tree)} nodes ({_counts(counts)}); a grey node was not "
+                       "measured; a black ring marks the champion and its ancestors, a red "
+                       "ring an invalid, crashed or refused one. Drag to pan, wheel to zoom, "
+                       "click a node (or a point of the scatter) for its details.",
+                  class_="legend")
+    scatter = tree.scatter(data.tree, data.config, _h)
+    return _join([legend, select,
+                  _tag("div", _join([_tag("div", Html(tree.svg(data.tree, _h)), id="tree-box"),
+                                     _tag("div", "Click a node.", id="tree-details")]),
+                       class_="tree-layout"),
+                  Html(scatter)])
+
+
 def _arms(data: ReportData) -> Html:
     parts = [_tag("p", f"How the LLM calls are drawn ({data.allocation}): per model, mutation "
                        "direction and persona, the children whose call used the arm, their "
@@ -448,7 +481,25 @@ def _arms(data: ReportData) -> Html:
     return _join(parts)
 
 
-CSS = """
+TREE_CSS = """
+.tree-layout { display: flex; gap: 1em; align-items: flex-start; }
+#tree-box { flex: 3; border: 1px solid #d0d7de; height: 520px; overflow: hidden; }
+#tree-svg { width: 100%; height: 100%; cursor: grab; }
+#tree-details { flex: 2; max-height: 520px; overflow: auto; font-size: 13px; }
+#tree-details pre { white-space: pre-wrap; background: #f6f8fa; padding: .4em; }
+.edge { stroke: #c3cad3; stroke-width: 1; }
+.edge.champion { stroke: #1d1d1f; stroke-width: 2.5; }
+.node { stroke: #fff; stroke-width: 1; cursor: pointer; }
+.node.champion { stroke: #1d1d1f; stroke-width: 2.5; }
+.node.status-invalid, .node.status-crashed, .node.status-timeout, .node.status-rejected {
+  stroke: #d1242f; stroke-width: 2; }
+.node.chosen { stroke: #0b57d0; stroke-width: 3.5; }
+.gen { font-size: 9px; fill: #57606a; }
+#pareto-svg { width: 580px; height: 330px; border: 1px solid #d0d7de; margin-top: 1em; }
+.point { fill: #9aa5b1; cursor: pointer; } .point.front { fill: #d1242f; }
+"""
+
+CSS = TREE_CSS + """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px;
        padding: 0 1em; color: #1d1d1f; background: #fff; }
 h1 { font-size: 1.6em; margin-bottom: .2em; }
