@@ -225,6 +225,8 @@ SCRIPT = r"""
   colour.addEventListener("change", recolour);
   recolour();
   if (location.hash.length > 1) { show(decodeURIComponent(location.hash.slice(1))); }
+  // when the tree was ready, for bench/report.py
+  document.body.setAttribute("data-tree-ms", String(Math.round(performance.now())));
 })();
 """
 
