@@ -84,29 +84,32 @@ def test_third_generation_prompts_carry_the_parents_and_the_seeds_scores(run):
 
 def test_history_shows_earlier_attempts_on_the_block_failures_with_their_reasons(run):
     store = Store(run)
-    rows = [row for gen in ledger.history(store, "main")[1:3] for row in gen.offspring]
+    history_of = ledger.history(store, "main")
+    rows = [row for gen in history_of[1:3] for row in gen.offspring]
     failed = {row["id"]: row for row in rows if row["status"] in ("rejected", "invalid")}
     assert {r["status"] for r in failed.values()} == {"rejected", "invalid"}, \
         "the scripted answers should leave both kinds of failure before generation 3"
     seen = set()
-    for record in _records(run, 3).values():
-        history = record["sections"]["history"]
-        block = record["spec"]["block"]
-        earlier = [r["id"] for r in reversed(rows) if r["block"] == block]
-        listed = re.findall(r"^- (g00[12]-\d{3}) ", history, flags=re.M)
-        assert listed == earlier[:len(listed)], "newest first, the same block only"
-        assert listed or not earlier
-        for ident in set(listed) & set(failed):
-            row = failed[ident]
-            line = history.split(f"- {ident} ", 1)[1].split("\n- ", 1)[0]
-            if row["status"] == "rejected":
-                assert "rejected before any evaluation: " + row["error"][:40] in line
-            else:
-                assert "invalid: " in line and "undefined_gain" in line
-            seen.add(row["status"])
-        if history:
-            assert "failures are here on purpose" in history
-    assert seen == {"rejected", "invalid"}, "generation 3's prompts show both failures"
+    for generation in (2, 3):  # which blocks a generation's children edit is the plan's draw
+        before = [row for gen in history_of[1:generation] for row in gen.offspring]
+        for record in _records(run, generation).values():
+            history = record["sections"]["history"]
+            block = record["spec"]["block"]
+            earlier = [r["id"] for r in reversed(before) if r["block"] == block]
+            listed = re.findall(r"^- (g00[12]-\d{3}) ", history, flags=re.M)
+            assert listed == earlier[:len(listed)], "newest first, the same block only"
+            assert listed or not earlier
+            for ident in set(listed) & set(failed):
+                row = failed[ident]
+                line = history.split(f"- {ident} ", 1)[1].split("\n- ", 1)[0]
+                if row["status"] == "rejected":
+                    assert "rejected before any evaluation: " + row["error"][:40] in line
+                else:
+                    assert "invalid: " in line and "undefined_gain" in line
+                seen.add(row["status"])
+            if history:
+                assert "failures are here on purpose" in history
+    assert seen == {"rejected", "invalid"}, "later prompts show both kinds of failure"
 
 
 def test_sections_stay_within_their_budgets_and_say_what_they_left_out(run):

@@ -230,6 +230,9 @@ def configure(toml: Path, command: str) -> None:
         ("prob_crossover = 0.3", "prob_crossover = 0.0"),
         ("prob_mutation = 0.5", "prob_mutation = 1.0"),
         ("prob_eot = 0.2", "prob_eot = 0.0"),
+        # every forgery evaluated: several leave the network as it was (they aim at the
+        # scorer), and the duplicate check would refuse them as behaving like another
+        ("prob_eot = 0.0", "prob_eot = 0.0\ndedupe = false"),
         # two at a time: a forgery's time is held to its parent's with a 15 s grace,
         # far more than sharing two cores costs a one-epoch run on this data
         ("workers = 1", "workers = 2"),

@@ -274,7 +274,8 @@ def _sections(shown: dict[str, str], config: Config, console: Console) -> None:
         return
     budgets = config.prompt.tokens
     sizes = ", ".join(f"{name} {tokens(text)}/{budgets.get(name, '-')}" if text
-                      else f"{name} -" for name, text in shown.items())
+                      else f"{name} -" for name, text in shown.items()
+                      if text or name != "hints")  # hints only where a person gave some
     console.print(f"sections (estimated tokens / budget): {sizes}", markup=False)
     for name, text in shown.items():
         if text:
