@@ -279,14 +279,27 @@ def plot(ctx, out) -> None:
 
 
 @main.command()
-@click.option("--html", "directory", required=True, metavar="DIR",
+@click.option("--html", "directory", metavar="DIR",
               help="Directory for index.html and its images (created if needed).")
+@click.option("--serve", is_flag=True, help="Serve the page live instead, read-only; it "
+              "follows a run that another process makes.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to serve on (0: any free one).")
 @click.pass_context
-def report(ctx, directory) -> None:
-    """A static HTML report: plots, generations, top individuals, success rates."""
+def report(ctx, directory, serve, host, port) -> None:
+    """An HTML report: family tree, plots, generations, top individuals, success rates."""
+    if bool(directory) == serve:
+        raise click.UsageError("give --html DIR, or --serve")
+    store, conf = _open(ctx)
+    if serve:
+        from gitevo.results import serve as serving
+
+        serving.serve(store.root, conf, ctx.obj["run"], host, port,
+                      ready=lambda line: click.echo(line))
+        return
     from gitevo.results import html_report
 
-    store, conf = _open(ctx)
     page = html_report.write(store, conf, ctx.obj["run"], _out_path(ctx, directory))
     click.echo(f"wrote {page}")
 
