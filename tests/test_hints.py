@@ -60,6 +60,11 @@ def test_hints_reach_the_prompts_they_are_for_and_the_trailers_say_so(tmp_path):
     assert "1 [over] generation 1, model.py::trend" in listed
     assert "2 [removed]" in listed and "saw it: 6 children, valid" in listed
     assert "hints (" in cli("-C", str(repo), "status")
+    cli("-C", str(repo), "report", "--html", str(tmp_path / "site"))
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="hints"' in page and "Use a cubic term in trend" in page
+    assert page.count(" hinted\"") == len(first) + sum(  # nodes whose prompt showed one
+        1 for _, t in prompts(repo, 2).values() if t)
     # a recorded prompt that showed a hint is still built again byte for byte
     child = next(i for i, (_, t) in first.items() if "1" in t.split())
     assert "identical" in cli("-C", str(repo), "show", child, "--prompt")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import Config, Objective
-from gitevo.results import allocation, isolation, plots, tree
+from gitevo.results import allocation, isolation, plots, report, tree
 from gitevo.results.lines import rung_line
 from gitevo.results.plots import ReportError
 from gitevo.store import ledger
@@ -117,6 +117,7 @@ class ReportData:
     llm_total: dict[str, float] = field(default_factory=dict)
     isolation: str = ""  # what confined the population's evaluations
     tree: list[tree.Node] = field(default_factory=list)  # every individual and refusal
+    hints: list[str] = field(default_factory=list)  # the person's hints and how they fared
     config: Config | None = None
     allocation: str = "offline"  # how the next calls are drawn
     arms: list[allocation.ArmRow] = field(default_factory=list)
@@ -141,7 +142,7 @@ def gather(store: Store, config: Config, run: str) -> ReportData:
         isolation=isolation.line([everyone[m.id] for m in latest.population
                                   if m.id in everyone]),
         tree=tree.nodes(store, config, run, everyone, champion.id if champion else None),
-        config=config)
+        config=config, hints=report.hint_lines(store, config, run))
 
 
 def generation_rows(history: list[ledger.Generation]) -> list[GenerationRow]:
@@ -311,6 +312,10 @@ def render(data: ReportData, images: dict[str, str]) -> str:
     if data.arms:
         sections.append(_tag("section", _join([_tag("h2", "Allocation"), _arms(data)]),
                              id="allocation"))
+    if data.hints:
+        sections.append(_tag("section", _join([_tag("h2", "Hints"),
+                                               _tag("pre", "\n".join(data.hints))]),
+                             id="hints"))
     if data.tree:
         sections.append(Html(f'<script type="application/json" id="tree-data">'
                              f'{tree.data_json(data.tree)}</script>'))
@@ -494,6 +499,7 @@ TREE_CSS = """
 .node.status-invalid, .node.status-crashed, .node.status-timeout, .node.status-rejected {
   stroke: #d1242f; stroke-width: 2; }
 .node.chosen { stroke: #0b57d0; stroke-width: 3.5; }
+.node.hinted { stroke-dasharray: 2 1; }
 .gen { font-size: 9px; fill: #57606a; }
 #pareto-svg { width: 580px; height: 330px; border: 1px solid #d0d7de; margin-top: 1em; }
 .point { fill: #9aa5b1; cursor: pointer; } .point.front { fill: #d1242f; }

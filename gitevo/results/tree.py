@@ -41,6 +41,7 @@ class Node:
     message: str = ""
     diffs: list[dict[str, str]] = field(default_factory=list)  # {"parent", "diff"}
     error: str = ""
+    hints: list[str] = field(default_factory=list)  # the person's hints its prompt showed
     x: float = 0.0
     y: float = 0.0
 
@@ -66,11 +67,13 @@ def _node(store: Store, ind: Individual) -> Node:
     ev = ind.evaluation
     diffs = [{"parent": p, "diff": store.diff(p, ind.commit)[:DIFF_CHARS]}
              for p in store.parents(ind.commit)] if ind.generation else []
+    shown = store.trailers(ind.commit).get("Gitevo-Hints", "").split() if ind.generation \
+        else []
     return Node(ind.id, ind.generation, list(ind.parents), ind.status, ind.operator,
                 ind.block, ind.prompt, ind.model, ind.temperature,
                 dict(ev.objectives) if ev else {}, subject=ind.subject,
                 message=store.message(ind.commit), diffs=diffs,
-                error=(ev.error or "")[:500] if ev else "")
+                error=(ev.error or "")[:500] if ev else "", hints=shown)
 
 
 def _rank(found: list[Node], config: Config) -> None:
@@ -133,7 +136,8 @@ def svg(found: list[Node], escape) -> str:
             edges.append(f'<line class="edge{bold}" x1="{parent.x}" y1="{parent.y}" '
                          f'x2="{n.x}" y2="{n.y}"></line>')
     circles = [f'<circle class="node status-{escape(n.status)}'
-               f'{" champion" if n.champion_line else ""}" data-id="{escape(n.id)}" '
+               f'{" champion" if n.champion_line else ""}{" hinted" if n.hints else ""}" '
+               f'data-id="{escape(n.id)}" '
                f'cx="{n.x}" cy="{n.y}" r="{RADIUS}"><title>{escape(n.id)} {escape(n.status)}'
                f'</title></circle>' for n in found]
     labels = [f'<text class="gen" x="2" y="{20 + g * STEP_Y - 10}">generation {g}</text>'
@@ -191,7 +195,8 @@ SCRIPT = r"""
     [["status", n.status + (n.error ? " (" + n.error + ")" : "")],
      ["objectives", objectives || "-"], ["operator", n.operator], ["block", n.block || "-"],
      ["parents", n.parents.join(", ") || "-"], ["prompt", n.prompt || "-"],
-     ["model", (n.model || "-") + (n.temperature === null ? "" : " at " + n.temperature)]]
+     ["model", (n.model || "-") + (n.temperature === null ? "" : " at " + n.temperature)],
+     ["hints shown", n.hints.length ? n.hints.join(", ") : "-"]]
       .forEach(([k, v]) => panel.appendChild(line(k, v)));
     if (n.message) { const pre = document.createElement("pre"); pre.className = "message";
       pre.textContent = n.message; panel.appendChild(pre); }
