@@ -204,3 +204,14 @@ def test_a_run_says_what_is_not_protected_and_require_refuses_it(tmp_path):
         note = json.loads(git(repo, "notes", "--ref", "gitevo/main", "show",
                               "gitevo/main/g002-000"))
         assert note["isolation"]["filesystem"] is True and note["isolation"]["landlock"] >= 1
+
+
+@needs_landlock
+def test_a_refused_path_says_it_was_the_floor(repo, tmp_path):
+    elsewhere = tmp_path / "unnamed-data"
+    elsewhere.mkdir()
+    (elsewhere / "x.json").write_text("[1]\n")
+    code = f"import json, sys\njson.load(open({str(elsewhere / 'x.json')!r}))\n"
+    result = evaluate(_job(_workdir(repo), code, isolation="none"))
+    assert result.status == "crashed" and "Permission denied" in result.error
+    assert "the Landlock floor refuses paths outside the worktree" in result.error

@@ -31,6 +31,7 @@ def evaluate(job: Job) -> Evaluation:
         result = _evaluate_in(job, Path(tmp), timings)
         result.fingerprint = check_fingerprint(Path(tmp))
     result.isolation = protection(job.sandbox)
+    result.error = _floor_said(result)
     result.seconds = round(time.monotonic() - start, 3)
     result.fidelity = job.fidelity
     result.timings = timings
@@ -51,6 +52,21 @@ def validate(job: Job, tmp: Path) -> Evaluation | None:
     if failed is None and job.check:
         failed = _run_check(job, tmp, job.check, "check")
     return failed
+
+
+FLOOR_NOTE = ("(the Landlock floor refuses paths outside the worktree, its temp dir, the "
+              "system, the Python environment and the folders [fitness.vars] names: name a "
+              "data folder there, or set [sandbox] landlock = false)")
+
+
+def _floor_said(result: Evaluation) -> str | None:
+    """The error, with a line on the Landlock floor where it refused a path: else a
+    harness reading an unnamed data folder would fail with a bare "Permission denied"."""
+    error, held = result.error, result.isolation or {}
+    if not error or "Permission denied" not in error or not held.get("landlock") \
+            or held.get("isolation") == "bwrap":
+        return error
+    return f"{error.rstrip()}\n{FLOOR_NOTE}"
 
 
 def check_fingerprint(tmp: Path) -> str | None:
