@@ -96,20 +96,11 @@ def run_one(models: dict[str, tuple[float, float]], mode: str, seed: int, genera
     subprocess.run([*gitevo, "-C", str(repo), "run", "--generations", str(generations),
                     "--n", "8", "-q"], check=True, env=env, capture_output=True)
     conf = load(toml)
-    history = ledger.history(Store(repo), "main")
-    calls = dict.fromkeys(models, 0)
-    improvements, cost, known = 0, 0.0, {}
-    for gen in history:
-        for member in gen.population:
-            known.setdefault(member.id, member.objectives)
-        entered = {m.id for m in gen.population}
-        for row in gen.offspring:
-            if row.get("template", "offline") == "offline":
-                continue
-            calls[row["model"]] += 1
-            cost += row.get("cost", 0.0)
-            improvements += arms.outcome(conf, row, known, row["id"] in entered)[1]
-    return Outcome(calls, improvements, cost)
+    # the allocation's own books: what each model's calls cost and how many improved
+    earned = arms.observe(conf, ledger.history(Store(repo), "main"))[arms.MODEL]
+    calls = {name: earned[name].calls if name in earned else 0 for name in models}
+    return Outcome(calls, sum(a.improvements for a in earned.values()),
+                   sum(a.cost for a in earned.values()))
 
 
 def main() -> None:

@@ -116,11 +116,11 @@ def outcome(config: Config, row: dict, known: dict[str, dict[str, float]],
     if status != "ok" or row.get("reused") or not objectives or parent is None:
         return 0.2 + 0.4 * entered, improved
     names, senses = config.objective_names, config.senses
-    beaten = _dominates([parent[k] for k in names], [objectives[k] for k in names], senses)
+    beaten = dominates([parent[k] for k in names], [objectives[k] for k in names], senses)
     return (0.2 if beaten else 0.6) + 0.4 * entered, improved
 
 
-def _dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> bool:
+def dominates(a: Sequence[float], b: Sequence[float], senses: Sequence[str]) -> bool:
     """a is no worse than b in every objective and better in one (pymoo's selection is
     not imported for this: `gitevo status` shows the arms and must start fast)."""
     signs = [1.0 if s == "max" else -1.0 for s in senses]

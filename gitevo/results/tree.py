@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from gitevo.config import Config
+from gitevo.pipeline.arms import dominates
 from gitevo.store import ledger
 from gitevo.store.gitstore import Store
 from gitevo.store.individuals import Individual
@@ -78,23 +79,17 @@ def _node(store: Store, ind: Individual) -> Node:
 
 def _rank(found: list[Node], config: Config) -> None:
     """Non-dominated sorting of the valid nodes (rank 0: nobody beats them)."""
-    signs = [1.0 if o.sense == "max" else -1.0 for o in config.objectives]
-    names = [o.name for o in config.objectives]
+    names, senses = config.objective_names, config.senses
     left = [n for n in found if n.status == "ok" and all(k in n.objectives for k in names)]
     rank = 0
     while left:
-        points = {n.id: [n.objectives[k] * s for k, s in zip(names, signs, strict=True)]
-                  for n in left}
-        front = [n for n in left if not any(_beats(points[o.id], points[n.id]) for o in left)]
+        points = {n.id: [n.objectives[k] for k in names] for n in left}
+        front = [n for n in left
+                 if not any(dominates(points[o.id], points[n.id], senses) for o in left)]
         for n in front:
             n.rank = rank
         left = [n for n in left if n.rank is None]
         rank += 1
-
-
-def _beats(a: list[float], b: list[float]) -> bool:
-    return all(x >= y for x, y in zip(a, b, strict=True)) and any(x > y for x, y in
-                                                                  zip(a, b, strict=True))
 
 
 def _champion_line(found: list[Node], champion: str | None) -> None:
