@@ -358,7 +358,9 @@ def hint(ctx, text, block, generations, listing, remove) -> None:
         for line in steering.list_lines(store, conf, ctx.obj["run"]):
             click.echo(line)
     elif remove:
-        gone = steering.remove(store, ctx.obj["run"], remove)
+        from gitevo.store import hints
+
+        gone = hints.remove(store, ctx.obj["run"], remove)
         click.echo(f"hint {gone.number} removed: {gone.text}")
     else:
         given = steering.give(store, conf, ctx.obj["run"], text, block, generations)

@@ -165,10 +165,19 @@ def test_the_module_binds_a_forked_child_and_what_it_execs(tmp_path):
     assert (allowed / "a").read_text() == "ok\n" and not (tmp_path / "b").exists()
 
 
-def test_abi_is_read_from_the_kernel():
+def test_the_floor_asks_for_what_the_kernel_has(tmp_path):
+    """The policy carries the ABI the kernel reports; where it reports none, there is no
+    policy and restricting is an error, never a silent success."""
     version = landlock.abi()
-    assert version >= 0
-    assert json.dumps(floor.kernel_abi()) == str(version)
+    found = floor.policy(workdir=tmp_path, tmp=tmp_path, env={}, cache=[],
+                         cache_writable=False, hidden=[], data=[], network=False)
+    if version < 1:
+        assert found is None
+        with pytest.raises(landlock.LandlockError):
+            landlock.restrict([], [])
+        return
+    assert found.abi == version and found.deny_tcp and str(tmp_path) in found.write
+    assert "/usr" in found.read and "/proc/self" in found.own
 
 
 def test_a_run_says_what_is_not_protected_and_require_refuses_it(tmp_path):

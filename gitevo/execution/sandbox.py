@@ -394,12 +394,7 @@ def _floor(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
     """The Landlock policy of an untrusted command outside bubblewrap (inside it, the
     mount namespace already confines the filesystem, and bwrap itself could not mount
     under Landlock); None where Landlock is off or the kernel lacks it."""
-    if not settings.landlock:
-        return None
-    try:
-        if mode(settings)[0] == "bwrap":
-            return None
-    except SandboxUnavailable:
+    if not settings.landlock or bwrap_active(settings):
         return None
     found = floor.policy(workdir=workdir, tmp=tmp, env=env, cache=cache_dirs(env),
                          cache_writable=cache_writable,

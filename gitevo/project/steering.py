@@ -21,10 +21,6 @@ def give(store: Store, config: Config, run: str, text: str, block: str | None,
                      author=_author(store))
 
 
-def remove(store: Store, run: str, number: int) -> hints.Hint:
-    return hints.remove(store, run, number)
-
-
 def list_lines(store: Store, config: Config, run: str) -> list[str]:
     return hint_lines(store, config, run) or [f"run {run!r} has no hints yet"]
 
