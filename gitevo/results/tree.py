@@ -68,13 +68,11 @@ def _node(store: Store, ind: Individual) -> Node:
     ev = ind.evaluation
     diffs = [{"parent": p, "diff": store.diff(p, ind.commit)[:DIFF_CHARS]}
              for p in store.parents(ind.commit)] if ind.generation else []
-    shown = store.trailers(ind.commit).get("Gitevo-Hints", "").split() if ind.generation \
-        else []
     return Node(ind.id, ind.generation, list(ind.parents), ind.status, ind.operator,
                 ind.block, ind.prompt, ind.model, ind.temperature,
                 dict(ev.objectives) if ev else {}, subject=ind.subject,
                 message=store.message(ind.commit), diffs=diffs,
-                error=(ev.error or "")[:500] if ev else "", hints=shown)
+                error=(ev.error or "")[:500] if ev else "", hints=list(ind.hints))
 
 
 def _rank(found: list[Node], config: Config) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gitevo.store.fitness import Evaluation
 from gitevo.store.gitstore import BRANCH_PREFIX, Store, notes_ref
@@ -26,6 +26,7 @@ class Individual:
     prompt: str = ""  # template, or template+persona, of an LLM child; "offline" otherwise
     model: str = ""
     temperature: float | None = None
+    hints: list[str] = field(default_factory=list)  # numbers of the hints its prompt showed
 
     @property
     def status(self) -> str:
@@ -57,7 +58,8 @@ def _individual(store: Store, ident: str, generation: int, commit: str,
         parents=trailers.get("Gitevo-Parents", "").split(), subject=subject,
         evaluation=Evaluation.from_dict(json.loads(note)) if note else None,
         prompt=trailers.get("Gitevo-Prompt", ""), model=trailers.get("Gitevo-Model", ""),
-        temperature=_float(trailers.get("Gitevo-Temperature")))
+        temperature=_float(trailers.get("Gitevo-Temperature")),
+        hints=trailers.get("Gitevo-Hints", "").split())
 
 
 def _float(text: str | None) -> float | None:
