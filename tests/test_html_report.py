@@ -4,9 +4,6 @@ plain git, and the page as headless Chromium renders it."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -20,10 +17,10 @@ from gitevo.results import html_report, plots
 from gitevo.store import ledger
 from gitevo.store.gitstore import Store
 from gitevo.store.individuals import load_all
+from tests.browser import render
 from tests.conftest import RESPONDER, cli, copy_repo, git
 from tests.test_plots import ink_share, pixels_near, read_png
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 EVIL = '<script>document.title="pwned"</script>'
 
 # An LLM stand-in for one more generation on a copy of the toy run: `predict` gets prose
@@ -146,24 +143,8 @@ class _Dom(HTMLParser):
             element.parts.append(data)
 
 
-def browser() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"none of {', '.join(BROWSERS)} is installed; CI must render the report "
-                    "(./run.sh test installs Debian's chromium when CI=true)")
-    pytest.skip("no Chromium or Chrome here to render the report")
-
-
 def chromium(page: Path, profile: Path, *args: str, fragment: str = "") -> str:
-    command = [browser(), "--headless", "--no-sandbox", "--disable-gpu",
-               f"--user-data-dir={profile}", *args,
-               page.resolve().as_uri() + (f"#{fragment}" if fragment else "")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return render(page.resolve().as_uri() + (f"#{fragment}" if fragment else ""), profile, *args)
 
 
 def rendered(page: Path, tmp_path: Path) -> Element:

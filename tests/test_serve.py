@@ -16,6 +16,7 @@ from gitevo.pipeline.plan import Plan
 from gitevo.results.serve import in_progress
 from gitevo.store.gitstore import Store
 from gitevo.variation.spec import Spec
+from tests.browser import Browser
 from tests.conftest import cli
 
 
@@ -65,6 +66,43 @@ def test_the_served_page_follows_a_run_and_changes_nothing(served):
     assert get(url + "/../gitevo.toml")[0] == 404 and get(url + "/nope")[0] == 404
     assert subprocess.run(["git", "for-each-ref"], cwd=repo, capture_output=True,
                           text=True).stdout == refs
+
+
+NODES = "document.querySelectorAll('#tree-svg circle.node').length"
+
+
+def click(page: Browser, selector: str) -> None:
+    """A real left click (pressed, released) in the middle of the element."""
+    x, y = page.evaluate(f"""(() => {{ const e = document.querySelector('{selector}');
+        e.scrollIntoView({{block: "center"}}); const r = e.getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2]; }})()""")
+    for kind in ("mousePressed", "mouseReleased"):
+        page.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                  clickCount=1)
+
+
+def test_the_page_in_a_browser_shows_a_new_generation_by_itself(served, tmp_path):
+    repo, url = served
+    page = Browser(tmp_path / "profile")
+    try:
+        page.open(url + "/")
+        assert page.evaluate(NODES) == 4
+        click(page, '#tree-svg circle.node[data-id="g001-000"]')
+        assert page.wait_for("document.querySelector('#tree-details h3')?.textContent") \
+            == "g001-000"
+        store = Store(repo)
+        child = store.resolve_ref("refs/heads/gitevo/main/g001-000")
+        diff = store.diff(store.parents(child)[0], child)
+        shown = page.evaluate("document.querySelector('#tree-details pre.diff').textContent")
+        assert shown.strip() == diff.strip()
+        page.evaluate("window.untouched = true")  # gone once the page reloads itself
+        cli("-C", str(repo), "generation", "--n", "3", "-q")
+        assert page.wait_for(f"{NODES} === 7 && window.untouched === undefined")
+        # the chosen individual stays chosen across the reload
+        assert page.evaluate("document.querySelector('#tree-details h3').textContent") \
+            == "g001-000"
+    finally:
+        page.close()
 
 
 def test_the_generation_in_progress_says_done_running_and_queued(tmp_path):
