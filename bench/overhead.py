@@ -27,11 +27,11 @@ checks imports by fork. `--isolation auto` keeps gitevo's default sandbox (bubbl
 where it works): each command then pays for its namespaces and the import check for a
 new Python inside them (about 30 ms per offspring more on the 2-core CI machine).
 
-Then the Landlock floor on its own: the same trivial command (`true`) started through
-gitevo's sandbox with [sandbox] isolation = "none", with and without the floor, in
-interleaved rounds; printed are the best time per command of each and the difference per
-evaluation (an evaluation starts three commands: the import check, `check`, the fitness
-command). `--landlock-only` prints just that.
+Then the Landlock floor on its own: what an evaluation starts through gitevo's sandbox
+(the import check of one gene file, then `check` and the fitness command, both `true`),
+under each isolation this machine has (none, unshare, bwrap), with and without the
+floor, in interleaved rounds; printed are the best time per evaluation of each and the
+difference. `--landlock-only` prints just that.
 
 Where the files go matters: on a machine whose /tmp is slow to create files in, run
 with TMPDIR on a faster disk; both tools work under TMPDIR.
@@ -284,7 +284,7 @@ def main() -> None:
     parser.add_argument("--isolation", default="none", choices=("none", "auto"),
                         help="gitevo's [sandbox] isolation (default: none, as OpenEvolve)")
     parser.add_argument("--landlock-only", action="store_true",
-                        help="only the Landlock floor's cost per command")
+                        help="only the Landlock floor's cost per evaluation")
     args = parser.parse_args()
     if args.landlock_only:
         print_landlock_cost()
@@ -319,45 +319,57 @@ def main() -> None:
     print_landlock_cost()
 
 
-COMMANDS_PER_EVALUATION = 3  # the import check, `check`, the fitness command
-
-
-def landlock_cost(rounds: int = 5, commands: int = 200) -> tuple[float, float] | None:
-    """Seconds per command started through the sandbox without and with the Landlock
-    floor (the best round of each); None where the kernel has no Landlock."""
+def landlock_cost(isolation: str, rounds: int = 5, evaluations: int = 60
+                  ) -> tuple[float, float] | None:
+    """Seconds per evaluation's worth of sandboxed starts (the import check of one gene
+    file, then `check` and the fitness command, both `true`) under `isolation`, without
+    and with the Landlock floor (the best round of each); None where the kernel has no
+    Landlock or this machine lacks the isolation."""
     from gitevo.config import Sandbox
     from gitevo.execution import floor, sandbox
 
     if floor.kernel_abi() < 1:
+        return None
+    try:
+        sandbox.mode(Sandbox(isolation=isolation))
+    except sandbox.SandboxUnavailable:
         return None
     best = {False: float("inf"), True: float("inf")}
     with tempfile.TemporaryDirectory(prefix="gitevo-bench-landlock-") as tmp:
         work, scratch = Path(tmp, "work"), Path(tmp, "scratch")
         work.mkdir()
         scratch.mkdir()
+        (work / "model.py").write_text("VALUE = 1\n")
         env = sandbox.sandbox_env(scratch)
         for _ in range(rounds):
             for on in (False, True):  # interleaved: a slow spell slows both alike
-                settings = Sandbox(isolation="none", landlock=on)
+                settings = Sandbox(isolation=isolation, landlock=on)
                 start = time.perf_counter()
-                for _ in range(commands):
-                    outcome = sandbox.run_confined("true", workdir=work, tmp=scratch,
-                                                   timeout=10, env=env, settings=settings)
-                    assert outcome.returncode == 0, outcome.tail
-                best[on] = min(best[on], (time.perf_counter() - start) / commands)
+                for _ in range(evaluations):
+                    _evaluation_starts(sandbox, settings, work, scratch, env)
+                best[on] = min(best[on], (time.perf_counter() - start) / evaluations)
     return best[False], best[True]
 
 
+def _evaluation_starts(sandbox, settings, work: Path, scratch: Path, env: dict) -> None:
+    done = [sandbox.import_confined(["model.py"], workdir=work, tmp=scratch, timeout=10,
+                                    env=env, settings=settings)]
+    done += [sandbox.run_confined("true", workdir=work, tmp=scratch, timeout=10, env=env,
+                                  settings=settings) for _ in range(2)]
+    assert all(outcome.returncode == 0 for outcome in done), [o.tail for o in done]
+
+
 def print_landlock_cost() -> None:
-    found = landlock_cost()
-    if found is None:
-        print("landlock: not measured: this kernel has no Landlock")
-        return
-    off, on = found
-    extra = (on - off) * COMMANDS_PER_EVALUATION
-    print(f"landlock floor: {off * 1000:.2f} ms per command without, {on * 1000:.2f} ms with; "
-          f"{extra * 1000:+.2f} ms per evaluation ({COMMANDS_PER_EVALUATION} commands), "
-          f"ratio with/without {on / off:.2f}", flush=True)
+    for isolation in ("none", "unshare", "bwrap"):
+        found = landlock_cost(isolation)
+        if found is None:
+            print(f"landlock floor, isolation {isolation}: not measured (no Landlock, or no "
+                  f"{isolation} here)")
+            continue
+        off, on = found
+        print(f"landlock floor, isolation {isolation}: {off * 1000:.2f} ms per evaluation's "
+              f"starts without, {on * 1000:.2f} ms with: {(on - off) * 1000:+.2f} ms per "
+              f"evaluation, ratio with/without {on / off:.2f}", flush=True)
 
 
 if __name__ == "__main__":

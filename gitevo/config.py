@@ -207,7 +207,7 @@ class Sandbox:
     # paths (placeholders of [fitness.vars] filled) that read as empty for every command
     # but prepare and score: a dataset's held-out part, wherever it lives
     hide: tuple[str, ...] = ()
-    # Landlock under every candidate process where the kernel has it (outside bubblewrap)
+    # Landlock under every candidate process where the kernel has it (inside bubblewrap too)
     landlock: bool = True
     # protections a run refuses to start without ("filesystem", "network"); else a warning
     require: tuple[str, ...] = ()

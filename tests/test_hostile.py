@@ -136,7 +136,7 @@ ATTACKS = {
         "    raise RuntimeError('no credentials found')", ("no credentials found", OPENING)),
     "opens a network socket": (
         "import socket\nsocket.create_connection(('127.0.0.1', PORT), timeout=3).close()",
-        ("Connection refused", "unreachable", "Network")),
+        ("Connection refused", "unreachable", "Network", "Permission denied")),
     "forks without bound": (  # never reaped, every child stays a task
         "import os\nwhile True:\n    if os.fork() == 0:\n        os._exit(0)",
         ("Resource temporarily unavailable", "process limit", STARTING)),

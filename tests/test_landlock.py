@@ -129,6 +129,33 @@ def test_with_neither_layer_the_same_attacks_get_through(repo):
 
 
 @needs_landlock
+def test_inside_bubblewrap_the_floor_is_a_second_layer(repo):
+    """bubblewrap shows the whole filesystem read-only; the floor stacked inside it still
+    keeps what is outside its allowlist (here a file of the repository beside .git) out
+    of reach, in the import check (a gene file that reads it when imported) as in the
+    fitness command. Without the floor, bubblewrap alone lets both read it."""
+    if not sandbox.bwrap().works:
+        pytest.skip(sandbox.bwrap().detail)
+    (repo / "notes.txt").write_text("the repository's own file\n")
+    reads = f"open({str(repo / 'notes.txt')!r}).read()"
+    workdir = _workdir(repo)
+    for stacked in (True, False):
+        (workdir / "model.py").write_text(f"{reads}\nVALUE = 1\n")
+        job = _job(workdir, _attempt(reads), isolation="bwrap", landlock_on=stacked)
+        checked = evaluate(job)
+        if stacked:
+            assert checked.status == "invalid" and "Permission denied" in checked.error, \
+                checked
+        else:
+            assert checked.ok, checked.error
+        (workdir / "model.py").write_text("VALUE = 1\n")
+        result = evaluate(job)
+        assert result.ok and result.objectives == {"accuracy": 0.0 if stacked else 1.0}, \
+            (stacked, result.error)
+        assert result.isolation["landlock"] == (floor.kernel_abi() if stacked else 0)
+
+
+@needs_landlock
 def test_an_honest_candidate_reads_its_data_and_writes_its_tree(repo, tmp_path):
     data = tmp_path / "dataset"
     data.mkdir()

@@ -73,15 +73,18 @@ def server():
 
 
 def _configure(repo: Path, tmp_path: Path, port: int, prepare: str) -> None:
-    (tmp_path / "evaluate_probe.py").write_text(EVALUATE_PROBE)
-    (tmp_path / "prepare_probe.py").write_text(PREPARE_PROBE)
+    probes = tmp_path / "probes"
+    probes.mkdir(exist_ok=True)
+    (probes / "evaluate_probe.py").write_text(EVALUATE_PROBE)
+    (probes / "prepare_probe.py").write_text(PREPARE_PROBE)
     toml = repo / "gitevo.toml"
     text = toml.read_text().replace(
         'command = "python fitness.py --metrics {metrics}"',
-        f'command = "python {tmp_path}/evaluate_probe.py {port} && '
+        f'command = "python {probes}/evaluate_probe.py {port} && '
         f'python fitness.py --metrics {{metrics}}"\n'
         f'prepare = {json.dumps(prepare)}\nenv = ["GITEVO_CACHE_DIR"]')
-    toml.write_text(text)
+    # named, so that the Landlock floor lets the candidates' command read the probe
+    toml.write_text(text + f'\n[fitness.vars]\nprobes = "{probes}"\n')
     git(repo, "add", "gitevo.toml")
     git(repo, "commit", "-qm", "prepare the data with the network")
 
@@ -117,7 +120,7 @@ def _prepared_toy(tmp_path: Path, port: int, monkeypatch) -> tuple[Path, Path]:
     monkeypatch.setenv("GITEVO_CACHE_DIR", str(cache))
     repo = tmp_path / "toy"
     cli("init", str(repo), "--template", "toy")
-    _configure(repo, tmp_path, port, f"python {tmp_path}/prepare_probe.py {port}")
+    _configure(repo, tmp_path, port, f"python {tmp_path}/probes/prepare_probe.py {port}")
     return repo, cache
 
 

@@ -113,7 +113,8 @@ def test_only_the_worktree_is_writable(repo, workdir, target):
     assert result.status == "crashed" and reason in result.error, result.error
     assert (victim.read_text() if victim.exists() else None) == before
     # the worktree, the private temp dir and the dataset cache stay writable, and data
-    # outside the repository stays readable
+    # outside the repository that a [fitness.vars] key names stays readable (the
+    # Landlock floor inside bubblewrap refuses what no key names)
     data = repo.parent / "data.bin"
     data.write_bytes(b"pixels")
     code = ("import json, os, sys, tempfile\nopen('out.txt', 'w').write('x')\n"
@@ -122,7 +123,8 @@ def test_only_the_worktree_is_writable(repo, workdir, target):
             "open(os.path.join(cache, 'probe'), 'w').write('x')\n"
             f"json.dump({{'accuracy': len(open({str(data)!r}, 'rb').read())}}, "
             "open(sys.argv[1], 'w'))")
-    result = evaluate(_job(workdir, _python(code)))
+    result = evaluate(dataclasses.replace(_job(workdir, _python(code)),
+                                          variables={"data": str(data)}))
     assert result.ok and result.objectives == {"accuracy": 6.0}, result.error
 
 

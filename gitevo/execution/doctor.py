@@ -30,6 +30,7 @@ else echo repo=readonly; fi
 if grep -qs token "$GITEVO_PUBLIC_REPO/.git/config"; then echo git=visible; else echo git=hidden; fi
 if grep -qs answers "$GITEVO_CACHE_DIR/heldout/labels"; then echo heldout=visible
 else echo heldout=hidden; fi
+if grep -qs plain "$GITEVO_PUBLIC_REPO/../elsewhere"; then echo floor=open; else echo floor=held; fi
 """
 WORKTREE = "repo/.git/gitevo/worktrees/main/probe"
 
@@ -58,7 +59,7 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
             _limit_row("file size", seen.get("fsize"), 1024 ** 2, " GB per file",
                        "sandbox.file_size"),
             _process_row(seen), _network_row(settings, kind, why, seen),
-            _landlock_row(settings, kind),
+            _landlock_row(settings, kind, seen),
             Row("read-only repository", seen.get("repo") == "readonly",
                 "only the worktree, temp dir and dataset cache are writable" if
                 seen.get("repo") == "readonly" else f"needs bubblewrap or Landlock ({why})"),
@@ -73,21 +74,24 @@ def check(settings: Sandbox, timeout: float) -> list[Row]:
                 "are not protected")]
 
 
-def _landlock_row(settings: Sandbox, kind: str) -> Row:
+def _landlock_row(settings: Sandbox, kind: str, seen: dict[str, str]) -> Row:
+    """Active when the probe could not read a plain file that bubblewrap shows and only
+    the floor refuses (one outside the worktree, the system and the data)."""
     version = floor.kernel_abi()
-    if kind == "bwrap":
-        return Row("Landlock floor", False, f"not applied inside bubblewrap (kernel ABI "
-                   f"{version}); bubblewrap's mounts confine the filesystem")
     if not settings.landlock:
         return Row("Landlock floor", False, "sandbox.landlock = false")
     if version < 1:
         return Row("Landlock floor", False, "this kernel has no Landlock (Linux 5.13+ with "
                    "landlock in the LSM list)")
+    if seen.get("floor") != "held":
+        return Row("Landlock floor", False, f"kernel ABI {version}, yet the probe read a file "
+                   "outside its allowlist")
     extra = ", TCP bind/connect refused" if version >= 4 and settings.network == "deny" else ""
     scoped = ", signals and abstract sockets scoped" if version >= 6 else ""
-    return Row("Landlock floor", True, f"ABI {version}: reads only the system, the Python "
-               f"environment, the worktree and the data; writes only the worktree and temp "
-               f"dir{extra}{scoped}")
+    where = " (inside bubblewrap, a second layer)" if kind == "bwrap" else ""
+    return Row("Landlock floor", True, f"ABI {version}{where}: reads only the system, the "
+               f"Python environment, the worktree and the data; writes only the worktree and "
+               f"temp dir{extra}{scoped}")
 
 
 def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:
@@ -97,6 +101,7 @@ def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:
             (root / part).mkdir(parents=True)
         (root / "repo/.git/config").write_text("[remote]\n  url = https://x:token@example\n")
         (root / "cache/heldout/labels").write_text("the answers\n")
+        (root / "elsewhere").write_text("plain\n")
         env = sandbox.sandbox_env(root / "tmp") | {"GITEVO_PUBLIC_REPO": str(root / "repo"),
                                                    "GITEVO_CACHE_DIR": str(root / "cache")}
         # the configured timeout, because the CPU limit is derived from it

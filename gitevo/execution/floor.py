@@ -60,8 +60,11 @@ def kernel_abi() -> int:
 
 def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
            cache_writable: bool, hidden: list[Path], data: Iterable[Path],
-           network: bool) -> Policy | None:
-    """The floor for one candidate command; None where the kernel has no Landlock."""
+           network: bool, masked: bool = False) -> Policy | None:
+    """The floor for one candidate command; None where the kernel has no Landlock.
+    `masked`: another layer (bubblewrap's read-only, empty mounts) already keeps the
+    hidden paths out, so a writable cache is granted whole: carved, its top level would
+    take no new file (a rule cannot grant a folder without what lies beneath it)."""
     version = kernel_abi()
     if version < 1:
         return None
@@ -70,7 +73,10 @@ def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
     read = [*_static_reads(places, hidden_set), *_carved([str(p) for p in data], hidden_set)]
     write = [str(workdir), str(tmp), "/dev/shm"]
     for directory in cache:
-        (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
+        if cache_writable and masked:
+            write.append(str(directory))
+        else:
+            (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
     return Policy(version, read, write, list(_devices()), list(OWN), deny_tcp=not network,
                   scope=True)
 

@@ -329,8 +329,11 @@ def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `forkserver.py import FILE...`: the same import check in a fresh Python, for a run
-    # inside namespaces, where a fork of the server cannot go
+    # `forkserver.py import [FLOOR --] FILE...`: the same import check in a fresh Python,
+    # for a run inside namespaces, where a fork of the server cannot go
     if sys.argv[1:2] == ["import"]:
-        sys.exit(_import(sys.argv[2:]))
+        files = sys.argv[2:]
+        if files[:1] == ["--abi"]:  # the Landlock floor, inside bubblewrap: confined first
+            files = _load_landlock().confine_from(files)
+        sys.exit(_import(files))
     main()

@@ -15,9 +15,11 @@ gitevo) loads it by path, and applies a policy in each child between fork and ex
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
-from collections.abc import Iterable
+
+# paths, as lists or tuples: no collections.abc, whose import every command under
+# bubblewrap would pay for (see main)
+Paths = list[str] | tuple[str, ...]
 
 # the same numbers on every architecture: the calls came after the syscall tables merged
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
@@ -56,9 +58,13 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-@functools.cache  # loaded once: the launcher loads it before it forks, and children share it
+_LIBC: list[ctypes.CDLL] = []  # loaded once: the launcher loads it before it forks
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _call(libc: ctypes.CDLL, number: int, *args: object) -> int:
@@ -78,7 +84,7 @@ def abi() -> int:
         return 0
 
 
-def restrict(read: Iterable[str], write: Iterable[str], *, existing: Iterable[str] = (),
+def restrict(read: Paths, write: Paths, *, existing: Paths = (),
              deny_tcp: bool = False, scope: bool = False, version: int | None = None) -> int:
     """Confine this process (and everything it starts later) for good: reads beneath
     `read`, full access beneath `write`, reads and writes of the files that already
@@ -96,7 +102,7 @@ def restrict(read: Iterable[str], write: Iterable[str], *, existing: Iterable[st
     return version
 
 
-def ruleset(read: Iterable[str], write: Iterable[str], *, existing: Iterable[str] = (),
+def ruleset(read: Paths, write: Paths, *, existing: Paths = (),
             deny_tcp: bool = False, scope: bool = False, version: int = 0) -> int:
     """The ruleset of `restrict`, as a file descriptor, not yet enforced: a launcher builds
     it before it forks, so that its child only has to enforce it (see `enforce`)."""
@@ -121,7 +127,7 @@ def ruleset(read: Iterable[str], write: Iterable[str], *, existing: Iterable[str
     return fd
 
 
-def enforce(fd: int, existing: Iterable[str] = (), version: int = 1) -> None:
+def enforce(fd: int, existing: Paths = (), version: int = 1) -> None:
     """Bind this thread, and all it starts from now on, to the ruleset `fd` for good, after
     adding `existing` (as in `ruleset`): paths that only this process can name, such as
     /proc/self, which resolves to the process that opens it."""
@@ -145,3 +151,82 @@ def _allow(libc: ctypes.CDLL, fd_ruleset: int, path: str, rights: int) -> None:
               ctypes.byref(rule), ctypes.c_uint32(0))
     finally:
         os.close(fd)
+
+
+# ---- as a command: the floor inside bubblewrap -------------------------------------------
+# bwrap cannot set up its mounts under Landlock (a confined process may not change the
+# mount topology), so inside it the floor is applied by this file run as a program:
+#   python -I -S landlock.py --abi N [--deny-tcp] [--scope] --read P.. --write P..
+#       --existing P.. -- COMMAND ARGS..
+# It confines itself, then becomes COMMAND. No json, no argparse: their imports would
+# double the cost of a Python start paid by every command.
+
+_SECTIONS = ("--read", "--write", "--existing")
+
+
+def options(policy: dict) -> list[str]:
+    """The command-line form of a floor policy (gitevo.execution.floor), up to `--`."""
+    out = ["--abi", str(policy["abi"])]
+    out += ["--deny-tcp"] * bool(policy["deny_tcp"]) + ["--scope"] * bool(policy["scope"])
+    for section, paths in (("--read", policy["read"]), ("--write", policy["write"]),
+                           ("--existing", [*policy["existing"], *policy.get("own", ())])):
+        out += [section, *paths]
+    return [*out, "--"]
+
+
+def _parse(args: list[str]) -> tuple[dict, list[str]]:
+    if "--" not in args:
+        raise ValueError("no `--` before the command")
+    split = args.index("--")
+    found: dict = {"abi": 0, "deny_tcp": False, "scope": False,
+                   **{name: [] for name in _SECTIONS}}
+    section = None
+    items = iter(args[:split])
+    for item in items:
+        if item == "--abi":
+            found["abi"] = int(next(items, "0"))
+        elif item in ("--deny-tcp", "--scope"):
+            found[item[2:].replace("-", "_")] = True
+        elif item in _SECTIONS:
+            section = item
+        elif section is not None and item.startswith("/"):
+            found[section].append(item)
+        else:
+            raise ValueError(f"unexpected argument {item!r}")
+    return found, args[split + 1:]
+
+
+def confine_from(args: list[str]) -> list[str]:
+    """Confine this process by the policy in `args` (the form of `options`) and return
+    what follows `--`; exit 125, as the launcher's children do, where it cannot."""
+    import sys
+
+    try:
+        policy, rest = _parse(args)
+        restrict(policy["--read"], policy["--write"], existing=policy["--existing"],
+                 deny_tcp=policy["deny_tcp"], scope=policy["scope"], version=policy["abi"])
+    except (ValueError, OSError) as exc:
+        print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
+        sys.exit(125)
+    return rest
+
+
+def main(args: list[str]) -> None:
+    """Confine this process, then exec the command after `--`."""
+    import sys
+
+    command = confine_from(args)
+    if not command:
+        print("gitevo-sandbox: no command after `--`", file=sys.stderr)
+        sys.exit(127)
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        print(f"gitevo-sandbox: cannot start {command[0]}: {exc}", file=sys.stderr)
+        sys.exit(127)
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -19,8 +19,7 @@ def protection(settings: Sandbox) -> dict[str, object]:
         kind = mode(settings)[0]
     except SandboxUnavailable:
         kind = "unavailable"
-    abi = floor.kernel_abi() if settings.landlock and kind not in ("bwrap", "unavailable") \
-        else 0
+    abi = floor.kernel_abi() if settings.landlock and kind != "unavailable" else 0
     if settings.network == "allow":
         network = "allowed"
     elif kind in ("bwrap", "unshare"):

@@ -7,7 +7,10 @@ What confines it, strongest tool first (`gitevo doctor` says which are active he
   when one is writable, else RLIMIT_NPROC, which does not bind root);
 - bubblewrap when it works: no network, a read-only filesystem except the worktree, the
   temp dir and the dataset cache, a PID namespace that dies with it; else `unshare -rn`
-  for the network alone; else nothing more.
+  for the network alone; else nothing more;
+- under all of them, the Landlock floor (gitevo.execution.floor) where the kernel has
+  Landlock: the paths a candidate may read and write, enforced by the kernel on every
+  process it starts (inside bubblewrap, a second layer).
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitevo.config import ConfigError, Sandbox
-from gitevo.execution import cgroups, floor, launcher
+from gitevo.execution import cgroups, floor, landlock, launcher
 
 TAIL_CHARS = 2000
 STOP_POLL = 0.1  # seconds between looks at a `stop` event while a command runs
 GB = 1024 ** 3
 DEFAULT = Sandbox()
+# the floor's program inside bubblewrap: the module imported (its cached bytecode), not
+# run as a script, which Python would compile again for every command
+LANDLOCK_PROGRAM = (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
+                    "import landlock; landlock.main(sys.argv[1:])")
 
 # Passed through to the evaluated code; everything else (API keys, cloud credentials,
 # tokens) stays out. Names that look secret are refused even when a config lists them.
@@ -364,11 +371,12 @@ def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env:
     held-out cache and the `hide` paths are empty for it unless it is `trusted` (prepare
     and score). Outside bubblewrap, an untrusted command runs under the Landlock floor
     (gitevo.execution.floor), which lets it read the `data` paths."""
-    argv = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
-    argv += ["bash", "-c", command]
+    prefix = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
     policy = None if trusted else _floor(settings, workdir, tmp, env, cache_writable, hide,
                                          data)
-    return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name, stop, policy)
+    prefix, policy = _stacked(prefix, policy)
+    return _run([*prefix, "bash", "-c", command], None, workdir, tmp, timeout, env, settings,
+                pid_dir, name, stop, policy)
 
 
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
@@ -381,9 +389,12 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
     prefix = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
     policy = _floor(settings, workdir, tmp, env, cache_writable, hide, data)
     if prefix:
-        argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *modules]
+        # the new Python confines itself (inside bubblewrap: no program in between)
+        floor_args = landlock.options(policy) if policy and prefix[0] == "bwrap" else []
+        argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *floor_args,
+                *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name,
-                    policy=policy)
+                    policy=None if floor_args else policy)
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name,
                 policy=policy)
 
@@ -391,16 +402,26 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
 def _floor(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
            cache_writable: bool, hide: tuple[Path, ...], data: tuple[Path, ...]
            ) -> dict | None:
-    """The Landlock policy of an untrusted command outside bubblewrap (inside it, the
-    mount namespace already confines the filesystem, and bwrap itself could not mount
-    under Landlock); None where Landlock is off or the kernel lacks it."""
-    if not settings.landlock or bwrap_active(settings):
+    """The Landlock policy of an untrusted command; None where Landlock is off or the
+    kernel lacks it."""
+    if not settings.landlock:
         return None
     found = floor.policy(workdir=workdir, tmp=tmp, env=env, cache=cache_dirs(env),
                          cache_writable=cache_writable,
                          hidden=[*heldout_dirs(env), *hide], data=data,
-                         network=settings.network == "allow")
+                         network=settings.network == "allow", masked=bwrap_active(settings))
     return found.as_request() if found else None
+
+
+def _stacked(prefix: list[str], policy: dict | None) -> tuple[list[str], dict | None]:
+    """Where the floor is applied: under bubblewrap by a program that bwrap starts (bwrap
+    could not set up its mounts under Landlock), a second layer inside the namespaces;
+    elsewhere by the launcher's child before it execs. The prefix to run the command
+    behind, and the policy left for the launcher."""
+    if policy is None or not prefix or prefix[0] != "bwrap":
+        return prefix, policy
+    return [*prefix, sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM,
+            *landlock.options(policy)], None
 
 
 def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
