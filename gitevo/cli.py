@@ -105,7 +105,8 @@ def _pairs(values: tuple[str, ...], what: str, sep: str) -> list[tuple[str, str]
 @click.option("--var", "variables", multiple=True, help="KEY=VALUE for [fitness.vars].")
 @click.option("--fidelity", help="Fitness fidelity, passed as {fidelity}.")
 @click.option("--llm", "llm", multiple=True,
-              help="KEY=VALUE for [llm]: provider, model, base_url, api_key_env or command.")
+              help="KEY=VALUE for [llm]: provider, model, base_url, api_key_env, command or "
+                   "prompts.")
 @click.option("--no-eval", is_flag=True, help="Record the seed but do not evaluate it yet.")
 @click.pass_context
 def init(ctx, directory, template, files, fitness, check, objectives, variables, fidelity,
@@ -133,6 +134,7 @@ def init(ctx, directory, template, files, fitness, check, objectives, variables,
     for warning in initialize.install(store, ctx.obj["run"]):
         click.echo(f"gitevo: warning: {warning}", err=True)
     click.echo(f"seed {seed[:10]} recorded as {branch} in {store.root}")
+    click.echo(initialize.prompts_notice(store))
     notice = initialize.task_notice(store)
     if notice:
         click.echo(f"gitevo: {notice}", err=notice.startswith("warning"))

@@ -56,8 +56,10 @@ def override(repo: Path, name: str, text: str) -> Path:
 def test_shipped_library_has_six_directions_and_three_personas(lib):
     assert lib.directions == DIRECTIONS
     assert lib.personas == PERSONAS
-    for name in ("system", "rules", "stable", "mutation", "eot", "crossover", "repair"):
-        assert lib.origins[name] == resources.prompts_dir() / f"{name}.txt"
+    for name in ("system", "rules", "stable"):
+        assert lib.origins[name] == resources.prompts_dir() / "model" / f"{name}.txt"
+    for name in ("mutation", "eot", "crossover", "repair"):
+        assert lib.origins[name] == resources.prompts_dir() / "common" / f"{name}.txt"
 
 
 def test_twenty_four_distinct_mutation_prompts(lib):

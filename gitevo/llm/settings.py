@@ -101,6 +101,7 @@ class LLMSettings:
     path: str = "gitevo.toml"  # for messages
     name: str = ""  # the model's name in an ensemble (its arm); default the model string
     weight: float = 1.0  # its share of the calls under uniform allocation
+    prompts: str = "model"  # the prompt set: "model", "program", or a folder of one's own
 
     @property
     def label(self) -> str:
@@ -180,10 +181,11 @@ class _Table:
 
 KNOWN_KEYS = {"provider", "model", "base_url", "api_key_env", "command", "concurrency",
               "retries", "timeout", "backoff", "max_backoff", "max_cost", "max_tokens",
-              "temperature", "max_output_tokens", "prices", "repair_turns", "name", "weight"}
+              "temperature", "max_output_tokens", "prices", "repair_turns", "name", "weight",
+              "prompts"}
 # one budget and one conversation length per run: an ensemble reads them from its first
 # model, and says so when a later one sets them
-RUN_WIDE_KEYS = ("max_cost", "max_tokens", "repair_turns")
+RUN_WIDE_KEYS = ("max_cost", "max_tokens", "repair_turns", "prompts")
 
 
 def models_from_config(value: Any, path: Path | str,
@@ -240,7 +242,8 @@ def _parse(t: _Table, env: Mapping[str, str]) -> LLMSettings:
         max_tokens=t.integer("max_tokens", None, 1),
         temperature=_temperature(t, provider), max_output_tokens=_output_range(t),
         prices=_prices(t, provider, model), repair_turns=t.integer("repair_turns", 1, 0),
-        path=t.path, name=_name(t), weight=t.number("weight", 1.0, 0.0, strict=True))
+        path=t.path, name=_name(t), weight=t.number("weight", 1.0, 0.0, strict=True),
+        prompts=_prompts(t))
     if settings.max_cost is not None and settings.prices.free:
         raise t.fail("max_cost", f"needs llm.prices: calls to {provider} {model!r} "
                                  "are priced at 0 (use max_tokens, or set prices)")
@@ -254,6 +257,13 @@ def _reject_unknown(t: _Table) -> None:
                               "variable and name that with api_key_env")
         if key not in KNOWN_KEYS:
             raise t.fail(key, f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))})")
+
+
+def _prompts(t: _Table) -> str:
+    value = t.get("prompts", (str,), "model")
+    if not value.strip():
+        raise t.fail("prompts", '"model", "program", or the path of a prompt set folder')
+    return value
 
 
 def _name(t: _Table) -> str:

@@ -64,7 +64,7 @@ class Evolution:
         self.pid_dir = self.state / "running"
         guided = config.llm.provider != "offline"
         try:  # a bad prompt template or task file stops the run before it starts
-            self.library = PromptLibrary.load(store.root) if guided else None
+            self.library = PromptLibrary.for_config(store.root, config) if guided else None
             if guided:
                 task.check(store.root, config)
         except ValueError as exc:

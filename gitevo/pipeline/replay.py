@@ -63,9 +63,9 @@ def _build(store: Store, config: Config, run: str, ident: str, commit: str, reco
     seed_note = Evaluation.from_dict(json.loads(store.read_note(notes_ref(run), seed)))
     if task_text is None:
         task_text = task.render(store, config, seed)
-    guide = Guide(store.root, config, run, None, PromptLibrary.load(store.root), seed,
-                  seed_note.objectives, evidence=evidence.gather(store, config, run,
-                                                                 generation),
+    library = PromptLibrary.for_config(store.root, config)
+    guide = Guide(store.root, config, run, None, library, seed, seed_note.objectives,
+                  evidence=evidence.gather(store, config, run, generation),
                   task=task_text, hints=hints.load(store, run))
     spec = Spec(id=ident, operator=asked["operator"], parents=asked["parents"],
                 block=asked["block"], seed=0, template=record["template"],

@@ -21,6 +21,7 @@ from gitevo.store.gitstore import (
     notes_ref,
 )
 from gitevo.variation import task
+from gitevo.variation.prompts import PromptLibrary
 
 HOOKS = ("pre-commit",)
 HOOK_MARK = "gitevo-hook"
@@ -40,7 +41,8 @@ def init_existing(root: Path, files: list[str], fitness: str, objectives: list[t
     text = cfg.render(files, fitness, objectives, check=check, fidelity=fidelity,
                       variables=variables)
     text = _with_llm(text, llm)
-    cfg.parse(text, store.root / cfg.CONFIG_NAME)  # refuse to write a config that won't load
+    text = _with_prompts(text, [store.read_file(head, name) or "" for name in files])
+    _checked(text, store.root)  # refuse to write a config that won't load
     (store.root / cfg.CONFIG_NAME).write_text(text)
     commit = _commit_all(store, [head], f"gitevo: configure evolution of {', '.join(files)}")
     return store, commit
@@ -62,7 +64,9 @@ def init_template(dest: Path, template: str, *, fidelity: str | None = None,
     for key, value in (variables or {}).items():
         text = set_toml_value(text, "fitness.vars", key, value)
     text = _with_llm(text, llm)
-    cfg.parse(text, config_path)  # a bad flag fails before anything is written
+    genes = cfg.parse(text, config_path).genes.files
+    text = _with_prompts(text, [_read(found[template] / name) for name in genes])
+    _checked(text, dest)  # a bad flag fails before anything is written
     shutil.copytree(found[template], dest, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     config_path.write_text(text)
@@ -151,7 +155,53 @@ def task_notice(store: Store) -> str | None:
 
 
 # [llm] keys whose values are plain strings, so `gitevo init --llm KEY=VALUE` can set them
-LLM_INIT_KEYS = ("provider", "model", "base_url", "api_key_env", "command")
+LLM_INIT_KEYS = ("provider", "model", "base_url", "api_key_env", "command", "prompts")
+# gene code that builds a torch module: the "model" prompt set fits it
+_TORCH = re.compile(r"^\s*(?:import|from)\s+torch\b", re.M)
+_MODULE = re.compile(r"\bnn\.Module\b|\btorch\.nn\b")
+
+
+def pick_prompts(sources: list[str]) -> tuple[str, str]:
+    """The prompt set for gene files with these sources, and why."""
+    if any(_TORCH.search(text) and _MODULE.search(text) for text in sources):
+        return "model", "the gene files build a torch module"
+    return "program", "the gene files build no torch module"
+
+
+def prompts_notice(store: Store) -> str:
+    """What `init` says about the prompt set: which, why, and how to change it."""
+    conf = cfg.load(store.root / cfg.CONFIG_NAME)
+    head = store.head_commit()
+    picked, why = pick_prompts([store.read_file(head, f) or "" for f in conf.genes.files])
+    chosen = conf.llm.prompts
+    reason = why if chosen == picked else "as gitevo.toml sets"
+    return (f"prompts: {chosen!r} ({reason}); [llm] prompts in gitevo.toml changes it: "
+            '"model", "program", or a folder of your own (prompts/README.md)')
+
+
+def _with_prompts(text: str, sources: list[str]) -> str:
+    """`text` with [llm] prompts picked from the gene files, unless it names a set already
+    (a template's choice, or --llm prompts=...) or lists several [[llm]] tables."""
+    llm = cfg.tomllib.loads(text).get("llm", {})
+    if not isinstance(llm, dict) or "prompts" in llm:
+        return text
+    return set_toml_value(text, "llm", "prompts", pick_prompts(sources)[0])
+
+
+def _checked(text: str, root: Path) -> None:
+    """Refuse a config that won't load, or whose prompt set is incomplete or malformed."""
+    conf = cfg.parse(text, root / cfg.CONFIG_NAME)
+    try:
+        PromptLibrary.for_config(root, conf)
+    except ValueError as exc:
+        raise cfg.ConfigError(str(exc)) from None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _with_llm(text: str, llm: dict[str, str] | None) -> str:

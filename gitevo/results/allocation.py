@@ -27,7 +27,7 @@ def rows(store: Store, config: Config, run: str) -> tuple[str, list[ArmRow]]:
     """The allocation's mode and one row per arm; no rows for an offline run."""
     if config.llm.provider == "offline":
         return "offline", []
-    library = PromptLibrary.load(store.root)
+    library = PromptLibrary.for_config(store.root, config)
     history = ledger.history(store, run)
     state = arms.allocation(config, library.directions, library.personas, history)
     generation = history[-1].generation + 1 if history else 1

@@ -1,5 +1,12 @@
 """Prompts for the LLM-guided operators, built from the plain-text templates in prompts/.
 
+A prompt set is what fits the task: prompts/common/ holds the templates every task
+shares, prompts/model/ and prompts/program/ the role, rules, directions and personas of
+one kind of task (`[llm] prompts` chooses; a path names a user's own set, a complete
+folder with the same layout). The run's objectives and constraints go into every call
+(`sections/objectives`), and a direction whose template names `{objective}` is drawn
+once per objective ("improve:sum_radii"), so the allocation learns which pays off.
+
 Every prompt has three parts. The system prompt and the `stable` part (the rules and
 the seed version of the gene file) are the same for every call of a run, so they come
 first and a provider can cache them; the `variable` part (persona, goal, the current
@@ -35,13 +42,14 @@ SECTIONS = "sections"
 FIELDS: dict[str, frozenset[str]] = {
     "system": frozenset(),
     "rules": frozenset({"path"}),
-    "stable": frozenset({"path", "seed_source", "rules", "task"}),
+    "stable": frozenset({"path", "seed_source", "rules", "task", "objectives"}),
     "mutation": frozenset(_BLOCK | {"direction"}),
     "eot": frozenset(_BLOCK | {"lesson_block", "elite_id", "seed_block_text",
                                "elite_block_text", "objective_changes", "rationales"}),
     "crossover": frozenset({"path", "block_name", "id_a", "id_b", "text_a", "text_b",
                             "fitness_a", "fitness_b", "evidence"}),
-    "repair": frozenset({"error"}),
+    "repair": frozenset({"error", "objectives"}),
+    f"{SECTIONS}/objectives": frozenset({"objectives", "constraints"}),
     f"{SECTIONS}/task": frozenset({"task"}),
     f"{SECTIONS}/scores": frozenset({"objectives", "lines"}),
     f"{SECTIONS}/history": frozenset({"block_name", "attempts", "omitted"}),
@@ -50,12 +58,18 @@ FIELDS: dict[str, frozenset[str]] = {
     f"{SECTIONS}/hints": frozenset({"hints", "omitted"}),
     "notebook_system": frozenset(),
     "notebook": frozenset({"task", "generation", "notebook", "outcomes", "tokens"}),
-    f"{DIRECTIONS}/": frozenset({"path", "block_name"}),
+    f"{DIRECTIONS}/": frozenset({"path", "block_name", "objective", "better"}),
     f"{PERSONAS}/": frozenset(),
 }
 REQUIRED = ("system", "rules", "stable", "mutation", "eot", "crossover", "repair",
-            f"{SECTIONS}/task", f"{SECTIONS}/scores", f"{SECTIONS}/history",
-            f"{SECTIONS}/inspiration", f"{SECTIONS}/notebook", "notebook_system", "notebook")
+            f"{SECTIONS}/task", f"{SECTIONS}/objectives", f"{SECTIONS}/scores",
+            f"{SECTIONS}/history", f"{SECTIONS}/inspiration", f"{SECTIONS}/notebook",
+            "notebook_system", "notebook")
+
+
+SETS = ("model", "program")  # shipped; anything else names a folder
+SENSE_WORDS = {"max": "to be maximised (higher is better)",
+               "min": "to be minimised (lower is better)"}
 
 
 @dataclass
@@ -141,14 +155,26 @@ def _read_tree(root: Path) -> dict[str, Path]:
 
 @dataclass(frozen=True)
 class PromptLibrary:
-    """The prompt templates in force for one repository: gitevo's, with its overrides."""
+    """The prompt templates in force for one repository: a set (gitevo's, or the user's
+    own folder), with the repository's overrides, for one run's objectives."""
 
     texts: dict[str, str]  # template name -> text
     origins: dict[str, Path]  # template name -> the file it was read from
+    root: Path = Path()  # the set's own folder, where a missing template belongs
+    objectives: tuple[tuple[str, str], ...] = ()  # (name, "max" | "min"), in config order
+    constraints: tuple[str, ...] = ()  # "l1 <= 10"
 
     @classmethod
-    def load(cls, repo_root: Path | None = None) -> PromptLibrary:
-        files = _read_tree(resources.prompts_dir())
+    def load(cls, repo_root: Path | None = None, prompt_set: str = "model", *,
+             objectives: tuple[tuple[str, str], ...] = (),
+             constraints: tuple[str, ...] = ()) -> PromptLibrary:
+        """The set `prompt_set` ("model", "program", or a folder, relative to
+        `repo_root`), then the repository's overrides; a missing template, an unknown
+        file or placeholder is a ValueError naming the file."""
+        folders = set_folders(prompt_set, repo_root)
+        files: dict[str, Path] = {}
+        for folder in folders:
+            files.update(_read_tree(folder))
         if repo_root is not None:
             overrides = _read_tree(Path(repo_root) / OVERRIDE_DIR)
             for name, path in overrides.items():
@@ -159,7 +185,7 @@ class PromptLibrary:
         texts = {}
         for name, path in files.items():
             if _allowed(name) is None:
-                continue  # a stray file in the shipped folder is not a template
+                continue  # a stray file in a set's folder is not a template
             text = path.read_text(encoding="utf-8").strip()
             unknown = placeholders(text, str(path)) - _allowed(name)
             if unknown:
@@ -167,22 +193,48 @@ class PromptLibrary:
                                  f"{', '.join(f'{{{u}}}' for u in sorted(unknown))} (allowed: "
                                  f"{', '.join(f'{{{a}}}' for a in sorted(_allowed(name)))})")
             texts[name] = text
-        library = cls(texts, {n: files[n] for n in texts})
+        library = cls(texts, {n: files[n] for n in texts}, folders[-1], tuple(objectives),
+                      tuple(constraints))
         library._check_complete()
         return library
 
+    @classmethod
+    def for_config(cls, repo_root: Path | None, config: Any) -> PromptLibrary:
+        """The library a run of `config` (a gitevo.config.Config) uses."""
+        return cls.load(repo_root, config.llm.prompts,
+                        objectives=tuple((o.name, o.sense) for o in config.objectives),
+                        constraints=tuple(str(c) for c in config.evolution.constraints))
+
     def _check_complete(self) -> None:
-        root = resources.prompts_dir()
         for name in REQUIRED:
             if name not in self.texts:
-                raise ValueError(f"{root / (name + '.txt')}: required prompt template is missing")
-        if not self.directions:
-            raise ValueError(f"{root / DIRECTIONS}: no mutation direction templates (*.txt)")
+                raise ValueError(f"{self.root / (name + '.txt')}: required prompt template is "
+                                 "missing")
+        if not self._folder(DIRECTIONS):
+            raise ValueError(f"{self.root / DIRECTIONS}: no mutation direction templates (*.txt)")
 
     @property
     def directions(self) -> list[str]:
-        """Mutation direction names, e.g. "reduce_params" (template "mutation/reduce_params")."""
-        return self._folder(DIRECTIONS)
+        """Mutation direction names, e.g. "reduce_params" (template "mutation/reduce_params"),
+        and "improve:accuracy" for each objective of a template that names `{objective}`."""
+        out = []
+        for name in self._folder(DIRECTIONS):
+            if "objective" in self._fields(f"{DIRECTIONS}/{name}"):
+                out += [f"{name}:{objective}" for objective, _ in self.objectives]
+            else:
+                out.append(name)
+        return out
+
+    def _fields(self, name: str) -> set[str]:
+        return placeholders(self.texts[name], self.origin(name))
+
+    def objectives_text(self) -> str:
+        """The objectives section: each objective with its direction, the constraints."""
+        lines = [f"- {name}: {SENSE_WORDS.get(sense, sense)}" for name, sense in self.objectives]
+        return self.render(f"{SECTIONS}/objectives",
+                           objectives="\n".join(lines) or "- (none configured)",
+                           constraints="\n".join(f"- {c}" for c in self.constraints)
+                           or "- (none)")
 
     @property
     def personas(self) -> list[str]:
@@ -194,7 +246,7 @@ class PromptLibrary:
         return sorted(n[len(prefix):] for n in self.texts if n.startswith(prefix))
 
     def origin(self, name: str) -> str:
-        return str(self.origins.get(name, resources.prompts_dir() / f"{name}.txt"))
+        return str(self.origins.get(name, self.root / f"{name}.txt"))
 
     def render(self, name: str, **values: Any) -> str:
         """Template `name` filled in; a missing template or placeholder is a ValueError."""
@@ -212,6 +264,21 @@ class PromptLibrary:
             raise ValueError(f"{self.origin(name)}: unknown persona {persona!r} "
                              f"(known: {', '.join(self.personas) or 'none'})")
         return persona, self.render(name)
+
+
+def set_folders(prompt_set: str, repo_root: Path | None) -> list[Path]:
+    """The folders a prompt set is read from, later ones on top: gitevo's common
+    templates and its set for "model" and "program"; a user's folder alone otherwise."""
+    if prompt_set in SETS:
+        return [resources.prompts_dir() / "common", resources.prompts_dir() / prompt_set]
+    folder = Path(prompt_set).expanduser()
+    if not folder.is_absolute() and repo_root is not None:
+        folder = Path(repo_root) / folder
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such prompt set folder (llm.prompts is "
+                         f"{prompt_set!r}; use {' or '.join(SETS)}, or a folder laid out as "
+                         f"{resources.prompts_dir()}/common with a set's files beside)")
+    return [folder]
 
 
 # ------------------------------------------------------------------------ formatting
@@ -293,7 +360,8 @@ def _rationales(items: list[str]) -> str:
 
 def _stable(lib: PromptLibrary, path: str, seed_source: str, task: str) -> str:
     return lib.render("stable", path=path, seed_source=_display(seed_source),
-                      rules=lib.render("rules", path=path), task=task)
+                      rules=lib.render("rules", path=path), task=task,
+                      objectives=lib.objectives_text())
 
 
 def _with_persona(persona_text: str, body: str) -> str:
@@ -307,15 +375,25 @@ def mutation(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str
     `task` (the rendered task section) goes into the stable part, `evidence` (scores,
     notebook, the block's history, inspiration) into this call's part."""
     template = f"{DIRECTIONS}/{direction}"
-    if template not in lib.texts:
-        raise ValueError(f"{lib.origin(template)}: unknown mutation direction {direction!r} "
-                         f"(known: {', '.join(lib.directions)})")
-    goal = lib.render(template, path=path, block_name=block_name)
+    goal = _direction(lib, direction, path=path, block_name=block_name)
     body = lib.render("mutation", path=path, block_name=block_name,
                       block_text=_display(block_text), direction=goal, evidence=evidence)
     name, persona_text = lib.persona_text(persona)
     return Prompt(lib.render("system"), _stable(lib, path, seed_source, task),
                   _with_persona(persona_text, body), template, name)
+
+
+def _direction(lib: PromptLibrary, direction: str, **values: str) -> str:
+    """The goal of `direction`; "improve:l1" fills template "improve" for objective l1."""
+    if direction not in lib.directions:
+        template = f"{DIRECTIONS}/{direction.partition(':')[0]}"
+        raise ValueError(f"{lib.origin(template)}: unknown mutation direction {direction!r} "
+                         f"(known: {', '.join(lib.directions)})")
+    base, _, objective = direction.partition(":")
+    if objective:
+        values |= {"objective": objective,
+                   "better": SENSE_WORDS.get(dict(lib.objectives)[objective], "")}
+    return lib.render(f"{DIRECTIONS}/{base}", **values)
 
 
 def eot(lib: PromptLibrary, *, path: str, seed_source: str, block_name: str, block_text: str,
@@ -349,4 +427,5 @@ def crossover(lib: PromptLibrary, *, path: str, seed_source: str, block_name: st
 def repair(error: str, lib: PromptLibrary | None = None) -> str:
     """The follow-up user message after a failed apply or validation, quoting the error."""
     lib = lib or PromptLibrary.load(None)
-    return lib.render("repair", error=error.strip() or "(no error message)")
+    return lib.render("repair", error=error.strip() or "(no error message)",
+                      objectives=lib.objectives_text())
