@@ -31,6 +31,8 @@ def test_wheel_ships_prompts_hooks_and_templates(wheel):
     assert "gitevo/templates/toy/gitevo.toml" in names
     assert "gitevo/templates/toy/.gitignore" in names
     assert "gitevo/templates/toy/.gitevo/task.md" in names
+    for name in ("network.py", "build.py", "score.py", "sortcheck.py", ".gitevo/task.md"):
+        assert f"gitevo/templates/sortnet/{name}" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gitevo = gitevo.cli:main" in wheel.read(entry).decode()
 
@@ -46,7 +48,7 @@ def test_installed_wheel_finds_its_resources(wheel, tmp_path):
     hooks, prompts, templates = out.stdout.splitlines()
     assert hooks == str(tmp_path / "gitevo" / "hooks")
     assert prompts == str(tmp_path / "gitevo" / "prompts")
-    assert "toy" in templates
+    assert "toy" in templates and "sortnet" in templates
 
 
 def test_importing_the_cli_loads_no_heavy_dependency():
