@@ -1,12 +1,19 @@
 """How many recorded LLM answers become valid individuals: the corpus through the real path.
 
-Each file under tests/llm_corpus/<category>/ is one answer to a gitevo prompt about a
-block of the ExquisiteNetV2 template. Every answer goes the way a proposal goes in a
-run: responses.extract -> operators.build_child (a commit on the seed of a repository
-that `gitevo init --template exquisitenetv2` wrote) -> evaluate.validate on the
-exported tree (parse, import, and the template's `--check`, which needs torch).
+There is one corpus per prompt set, each answering that set's prompts about one
+template's gene file:
 
-    python bench/apply_rate.py                 # table per category, with validation
+    model    tests/llm_corpus/          exquisitenetv2, model.py   (its --check needs torch)
+    program  tests/llm_corpus_program/  sortnet, network.py        (pure Python, fast)
+
+Each file under <corpus>/<category>/ is one answer to a gitevo prompt about a block of
+the gene file. Every answer goes the way a proposal goes in a run: responses.extract ->
+operators.build_child (a commit on the seed of a repository that `gitevo init
+--template T` wrote) -> evaluate.validate on the exported tree (parse, import, and the
+template's `--check`).
+
+    python bench/apply_rate.py                 # both sets: table per category, validated
+    python bench/apply_rate.py --set program   # one set only (model | program)
     python bench/apply_rate.py --no-validate   # extract + apply only (no torch needed)
     python bench/apply_rate.py --verbose       # one line per answer, with the reason
 
@@ -36,8 +43,24 @@ from gitevo.variation import genome, operators, responses
 from gitevo.variation.patch import PatchError
 from gitevo.variation.spec import Spec
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests" / "llm_corpus"
-GENE = "model.py"
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A prompt set's corpus, and the template (and its gene file) it was written for."""
+
+    name: str
+    corpus: Path
+    template: str
+    gene: str
+
+
+MODEL = PromptSet("model", TESTS / "llm_corpus", "exquisitenetv2", "model.py")
+PROGRAM = PromptSet("program", TESTS / "llm_corpus_program", "sortnet", "network.py")
+SETS = {s.name: s for s in (MODEL, PROGRAM)}
+# the model set's, as before: bench/duplicates.py and older callers use these names
+CORPUS, GENE = MODEL.corpus, MODEL.gene
 HEADER = re.compile(r"# (block|expect|template|persona): *(.*?)\r?\n")
 EXPECTS = re.compile(r"^(apply|invalid|reject:[a-z-]+)$")
 
@@ -109,9 +132,9 @@ def load_corpus(root: Path = CORPUS) -> list[Case]:
     return [parse_case(p, root) for p in sorted(root.glob("*/*.txt"))]
 
 
-def make_repo(dest: Path) -> tuple[Store, cfg.Config, str]:
+def make_repo(dest: Path, template: str = MODEL.template) -> tuple[Store, cfg.Config, str]:
     """The real template repository, written by the real CLI; returns its seed commit."""
-    result = CliRunner().invoke(gitevo_cli, ["init", str(dest), "--template", "exquisitenetv2",
+    result = CliRunner().invoke(gitevo_cli, ["init", str(dest), "--template", template,
                                              "--no-eval"], catch_exceptions=False)
     if result.exit_code != 0:
         raise RuntimeError(f"gitevo init failed: {result.output}")
@@ -119,22 +142,23 @@ def make_repo(dest: Path) -> tuple[Store, cfg.Config, str]:
     return store, cfg.load(dest / cfg.CONFIG_NAME), store.head_commit()
 
 
-def attempt(store: Store, config: cfg.Config, seed: str, case: Case, index: int) -> Result:
+def attempt(store: Store, config: cfg.Config, seed: str, case: Case, index: int,
+            gene: str = GENE) -> Result:
     """extract -> build_child, as a run would for a mutation of the seed."""
-    source = store.read_file(seed, GENE) or ""
+    source = store.read_file(seed, gene) or ""
     try:
-        got = responses.extract(case.response, path=GENE, block_name=case.block, source=source)
+        got = responses.extract(case.response, path=gene, block_name=case.block, source=source)
     except PatchError as exc:
         return Result(case, "extract", exc.reason, str(exc))
     spec = Spec(id=f"g001-{index:03d}", operator="mutation", parents=["g000-000"],
-                block=f"{GENE}::{case.block}", seed=index)
+                block=f"{gene}::{case.block}", seed=index)
     proposal = operators.Proposal(got.diff, got.summary or f"edit {case.block}", got.rationale,
                                   prompt=case.template or "corpus", model="corpus")
     try:
         commit = operators.build_child(store, config, "corpus", 1, spec, [seed], proposal)
     except PatchError as exc:
         return Result(case, "apply", exc.reason, str(exc), got.kind)
-    same = genome.same_import(source, store.read_file(commit, GENE) or "")
+    same = genome.same_import(source, store.read_file(commit, gene) or "")
     return Result(case, "applied", kind=got.kind, commit=commit, same_import=same)
 
 
@@ -153,14 +177,17 @@ def validate(store: Store, config: cfg.Config, result: Result, scratch: Path) ->
 
 
 def run_corpus(cases: list[Case], workdir: Path, *, check: bool = True, workers: int = 0,
-               only: Callable[[Result], bool] | None = None) -> list[Result]:
-    """Every case through the pipeline; validation in parallel (it is subprocess-bound).
+               only: Callable[[Result], bool] | None = None,
+               prompt_set: PromptSet = MODEL) -> list[Result]:
+    """Every case (of `prompt_set`'s corpus) through the pipeline, on a repository of that
+    set's template; validation in parallel (it is subprocess-bound).
 
     `only` limits validation to some applied results (the tests validate only those
     expected to apply or to be invalid); the others stay at stage "applied".
     """
-    store, config, seed = make_repo(workdir / "repo")
-    results = [attempt(store, config, seed, case, i) for i, case in enumerate(cases)]
+    store, config, seed = make_repo(workdir / "repo", prompt_set.template)
+    results = [attempt(store, config, seed, case, i, prompt_set.gene)
+               for i, case in enumerate(cases)]
     if check:
         todo = [r for r in results if r.applied and (only is None or only(r))]
         scratch = workdir / "validate"
@@ -199,26 +226,44 @@ def describe(result: Result) -> str:
            f"got {result.outcome:<22} {result.kind:<5} {detail}"
 
 
+def summary(prompt_set: PromptSet, results: list[Result], validated: bool = True) -> str:
+    """One line: the set's apply rate, and its validated share unless validation was off."""
+    n, applied = len(results), sum(r.applied for r in results)
+    line = f"{prompt_set.name}: applied {applied}/{n} ({applied / max(n, 1):.0%})"
+    if validated:
+        valid = sum(r.stage == "validated" for r in results)
+        line += f", validated {valid}/{n} ({valid / max(n, 1):.0%})"
+    same = sum(r.same_import for r in results if r.applied)
+    # a child that imports exactly as the seed gets no import check in a run
+    return f"{line}, importing exactly as the seed {same}/{applied}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--set", choices=sorted(SETS), action="append", dest="sets",
+                        help="the prompt set(s) to run (repeatable; default: all)")
     parser.add_argument("--no-validate", action="store_true",
                         help="stop after applying (no parse/import/--check, no torch)")
     parser.add_argument("--workers", type=int, default=0, help="parallel validations")
     parser.add_argument("--verbose", "-v", action="store_true", help="one line per answer")
     args = parser.parse_args(argv)
-    cases = load_corpus(args.corpus)
-    with tempfile.TemporaryDirectory(prefix="gitevo-apply-rate-") as tmp:
-        results = run_corpus(cases, Path(tmp), check=not args.no_validate, workers=args.workers)
-    if args.verbose:
-        print("\n".join(describe(r) for r in results), end="\n\n")
-    print(table(results, validated=not args.no_validate))
-    applied = [r for r in results if r.applied]
-    print(f"\napplied children importing exactly as the seed (no import check in a run): "
-          f"{sum(r.same_import for r in applied)}/{len(applied)}")
+    check, ok, lines = not args.no_validate, True, []
+    for prompt_set in (SETS[name] for name in args.sets or SETS):
+        cases = load_corpus(prompt_set.corpus)
+        with tempfile.TemporaryDirectory(prefix="gitevo-apply-rate-") as tmp:
+            results = run_corpus(cases, Path(tmp), check=check, workers=args.workers,
+                                 prompt_set=prompt_set)
+        print(f"== prompt set {prompt_set.name}: {prompt_set.corpus.relative_to(TESTS.parent)}"
+              f" against {prompt_set.template} ({prompt_set.gene})\n")
+        if args.verbose:
+            print("\n".join(describe(r) for r in results), end="\n\n")
+        print(table(results, validated=check), end="\n\n")
+        lines.append(summary(prompt_set, results, validated=check))
+        ok &= all(r.matches(check) for r in results)
+    print("\n".join(lines))
     if args.no_validate:
         print("\n(validation skipped: share = applied / count)")
-    return 0 if all(r.matches(not args.no_validate) for r in results) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""The recorded LLM answers in tests/llm_corpus/ through the real proposal path.
+"""The recorded LLM answers through the real proposal path, one corpus per prompt set:
+tests/llm_corpus/ (the "model" set, on the exquisitenetv2 template's model.py) and
+tests/llm_corpus_program/ (the "program" set, on the sortnet template's network.py).
 
 Each answer is extracted (responses.extract), committed on the seed of a repository
-written by `gitevo init --template exquisitenetv2` (operators.build_child), and its
-exported tree validated (evaluate.validate: parse, import, the template's `--check`).
-The pipeline is bench/apply_rate.py's, so the benchmark measures what is tested here.
+written by `gitevo init --template T` (operators.build_child), and its exported tree
+validated (evaluate.validate: parse, import, the template's `--check`). The pipeline
+is bench/apply_rate.py's, so the benchmark measures what is tested here.
 
-Validation costs a few seconds per answer (two fresh interpreters importing torch), so
-the slow test validates every answer expected to be invalid and the first answer
-expected to apply in each category; GITEVO_CORPUS_ALL=1 validates all of them.
+A model answer's validation costs a few seconds (two fresh interpreters importing
+torch), so the slow test validates every model answer expected to be invalid and the
+first answer expected to apply in each category; GITEVO_CORPUS_ALL=1 validates all of
+them. The sortnet check is pure Python and fast: every program answer is validated.
 """
 
 from __future__ import annotations
@@ -21,13 +24,15 @@ from tests.conftest import load_bench
 
 REQUIRED = {"clean_diff", "wrong_line_numbers", "prose_around", "multi_hunk", "full_block",
             "truncated", "outside_block", "syntax_error"}
-
-
-
+PROGRAM_REQUIRED = {"clean_diff", "full_block", "prose_around", "multi_hunk", "crlf",
+                    "hallucinated_context", "outside_block", "no_diff", "runtime_error",
+                    "does_not_sort"}
 
 bench = load_bench("apply_rate")
 CASES = bench.load_corpus()
 BY_NAME = {case.name: case for case in CASES}
+PROGRAM_CASES = bench.load_corpus(bench.PROGRAM.corpus)
+PROGRAM_BY_NAME = {case.name: case for case in PROGRAM_CASES}
 
 
 def _to_validate() -> list[str]:
@@ -123,3 +128,35 @@ def validated(workdir) -> dict:
 def test_applied_answer_validates_as_expected(validated, name):
     result = validated[name]
     assert result.outcome == BY_NAME[name].expect, result.detail
+
+
+@pytest.fixture(scope="module")
+def program(workdir) -> dict:
+    """Every program answer extracted, applied and validated once: name -> Result."""
+    results = bench.run_corpus(PROGRAM_CASES, workdir / "program", prompt_set=bench.PROGRAM)
+    return {r.case.name: r for r in results}
+
+
+def test_program_corpus_covers_its_categories_and_blocks():
+    categories = {case.category for case in PROGRAM_CASES}
+    assert categories >= PROGRAM_REQUIRED
+    assert {case.block for case in PROGRAM_CASES} == {"sort_wires", "merge", "comparators"}
+    expects = {case.expect for case in PROGRAM_CASES}
+    assert {"apply", "invalid", "reject:outside-block", "reject:no-diff"} <= expects
+    crlf = [c for c in PROGRAM_CASES if c.category == "crlf"]
+    assert crlf and all("\r\n" in c.response for c in crlf)
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAM_BY_NAME))
+def test_program_answer_ends_as_expected(program, name):
+    result = program[name]
+    assert result.outcome == PROGRAM_BY_NAME[name].expect, result.detail
+
+
+def test_program_table_and_summary(program):
+    results = list(program.values())
+    total = bench.table(results).splitlines()[-1].split()
+    assert total[0] == "total" and total[-1] == f"{len(results)}/{len(results)}"
+    line = bench.summary(bench.PROGRAM, results)
+    assert line.startswith(f"program: applied {sum(r.applied for r in results)}/"
+                           f"{len(results)} (")
