@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -165,6 +166,8 @@ def test_kill_9_mid_generation_then_rerun_finishes_without_redoing(tmp_path):
         assert after[commit]["seconds"] == note["seconds"]
     git(victim, "fsck", "--strict")
     assert not list((victim / ".git" / "gitevo" / "worktrees" / "main").iterdir())
+    # the dead process's evaluation temp dirs went with the rerun's recovery
+    assert not list(Path(tempfile.gettempdir()).glob(f"gitevo-{proc.pid}-*"))
     a, b = ledger.read(Store(victim), "main"), ledger.read(Store(reference), "main")
     assert a.generation == b.generation == 1
     assert [m.id for m in a.population] == [m.id for m in b.population]

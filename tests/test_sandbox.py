@@ -10,6 +10,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -354,3 +355,22 @@ def test_sandbox_config_errors_name_the_key(text, problem):
     assert str(info.value).startswith("g.toml: ") and "\n" not in str(info.value)
     config = parse(base + '[sandbox]\nnetwork = "allow"\nmemory = 2\n', "g.toml")
     assert config.sandbox == Sandbox(network="allow", memory=2.0)
+
+
+def test_private_dirs_of_dead_processes_are_swept_and_live_ones_kept():
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    assert not Path(f"/proc/{dead_pid}").exists()
+    base = Path(tempfile.gettempdir())
+    dead = base / f"gitevo-{dead_pid}-g001-000-left"
+    (dead / "log").mkdir(parents=True)
+    other = base / f"gitevo-g001-000-{dead_pid}"  # not named after a pid: not ours to judge
+    other.mkdir()
+    try:
+        with sandbox.private_dir("g001-001") as mine:
+            assert Path(mine).name.startswith(f"gitevo-{os.getpid()}-g001-001-")
+            assert sandbox.sweep_private_dirs() >= 1
+            assert Path(mine).is_dir() and not dead.exists() and other.is_dir()
+    finally:
+        other.rmdir()

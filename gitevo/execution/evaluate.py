@@ -8,7 +8,6 @@ failure is data: it becomes a note with a status and the tail of stderr.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from gitevo.execution import scoring
 from gitevo.execution.handover import Tree, changes, fingerprint
 from gitevo.execution.job import Job, expand, read_metrics, run_fitness, run_sandboxed, timed
 from gitevo.execution.protection import protection
+from gitevo.execution.sandbox import private_dir
 from gitevo.store.fitness import Evaluation
 
 CHECK_TIMEOUT = 300.0
@@ -27,7 +27,7 @@ def evaluate(job: Job) -> Evaluation:
     """Validate cheaply, then run the fitness command; never raises for candidate faults."""
     start = time.monotonic()
     timings: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-") as tmp:
+    with private_dir(job.ident) as tmp:
         result = _evaluate_in(job, Path(tmp), timings)
         result.fingerprint = check_fingerprint(Path(tmp))
     result.isolation = protection(job.sandbox)

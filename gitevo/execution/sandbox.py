@@ -526,8 +526,29 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def private_dir(label: str) -> tempfile.TemporaryDirectory:
+    """A temp dir of this process (an evaluation's, say), named after its pid: removed as
+    usual when the block ends, and by `sweep_private_dirs` once this process died without
+    removing it (SIGKILL, a lost machine)."""
+    return tempfile.TemporaryDirectory(prefix=f"gitevo-{os.getpid()}-{label}-")
+
+
+def sweep_private_dirs() -> int:
+    """Remove the private temp dirs of gitevo processes of this machine that are gone;
+    returns how many."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob("gitevo-*-*"):
+        owner = path.name.split("-")[1]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists() and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def kill_orphans(pid_dir: Path) -> int:
-    """Stop sandboxed processes left running by a gitevo that was killed; returns how many."""
+    """Stop sandboxed processes left running by a gitevo that was killed, and remove its
+    private temp dirs; returns how many processes it stopped."""
+    sweep_private_dirs()
     killed = 0
     for path in pid_dir.glob("*.*") if pid_dir.is_dir() else ():
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from gitevo.execution.job import (
     run_sandboxed,
     timed,
 )
-from gitevo.execution.sandbox import bwrap_active, heldout_hidden
+from gitevo.execution.sandbox import bwrap_active, heldout_hidden, private_dir
 from gitevo.store.fitness import Evaluation
 
 MAX_REPORT_BYTES = 256 * 1024
@@ -58,7 +57,7 @@ def train_then_score(job: Job, tmp: Path, timings: dict[str, float],
     if trained.failed is not None:
         return trained.failed
     # made only now, after every process the trainer started is gone: it never knew it
-    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-score-") as folder:
+    with private_dir(f"{job.ident}-score") as folder:
         place = _Place(Path(folder))
         try:
             copy_tree(job.workdir, before, place.tree)
@@ -77,7 +76,7 @@ def _score_alongside(job: Job, tmp: Path, timings: dict[str, float],
     then waits for {artifacts} to appear; they appear once the trainer's processes are
     gone. The trainer's sandbox has its own PID namespace and a read-only view of the
     scorer's folder, so it can neither reach the scorer nor change what it reads."""
-    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-score-") as folder:
+    with private_dir(f"{job.ident}-score") as folder:
         place = _Place(Path(folder))
         try:
             copy_tree(job.workdir, before, place.tree)

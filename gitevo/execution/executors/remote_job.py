@@ -10,17 +10,17 @@ from __future__ import annotations
 import dataclasses
 import io
 import tarfile
-import tempfile
 from pathlib import Path
 
 from gitevo.execution.evaluate import evaluate
 from gitevo.execution.job import Job
+from gitevo.execution.sandbox import private_dir
 from gitevo.store.fitness import Evaluation
 
 
 def evaluate_archive(job: Job, archive: bytes) -> Evaluation:
     """Evaluate `job` on the tree in `archive` (a tar of the commit), in a private dir."""
-    with tempfile.TemporaryDirectory(prefix=f"gitevo-{job.ident}-tree-") as tmp:
+    with private_dir(f"{job.ident}-tree") as tmp:
         tree = Path(tmp) / "tree"
         unpack(archive, tree)
         # pid_dir is on the submitting machine; orphans here die with the worker's job
