@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitevo.config import Config
 from gitevo.core import resources
 
 OVERRIDE_DIR = Path(".gitevo") / "prompts"
@@ -199,8 +200,8 @@ class PromptLibrary:
         return library
 
     @classmethod
-    def for_config(cls, repo_root: Path | None, config: Any) -> PromptLibrary:
-        """The library a run of `config` (a gitevo.config.Config) uses."""
+    def for_config(cls, repo_root: Path | None, config: Config) -> PromptLibrary:
+        """The library a run of `config` uses: its set, objectives and constraints."""
         return cls.load(repo_root, config.llm.prompts,
                         objectives=tuple((o.name, o.sense) for o in config.objectives),
                         constraints=tuple(str(c) for c in config.evolution.constraints))
