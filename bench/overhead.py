@@ -336,16 +336,18 @@ def landlock_cost(isolation: str, rounds: int = 5, evaluations: int = 60
         return None
     best = {False: float("inf"), True: float("inf")}
     with tempfile.TemporaryDirectory(prefix="gitevo-bench-landlock-") as tmp:
-        work, scratch = Path(tmp, "work"), Path(tmp, "scratch")
-        work.mkdir()
-        scratch.mkdir()
-        (work / "model.py").write_text("VALUE = 1\n")
-        env = sandbox.sandbox_env(scratch)
+        # a worktree and temp dir per evaluation, as in a run: each has its own policy
+        places = [(Path(tmp, f"work{i}"), Path(tmp, f"scratch{i}")) for i in range(evaluations)]
+        for work, scratch in places:
+            work.mkdir()
+            scratch.mkdir()
+            (work / "model.py").write_text("VALUE = 1\n")
+        env = sandbox.sandbox_env(Path(tmp))
         for _ in range(rounds):
             for on in (False, True):  # interleaved: a slow spell slows both alike
                 settings = Sandbox(isolation=isolation, landlock=on)
                 start = time.perf_counter()
-                for _ in range(evaluations):
+                for work, scratch in places:
                     _evaluation_starts(sandbox, settings, work, scratch, env)
                 best[on] = min(best[on], (time.perf_counter() - start) / evaluations)
     return best[False], best[True]

@@ -1,4 +1,5 @@
-"""The launcher's server: a single-threaded Python that starts the sandboxed commands.
+"""The launcher's server: a Python that starts the sandboxed commands (one thread, and for
+a moment a second one that a command under the Landlock floor is spawned from).
 
 Run as a script (`python -E -P forkserver.py`), so it needs nothing of gitevo and holds
 none of gitevo's secrets: gitevo starts it with a scrubbed environment, and a child
@@ -32,6 +33,7 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import traceback
 
 
@@ -81,18 +83,24 @@ def _send(message: dict) -> None:
 
 
 def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
+    policy = request.get("landlock")
+    # a policy without own paths (no command writes its /proc entry) keeps its ruleset
+    # for the evaluation's next commands; one with them gets its own, for this child
+    kept = bool(policy) and not policy.get("own")
     ruleset = None
     try:
-        if request.get("landlock"):
-            # built here, before the fork: the child only enforces it (less work, and less
-            # copying of this process's pages, between fork and exec)
-            ruleset = _ruleset(request["landlock"])
-        # under Landlock the child confines itself in Python between fork and exec (bash's
-        # first lines could not: the cgroup's file is out of the policy's reach)
-        spawn = request.get("argv") and ruleset is None
-        pid = _spawn_argv(request) if spawn else os.fork()
+        if kept and request.get("argv"):
+            pid = _spawn_floored(request)
+        else:
+            if policy:
+                # built here, before the fork: the child only enforces it (less work, and
+                # less copying of this process's pages, between fork and exec)
+                ruleset = _kept_ruleset(policy) if kept else _ruleset(policy)
+            # under Landlock the child confines itself in Python between fork and exec
+            spawn = request.get("argv") and ruleset is None
+            pid = _spawn_argv(request) if spawn else os.fork()
     except OSError as exc:
-        if ruleset is not None:
+        if ruleset is not None and not kept:
             os.close(ruleset)
         _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
@@ -102,7 +110,7 @@ def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> N
         if request.get("argv"):
             _exec_landlocked(request, wake)  # does not return
         _child(request, wake)  # does not return
-    if ruleset is not None:
+    if ruleset is not None and not kept:
         os.close(ruleset)
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
@@ -128,8 +136,62 @@ _DROPPED = ("SHELLOPTS", "BASHOPTS")
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 
 
-def _spawn_argv(request: dict) -> int:
-    """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin."""
+def _spawn_floored(request: dict) -> int:
+    """Spawn `argv` as _spawn_argv does, from a short-lived thread that binds itself to the
+    floor first: the child inherits the thread's Landlock domain, so this server need not
+    fork, and one ruleset, kept per policy, serves every command of an evaluation. (Only
+    where no command must write its own /proc entry, as `unshare -r` must.) Under the
+    floor bash could not write the cgroup's file, so it waits at its first line while
+    this server puts it in the cgroup."""
+    ruleset = _kept_ruleset(request["landlock"])
+    go = os.pipe() if request.get("cgroup") else None
+    found: dict = {}
+
+    def start() -> None:
+        try:
+            _LANDLOCK.enforce(ruleset, (), request["landlock"]["abi"])
+            found["pid"] = _spawn_argv(request, go[0] if go else None)
+        except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
+            found["error"] = exc
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()  # the thread ends bound; this one never is
+    if go:
+        os.close(go[0])
+    if "error" in found:
+        if go:
+            os.close(go[1])
+        error = found["error"]
+        raise error if isinstance(error, OSError) else OSError(f"{type(error).__name__}: {error}")
+    if go:
+        try:
+            with open(request["cgroup"], "w") as procs:
+                procs.write(str(found["pid"]))
+            os.write(go[1], b"go\n")
+        except OSError:
+            pass  # bash reads no "go", says it cannot join, and exits 125
+        finally:
+            os.close(go[1])
+    return found["pid"]
+
+
+_RULESETS: dict[str, int] = {}  # policy -> its ruleset, for _spawn_floored
+_KEPT = 8  # an evaluation's commands share one; a few evaluations run at once
+
+
+def _kept_ruleset(policy: dict) -> int:
+    key = json.dumps(policy, sort_keys=True)
+    if key not in _RULESETS:
+        if len(_RULESETS) >= _KEPT:
+            os.close(_RULESETS.pop(next(iter(_RULESETS))))
+        _RULESETS[key] = _ruleset(policy)
+    return _RULESETS[key]
+
+
+def _spawn_argv(request: dict, go: int | None = None) -> int:
+    """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin;
+    with `go`, bash waits to read "go" on fd 3 before its cgroup counts as joined."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     # bash imports exported functions before its first line: one named `ulimit` or `cd`
     # would undo the confinement, so none is passed on (gitevo's allowlist passes them
@@ -137,16 +199,17 @@ def _spawn_argv(request: dict) -> int:
     env = {k: v for k, v in request["env"].items()
            if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
     later = {k: env.pop(k) for k in _DEFERRED if k in env}
-    argv = _confined_argv(request, later)
-    return os.posix_spawn(
-        argv[0], argv, env, setsid=True, setsigmask=(),
-        setsigdef=_DEFAULT_SIGNALS,
-        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                      (os.POSIX_SPAWN_OPEN, 1, request["log"], flags, 0o600),
-                      (os.POSIX_SPAWN_DUP2, 1, 2)])
+    argv = _confined_argv(request, later, waits=go is not None)
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, request["log"], flags, 0o600),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    if go is not None:
+        actions.append((os.POSIX_SPAWN_DUP2, go, 3))
+    return os.posix_spawn(argv[0], argv, env, setsid=True, setsigmask=(),
+                          setsigdef=_DEFAULT_SIGNALS, file_actions=actions)
 
 
-def _confined_argv(request: dict, later: dict[str, str]) -> list[str]:
+def _confined_argv(request: dict, later: dict[str, str], waits: bool = False) -> list[str]:
     """bash, whose first lines confine it: the cgroup (a failure ends it with 125, as a
     fork that cannot join does), the limits (each where the hard limit in place allows,
     as setrlimit here did), the folder; then the command. `later` are the variables
@@ -155,8 +218,10 @@ def _confined_argv(request: dict, later: dict[str, str]) -> list[str]:
     lines = []
     if request.get("cgroup"):
         procs = shlex.quote(request["cgroup"])
-        lines.append(f"echo $$ > {procs} || {{ echo gitevo-sandbox: cannot join {procs} >&2;"
-                     " exit 125; }")
+        join = '{ read -r go <&3 && [ "$go" = go ]; }' if waits else f"echo $$ > {procs}"
+        lines.append(f"{join} || {{ echo gitevo-sandbox: cannot join {procs} >&2; exit 125; }}")
+    if waits:
+        lines.append("exec 3<&-")  # the command does not inherit the server's pipe
     for name, value in request["limits"]:
         flag, unit = _ULIMIT[name]
         _, hard = resource.getrlimit(getattr(resource, name))

@@ -395,8 +395,9 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
                 *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name,
                     policy=None if floor_args else policy)
+    # forked from the launcher, with no namespace to set up: the evaluation's ruleset
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name,
-                policy=policy)
+                policy=policy and {**policy, "own": []})
 
 
 def _floor(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
@@ -418,7 +419,11 @@ def _stacked(prefix: list[str], policy: dict | None) -> tuple[list[str], dict | 
     could not set up its mounts under Landlock), a second layer inside the namespaces;
     elsewhere by the launcher's child before it execs. The prefix to run the command
     behind, and the policy left for the launcher."""
-    if policy is None or not prefix or prefix[0] != "bwrap":
+    if policy is not None and not prefix:
+        # nothing writes its own /proc entry (no unshare -r): the launcher spawns the
+        # command from a bound thread, with one ruleset for the evaluation's commands
+        return prefix, {**policy, "own": []}
+    if policy is None or prefix[0] != "bwrap":
         return prefix, policy
     return [*prefix, sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM,
             *landlock.options(policy)], None
