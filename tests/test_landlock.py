@@ -146,6 +146,7 @@ def test_inside_bubblewrap_the_floor_is_a_second_layer(repo):
         if stacked:
             assert checked.status == "invalid" and "Permission denied" in checked.error, \
                 checked
+            assert "the Landlock floor refuses paths outside the worktree" in checked.error
         else:
             assert checked.ok, checked.error
         (workdir / "model.py").write_text("VALUE = 1\n")
@@ -204,7 +205,11 @@ def test_the_floor_asks_for_what_the_kernel_has(tmp_path):
             landlock.restrict([], [])
         return
     assert found.abi == version and found.deny_tcp and str(tmp_path) in found.write
-    assert "/usr" in found.read and "/proc/self" in found.own
+    assert "/usr" in found.read and found.own == []
+    under_unshare = floor.policy(workdir=tmp_path, tmp=tmp_path, env={}, cache=[],
+                                 cache_writable=False, hidden=[], data=[], network=False,
+                                 own=True)
+    assert under_unshare.own == ["/proc/self"]  # unshare -r writes its uid_map there
 
 
 def test_a_run_says_what_is_not_protected_and_require_refuses_it(tmp_path):

@@ -61,10 +61,10 @@ FLOOR_NOTE = ("(the Landlock floor refuses paths outside the worktree, its temp 
 
 def _floor_said(result: Evaluation) -> str | None:
     """The error, with a line on the Landlock floor where it refused a path: else a
-    harness reading an unnamed data folder would fail with a bare "Permission denied"."""
+    harness reading an unnamed data folder would fail with a bare "Permission denied"
+    (inside bubblewrap too: its own refusals read "Read-only file system")."""
     error, held = result.error, result.isolation or {}
-    if not error or "Permission denied" not in error or not held.get("landlock") \
-            or held.get("isolation") == "bwrap":
+    if not error or "Permission denied" not in error or not held.get("landlock"):
         return error
     return f"{error.rstrip()}\n{FLOOR_NOTE}"
 

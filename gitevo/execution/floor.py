@@ -26,13 +26,12 @@ from gitevo.execution import landlock
 
 SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt",
           "/proc", "/sys")
-# files that exist and a process writes to: the null devices, terminals, GPUs, and its own
-# /proc entries (unshare -r writes its uid_map there)
+# files that exist and a process writes to: the null devices, terminals, GPUs
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
            "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
            "/dev/kfd", "/dev/dri", "/dev/nvidia-caps")
-# added by the child itself, where "self" names it (the launcher builds the rest before it
-# forks)
+# a process's own /proc entries, which `unshare -r` writes its uid_map to: added by the
+# child itself, where "self" names it (the launcher builds the rest before it forks)
 OWN = ("/proc/self",)
 CARVE_DEPTH = 3  # how deep a readable folder is split to leave a hidden path out
 
@@ -60,11 +59,13 @@ def kernel_abi() -> int:
 
 def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
            cache_writable: bool, hidden: list[Path], data: Iterable[Path],
-           network: bool, masked: bool = False) -> Policy | None:
+           network: bool, masked: bool = False, own: bool = False) -> Policy | None:
     """The floor for one candidate command; None where the kernel has no Landlock.
     `masked`: another layer (bubblewrap's read-only, empty mounts) already keeps the
     hidden paths out, so a writable cache is granted whole: carved, its top level would
-    take no new file (a rule cannot grant a folder without what lies beneath it)."""
+    take no new file (a rule cannot grant a folder without what lies beneath it).
+    `own`: the command writes its own /proc entries (it starts under `unshare -r`); the
+    launcher must then build its ruleset afresh rather than keep one per evaluation."""
     version = kernel_abi()
     if version < 1:
         return None
@@ -77,7 +78,8 @@ def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
             write.append(str(directory))
         else:
             (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
-    return Policy(version, read, write, list(_devices()), list(OWN), deny_tcp=not network,
+    return Policy(version, read, write, list(_devices()), list(OWN) if own else [],
+                  deny_tcp=not network,
                   scope=True)
 
 

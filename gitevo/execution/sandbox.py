@@ -372,8 +372,8 @@ def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env:
     and score). Outside bubblewrap, an untrusted command runs under the Landlock floor
     (gitevo.execution.floor), which lets it read the `data` paths."""
     prefix = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
-    policy = None if trusted else _floor(settings, workdir, tmp, env, cache_writable, hide,
-                                         data)
+    policy = None if trusted else _floor(settings, prefix, workdir, tmp, env,
+                                         cache_writable, hide, data)
     prefix, policy = _stacked(prefix, policy)
     return _run([*prefix, "bash", "-c", command], None, workdir, tmp, timeout, env, settings,
                 pid_dir, name, stop, policy)
@@ -387,7 +387,7 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
     """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
     without namespaces a fork of the launcher does it, else a new Python inside them."""
     prefix = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
-    policy = _floor(settings, workdir, tmp, env, cache_writable, hide, data)
+    policy = _floor(settings, prefix, workdir, tmp, env, cache_writable, hide, data)
     if prefix:
         # the new Python confines itself (inside bubblewrap: no program in between)
         floor_args = landlock.options(policy) if policy and prefix[0] == "bwrap" else []
@@ -395,22 +395,22 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
                 *modules]
         return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name,
                     policy=None if floor_args else policy)
-    # forked from the launcher, with no namespace to set up: the evaluation's ruleset
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name,
-                policy=policy and {**policy, "own": []})
+                policy=policy)
 
 
-def _floor(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
-           cache_writable: bool, hide: tuple[Path, ...], data: tuple[Path, ...]
-           ) -> dict | None:
-    """The Landlock policy of an untrusted command; None where Landlock is off or the
-    kernel lacks it."""
+def _floor(settings: Sandbox, prefix: list[str], workdir: Path, tmp: Path,
+           env: dict[str, str], cache_writable: bool, hide: tuple[Path, ...],
+           data: tuple[Path, ...]) -> dict | None:
+    """The Landlock policy of an untrusted command started behind `prefix` (bwrap's or
+    unshare's line, or none); None where Landlock is off or the kernel lacks it."""
     if not settings.landlock:
         return None
     found = floor.policy(workdir=workdir, tmp=tmp, env=env, cache=cache_dirs(env),
                          cache_writable=cache_writable,
                          hidden=[*heldout_dirs(env), *hide], data=data,
-                         network=settings.network == "allow", masked=bwrap_active(settings))
+                         network=settings.network == "allow",
+                         masked=prefix[:1] == ["bwrap"], own=prefix[:1] == ["unshare"])
     return found.as_request() if found else None
 
 
@@ -419,11 +419,7 @@ def _stacked(prefix: list[str], policy: dict | None) -> tuple[list[str], dict | 
     could not set up its mounts under Landlock), a second layer inside the namespaces;
     elsewhere by the launcher's child before it execs. The prefix to run the command
     behind, and the policy left for the launcher."""
-    if policy is not None and not prefix:
-        # nothing writes its own /proc entry (no unshare -r): the launcher spawns the
-        # command from a bound thread, with one ruleset for the evaluation's commands
-        return prefix, {**policy, "own": []}
-    if policy is None or prefix[0] != "bwrap":
+    if policy is None or prefix[:1] != ["bwrap"]:
         return prefix, policy
     return [*prefix, sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM,
             *landlock.options(policy)], None
