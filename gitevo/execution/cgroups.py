@@ -182,12 +182,18 @@ def remove(path: Path) -> None:
             time.sleep(0.02)
 
 
+def owner_gone(name: str) -> bool:
+    """Whether `name`, of the form gitevo-<pid>-..., belongs to a process of this machine
+    that no longer runs (a name without a pid belongs to nobody we can judge)."""
+    owner = name.split("-")[1] if name.count("-") >= 2 else ""
+    return owner.isdigit() and not Path(f"/proc/{owner}").exists()
+
+
 def sweep() -> None:
     """Remove the cgroups of gitevo processes that died before they could."""
     base, _ = pids_cgroup()
     for group in base.glob("gitevo-*-*") if base is not None else ():
-        owner = group.name.split("-")[1]
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+        if owner_gone(group.name):
             remove(group)
 
 

@@ -539,8 +539,7 @@ def sweep_private_dirs() -> int:
     returns how many."""
     removed = 0
     for path in Path(tempfile.gettempdir()).glob("gitevo-*-*"):
-        owner = path.name.split("-")[1]
-        if owner.isdigit() and not Path(f"/proc/{owner}").exists() and path.is_dir():
+        if cgroups.owner_gone(path.name) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed
