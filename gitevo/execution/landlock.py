@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 # paths, as lists or tuples: no collections.abc, whose import every command under
 # bubblewrap would pay for (see main)
@@ -155,11 +156,12 @@ def _allow(libc: ctypes.CDLL, fd_ruleset: int, path: str, rights: int) -> None:
 
 # ---- as a command: the floor inside bubblewrap -------------------------------------------
 # bwrap cannot set up its mounts under Landlock (a confined process may not change the
-# mount topology), so inside it the floor is applied by this file run as a program:
-#   python -I -S landlock.py --abi N [--deny-tcp] [--scope] --read P.. --write P..
-#       --existing P.. -- COMMAND ARGS..
-# It confines itself, then becomes COMMAND. No json, no argparse: their imports would
-# double the cost of a Python start paid by every command.
+# mount topology), so inside it the floor is applied by the first program bwrap starts,
+# a Python that imports this module and calls `main` with
+#   --abi N [--deny-tcp] [--scope] --read P.. --write P.. --existing P.. -- COMMAND ARGS..
+# (gitevo.execution.sandbox.LANDLOCK_PROGRAM): it confines itself, then becomes COMMAND.
+# No json, no argparse: their imports would double the cost of a Python start paid by
+# every command.
 
 _SECTIONS = ("--read", "--write", "--existing")
 
@@ -199,8 +201,6 @@ def _parse(args: list[str]) -> tuple[dict, list[str]]:
 def confine_from(args: list[str]) -> list[str]:
     """Confine this process by the policy in `args` (the form of `options`) and return
     what follows `--`; exit 125, as the launcher's children do, where it cannot."""
-    import sys
-
     try:
         policy, rest = _parse(args)
         restrict(policy["--read"], policy["--write"], existing=policy["--existing"],
@@ -213,8 +213,6 @@ def confine_from(args: list[str]) -> list[str]:
 
 def main(args: list[str]) -> None:
     """Confine this process, then exec the command after `--`."""
-    import sys
-
     command = confine_from(args)
     if not command:
         print("gitevo-sandbox: no command after `--`", file=sys.stderr)
@@ -224,9 +222,3 @@ def main(args: list[str]) -> None:
     except OSError as exc:
         print(f"gitevo-sandbox: cannot start {command[0]}: {exc}", file=sys.stderr)
         sys.exit(127)
-
-
-if __name__ == "__main__":
-    import sys
-
-    main(sys.argv[1:])
