@@ -27,7 +27,7 @@ from gitevo.pipeline.errors import EvolutionError
 from gitevo.pipeline.ladder import Ladder, Steps
 from gitevo.pipeline.notewriter import NoteWriter, note_text
 from gitevo.pipeline.overrun import marked
-from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed
+from gitevo.pipeline.plan import SEED_ID, Plan, check_genes, make_plan, no_seed, plan_path
 from gitevo.pipeline.prepare import prepare_seed
 from gitevo.pipeline.producer import (
     Child,
@@ -60,7 +60,7 @@ class Evolution:
         self.timeline = Timeline()  # this process's share of each generation's wall time
         self.events.subscribe(self.timeline)
         self.state = store.state_dir / "runs" / run
-        self.plan_path = self.state / "plan.json"
+        self.plan_path = plan_path(store, run)
         self.pid_dir = self.state / "running"
         guided = config.llm.provider != "offline"
         try:  # a bad prompt template or task file stops the run before it starts

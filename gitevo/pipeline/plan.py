@@ -25,6 +25,11 @@ from gitevo.variation.prompts import PromptLibrary
 from gitevo.variation.spec import CROSSOVER, EOT, MUTATION, Spec
 
 
+def plan_path(store: Store, run: str) -> Path:
+    """Where the generation in progress keeps its plan (gone once the generation is)."""
+    return store.state_dir / "runs" / run / "plan.json"
+
+
 @dataclass
 class Plan:
     generation: int

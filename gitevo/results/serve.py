@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from gitevo.config import Config
-from gitevo.pipeline.plan import Plan
+from gitevo.pipeline.plan import Plan, plan_path
 from gitevo.results import html_report
 from gitevo.results.plots import ReportError
 from gitevo.store import individuals
@@ -59,7 +59,7 @@ class Live:
                 **{r: c for r, c in store.refs_under(NOTES_PREFIX).items()
                    if _of_run(r[len(NOTES_PREFIX):], self.run)}}
         digest = hashlib.sha256(repr(sorted(refs.items())).encode())
-        plan = _plan_path(store, self.run)
+        plan = plan_path(store, self.run)
         if plan.exists():
             digest.update(plan.read_bytes())
         return digest.hexdigest()[:16]
@@ -91,7 +91,7 @@ class Live:
 def in_progress(store: Store, run: str) -> str:
     """The generation being made, from its saved plan: which children are done (noted),
     running (committed, not yet noted) and queued; "" when none is."""
-    plan = Plan.load(_plan_path(store, run))
+    plan = Plan.load(plan_path(store, run))
     if plan is None:
         return ""
     commits = individuals.commits(store, run)
@@ -115,10 +115,6 @@ def in_progress(store: Store, run: str) -> str:
 def _of_run(name: str, run: str) -> bool:
     """Whether a notes ref's name (main, main-llm, main-rung1, ...) belongs to `run`."""
     return name == run or name.startswith(f"{run}-")
-
-
-def _plan_path(store: Store, run: str) -> Path:
-    return store.state_dir / "runs" / run / "plan.json"
 
 
 def _waiting(reason: str) -> str:
