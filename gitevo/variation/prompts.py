@@ -22,6 +22,7 @@ a file at the same relative path under `.gitevo/prompts/`.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import string
@@ -214,7 +215,7 @@ class PromptLibrary:
         if not self._folder(DIRECTIONS):
             raise ValueError(f"{self.root / DIRECTIONS}: no mutation direction templates (*.txt)")
 
-    @property
+    @functools.cached_property  # asked for by every mutation prompt; the texts are fixed
     def directions(self) -> list[str]:
         """Mutation direction names, e.g. "reduce_params" (template "mutation/reduce_params"),
         and "improve:accuracy" for each objective of a template that names `{objective}`."""
@@ -229,7 +230,8 @@ class PromptLibrary:
     def _fields(self, name: str) -> set[str]:
         return placeholders(self.texts[name], self.origin(name))
 
-    def objectives_text(self) -> str:
+    @functools.cached_property  # the same in every prompt and repair of a run
+    def objectives_section(self) -> str:
         """The objectives section: each objective with its direction, the constraints."""
         lines = [f"- {name}: {SENSE_WORDS.get(sense, sense)}" for name, sense in self.objectives]
         return self.render(f"{SECTIONS}/objectives",
@@ -362,7 +364,7 @@ def _rationales(items: list[str]) -> str:
 def _stable(lib: PromptLibrary, path: str, seed_source: str, task: str) -> str:
     return lib.render("stable", path=path, seed_source=_display(seed_source),
                       rules=lib.render("rules", path=path), task=task,
-                      objectives=lib.objectives_text())
+                      objectives=lib.objectives_section)
 
 
 def _with_persona(persona_text: str, body: str) -> str:
@@ -429,4 +431,4 @@ def repair(error: str, lib: PromptLibrary | None = None) -> str:
     """The follow-up user message after a failed apply or validation, quoting the error."""
     lib = lib or PromptLibrary.load(None)
     return lib.render("repair", error=error.strip() or "(no error message)",
-                      objectives=lib.objectives_text())
+                      objectives=lib.objectives_section)
