@@ -46,13 +46,18 @@ except FileExistsError:
 answer = subprocess.run([sys.executable, {responder!r}], input=prompt, text=True,
                         capture_output=True, check=True).stdout
 with open({log!r}, "a") as log:
-    log.write(f"{{time.time()}}\\n")
+    log.write(f"{{time.time()}} {{prompt.count('=== user ===')}}\\n")  # time, turn
 sys.stdout.write(answer)
 """
 
 
 def _times(path: Path) -> list[float]:
-    return [float(line) for line in path.read_text().split()]
+    return [float(line.split()[0]) for line in path.read_text().splitlines()]
+
+
+def _first_turns(path: Path) -> int:
+    """The answered calls that began a proposal (a repair turn continues one)."""
+    return sum(line.split()[1] == "1" for line in path.read_text().splitlines())
 
 
 def test_an_evaluation_starts_while_other_llm_calls_are_in_flight(tmp_path):
@@ -102,14 +107,15 @@ def test_kill_9_while_proposing_and_evaluating_then_rerun_redoes_nothing(tmp_pat
     before = _children(repo)
     notes = _fitness_notes(repo)
     assert len(before) == 1 and len(notes) == 2, "the kill should land with one child done"
-    calls_before = len(_times(answered))
+    calls_before = _first_turns(answered)
 
     slow_flag.unlink()
     cli("-C", str(repo), "generation", "--n", "3")
 
     after = _children(repo)
     assert len(after) == 3 and {k: after[k] for k in before} == before  # not proposed again
-    assert len(_times(answered)) - calls_before == 2  # only the two unfinished proposals
+    # only the two unfinished proposals are asked for (either may take a repair turn)
+    assert _first_turns(answered) - calls_before == 2
     final = _fitness_notes(repo)
     assert all(final[c] == n for c, n in notes.items())  # the note was kept, not redone
     assert ledger.read(Store(repo), "main").generation == 1
