@@ -101,6 +101,24 @@ def test_network_is_unreachable(workdir, isolation):
     server.sock.close()
 
 
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare"])
+def test_the_import_check_has_no_network_either(workdir, isolation):
+    """The gene file's import check runs apart from the fitness command (a fork of the
+    launcher under unshare, a new Python inside bubblewrap): isolated the same way."""
+    _need(isolation)
+    server = _Server()
+    (workdir / "model.py").write_text(
+        f"import socket\nsocket.create_connection(('127.0.0.1', {server.port}), timeout=5)\n")
+    fitness = _python("import json, sys\njson.dump({'accuracy': 1}, open(sys.argv[1], 'w'))")
+    result = evaluate(_job(workdir, fitness, isolation=isolation, landlock=False))
+    assert not result.ok and server.accepted == 0
+    assert any(why in result.error for why in ("Connection refused", "unreachable")), \
+        result.error
+    allowed = evaluate(_job(workdir, fitness, isolation=isolation, network="allow"))
+    assert allowed.ok and server.accepted == 1, allowed.error
+    server.sock.close()
+
+
 @pytest.mark.parametrize("target", [".git/refs/heads/evil", "gitevo.toml", "outside.txt"])
 def test_only_the_worktree_is_writable(repo, workdir, target):
     _need("bwrap")

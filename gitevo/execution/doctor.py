@@ -88,10 +88,16 @@ def _landlock_row(settings: Sandbox, kind: str, seen: dict[str, str]) -> Row:
                    "outside its allowlist")
     extra = ", TCP bind/connect refused" if version >= 4 and settings.network == "deny" else ""
     scoped = ", signals and abstract sockets scoped" if version >= 6 else ""
-    where = " (inside bubblewrap, a second layer)" if kind == "bwrap" else ""
+    where = f" (inside bubblewrap, a second layer, bound by {_floor_program()})" \
+        if kind == "bwrap" else ""
     return Row("Landlock floor", True, f"ABI {version}{where}: reads only the system, the "
                f"Python environment, the worktree and the data; writes only the worktree and "
                f"temp dir{extra}{scoped}")
+
+
+def _floor_program() -> str:
+    program = sandbox.floor_program()
+    return program.detail if program.works else f"python: {program.detail}"
 
 
 def _probe(settings: Sandbox, timeout: float) -> dict[str, str]:

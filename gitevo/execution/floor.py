@@ -30,9 +30,6 @@ SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc"
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
            "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
            "/dev/kfd", "/dev/dri", "/dev/nvidia-caps")
-# a process's own /proc entries, which `unshare -r` writes its uid_map to: added by the
-# child itself, where "self" names it (the launcher builds the rest before it forks)
-OWN = ("/proc/self",)
 CARVE_DEPTH = 3  # how deep a readable folder is split to leave a hidden path out
 
 
@@ -42,13 +39,12 @@ class Policy:
     read: list[str]
     write: list[str]
     existing: list[str]
-    own: list[str]
     deny_tcp: bool
     scope: bool
 
     def as_request(self) -> dict:
         return {"abi": self.abi, "read": self.read, "write": self.write,
-                "existing": self.existing, "own": self.own, "deny_tcp": self.deny_tcp,
+                "existing": self.existing, "deny_tcp": self.deny_tcp,
                 "scope": self.scope}
 
 
@@ -59,13 +55,11 @@ def kernel_abi() -> int:
 
 def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
            cache_writable: bool, hidden: list[Path], data: Iterable[Path],
-           network: bool, masked: bool = False, own: bool = False) -> Policy | None:
+           network: bool, masked: bool = False) -> Policy | None:
     """The floor for one candidate command; None where the kernel has no Landlock.
     `masked`: another layer (bubblewrap's read-only, empty mounts) already keeps the
     hidden paths out, so a writable cache is granted whole: carved, its top level would
-    take no new file (a rule cannot grant a folder without what lies beneath it).
-    `own`: the command writes its own /proc entries (it starts under `unshare -r`); the
-    launcher must then build its ruleset afresh rather than keep one per evaluation."""
+    take no new file (a rule cannot grant a folder without what lies beneath it)."""
     version = kernel_abi()
     if version < 1:
         return None
@@ -78,19 +72,20 @@ def policy(*, workdir: Path, tmp: Path, env: dict[str, str], cache: list[Path],
             write.append(str(directory))
         else:
             (write if cache_writable else read).extend(_carved([str(directory)], hidden_set))
-    return Policy(version, read, write, list(_devices()), list(OWN) if own else [],
-                  deny_tcp=not network,
-                  scope=True)
+    return Policy(version, read, write, list(_devices()), deny_tcp=not network, scope=True)
 
 
-@functools.cache  # the same for every command of a run: worked out once
+# the same for every command of a run: worked out once, without the paths missing here
+# (/lib32, a GPU's devices), which every ruleset would otherwise try to open in vain
+@functools.cache
 def _static_reads(places: tuple[str, str, str], hidden: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(_carved([*SYSTEM, *_python(places)], hidden))
+    return tuple(p for p in _carved([*SYSTEM, *_python(places)], hidden) if os.path.exists(p))
 
 
 @functools.cache
 def _devices() -> tuple[str, ...]:
-    return (*DEVICES, *(str(p) for p in Path("/dev").glob("nvidia[0-9]*")))
+    found = (*DEVICES, *(str(p) for p in Path("/dev").glob("nvidia[0-9]*")))
+    return tuple(p for p in found if os.path.exists(p))
 
 
 def _python(places: tuple[str, str, str]) -> list[str]:

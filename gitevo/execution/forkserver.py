@@ -12,15 +12,17 @@ Every child joins its pids cgroup, starts a session, sets its rlimits (soft = ha
 bash's `ulimit` does) and sends its output to the log before anything of the command
 runs. `argv` is spawned (vfork and exec: no copy of this process's pages) as a bash
 whose first lines do all that: a `bash -c COMMAND` takes them in front of COMMAND,
-anything else (a bwrap or unshare line) is exec'd by them. With `modules` instead, the
-child is a fork of this server that confines itself and imports those files: an import
-check that costs a fork rather than a new interpreter. When stdin closes (gitevo ended,
-even by SIGKILL), or the server gets SIGTERM or SIGHUP, every child's process group is
-killed and the server exits.
+anything else (a bwrap line) is exec'd by them. With `modules` instead, or `netns` (a
+user and network namespace of its own, as `unshare -rn` makes), the child is a fork of
+this server that does it all itself in Python, then imports those files (an import
+check that costs a fork rather than a new interpreter) or execs. When stdin closes
+(gitevo ended, even by SIGKILL), or the server gets SIGTERM or SIGHUP, every child's
+process group is killed and the server exits.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import gc
@@ -33,14 +35,15 @@ import shlex
 import shutil
 import signal
 import sys
-import threading
 import traceback
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches gitevo, which closes stdin
-    global _LANDLOCK
-    _LANDLOCK = _load_landlock()
+    global _LANDLOCK, _NETNS
+    _LANDLOCK, _NETNS = _load("landlock"), _load("netns")
+    _LANDLOCK.abi()  # loads libc here, once, rather than in every child
+    _NETNS.load()
     gc.freeze()  # what is loaded by now stays out of collections, in children too
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
@@ -83,35 +86,26 @@ def _send(message: dict) -> None:
 
 
 def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
-    policy = request.get("landlock")
-    # a policy without own paths (no command writes its /proc entry) keeps its ruleset
-    # for the evaluation's next commands; one with them gets its own, for this child
-    kept = bool(policy) and not policy.get("own")
+    policy, netns, argv = request.get("landlock"), request.get("netns"), request.get("argv")
     ruleset = None
     try:
-        if kept and request.get("argv"):
-            pid = _spawn_floored(request)
+        if argv and not netns:
+            pid = _spawn_floored(request) if policy else _spawn_argv(request)
         else:
-            if policy:
-                # built here, before the fork: the child only enforces it (less work, and
-                # less copying of this process's pages, between fork and exec)
-                ruleset = _kept_ruleset(policy) if kept else _ruleset(policy)
-            # under Landlock the child confines itself in Python between fork and exec
-            spawn = request.get("argv") and ruleset is None
-            pid = _spawn_argv(request) if spawn else os.fork()
+            # the child sets itself up in Python between fork and exec: it enters its
+            # namespaces, or it is an import check. Its ruleset is built here, once per
+            # policy (an evaluation's commands share one): the child only enforces it
+            ruleset = _kept_ruleset(policy) if policy else None
+            pid = os.fork()
     except OSError as exc:
-        if ruleset is not None and not kept:
-            os.close(ruleset)
         _send({"id": request["id"], "error": f"cannot start {_what(request)}: {exc}"})
         return
     if pid == 0:
         gc.disable()  # a collection here would write to every page the parent shares
         request["ruleset"] = ruleset
-        if request.get("argv"):
+        if argv:
             _exec_landlocked(request, wake)  # does not return
         _child(request, wake)  # does not return
-    if ruleset is not None and not kept:
-        os.close(ruleset)
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
 
@@ -139,24 +133,26 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 def _spawn_floored(request: dict) -> int:
     """Spawn `argv` as _spawn_argv does, from a short-lived thread that binds itself to the
     floor first: the child inherits the thread's Landlock domain, so this server need not
-    fork, and one ruleset, kept per policy, serves every command of an evaluation. (Only
-    where no command must write its own /proc entry, as `unshare -r` must.) Under the
-    floor bash could not write the cgroup's file, so it waits at its first line while
-    this server puts it in the cgroup."""
+    fork, and one ruleset, kept per policy, serves every command of an evaluation. Under
+    the floor bash could not write the cgroup's file, so it waits at its first line
+    while this server puts it in the cgroup."""
     ruleset = _kept_ruleset(request["landlock"])
     go = os.pipe() if request.get("cgroup") else None
     found: dict = {}
+    done = _thread.allocate_lock()  # a bare thread: threading's costs twice the time
+    done.acquire()
 
     def start() -> None:
         try:
-            _LANDLOCK.enforce(ruleset, (), request["landlock"]["abi"])
+            _LANDLOCK.enforce(ruleset)
             found["pid"] = _spawn_argv(request, go[0] if go else None)
         except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
             found["error"] = exc
+        finally:
+            done.release()
 
-    thread = threading.Thread(target=start)
-    thread.start()
-    thread.join()  # the thread ends bound; this one never is
+    _thread.start_new_thread(start, ())
+    done.acquire()  # the thread ends bound; this one never is
     if go:
         os.close(go[0])
     if "error" in found:
@@ -176,12 +172,13 @@ def _spawn_floored(request: dict) -> int:
     return found["pid"]
 
 
-_RULESETS: dict[str, int] = {}  # policy -> its ruleset, for _spawn_floored
+_RULESETS: dict[tuple, int] = {}  # policy -> its ruleset
 _KEPT = 8  # an evaluation's commands share one; a few evaluations run at once
 
 
 def _kept_ruleset(policy: dict) -> int:
-    key = json.dumps(policy, sort_keys=True)
+    key = (policy["abi"], policy["deny_tcp"], policy["scope"], *policy["read"], "",
+           *policy["write"], "", *policy["existing"])
     if key not in _RULESETS:
         if len(_RULESETS) >= _KEPT:
             os.close(_RULESETS.pop(next(iter(_RULESETS))))
@@ -333,8 +330,10 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(number, (value, value))
     os.chdir(request["cwd"])
+    if request.get("netns"):
+        _enter_netns()
     if request.get("ruleset") is not None:
-        _enforce(request["ruleset"], request["landlock"])
+        _enforce(request["ruleset"])
 
 
 def _ruleset(policy: dict) -> int:
@@ -343,29 +342,41 @@ def _ruleset(policy: dict) -> int:
                              version=policy["abi"])
 
 
-def _enforce(ruleset: int, policy: dict) -> None:
+def _enter_netns() -> None:
+    """A user namespace and an empty network namespace for this child (before the floor,
+    which would refuse it its /proc entries); 125 where the kernel refuses them."""
+    try:
+        _NETNS.enter()
+    except OSError as exc:
+        print(f"gitevo-sandbox: cannot isolate the network: {exc}", file=sys.stderr)
+        raise SystemExit(125) from None
+
+
+def _enforce(ruleset: int) -> None:
     """Bind this child, and all it will start, to the ruleset; a child that cannot be bound
     ends here (125) rather than run with less than gitevo said it would have."""
     try:
-        _LANDLOCK.enforce(ruleset, policy.get("own", ()), policy["abi"])
+        _LANDLOCK.enforce(ruleset)
     except OSError as exc:
         print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
         raise SystemExit(125) from None
     os.close(ruleset)
 
 
-def _load_landlock():
-    """gitevo's Landlock module, beside this file (run as a script, with -P: no sys.path
-    entry finds it)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "landlock.py")
-    spec = importlib.util.spec_from_file_location("gitevo_landlock", path)
+def _load(name: str):
+    """One of gitevo's stand-alone modules beside this file (run as a script, with -P: no
+    sys.path entry finds them)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"gitevo_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.abi()  # loads libc here, once, rather than in every child
     return module
 
 
-_LANDLOCK = None  # the module, loaded by the server (the `import` script needs none of it)
+# loaded by the server (the `import` script needs neither: inside bubblewrap, the floor's
+# program has bound it already)
+_LANDLOCK = None  # landlock.py
+_NETNS = None  # netns.py
 
 
 def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
@@ -394,11 +405,8 @@ def _import(modules: list[str], env: dict[str, str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `forkserver.py import [FLOOR --] FILE...`: the same import check in a fresh Python,
-    # for a run inside namespaces, where a fork of the server cannot go
+    # `forkserver.py import FILE...`: the same import check in a fresh Python, for a run
+    # inside bubblewrap, where a fork of the server cannot go
     if sys.argv[1:2] == ["import"]:
-        files = sys.argv[2:]
-        if files[:1] == ["--abi"]:  # the Landlock floor, inside bubblewrap: confined first
-            files = _load_landlock().confine_from(files)
-        sys.exit(_import(files))
+        sys.exit(_import(sys.argv[2:]))
     main()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 import sys
 
 # paths, as lists or tuples: no collections.abc, whose import every command under
@@ -107,34 +108,40 @@ def ruleset(read: Paths, write: Paths, *, existing: Paths = (),
             deny_tcp: bool = False, scope: bool = False, version: int = 0) -> int:
     """The ruleset of `restrict`, as a file descriptor, not yet enforced: a launcher builds
     it before it forks, so that its child only has to enforce it (see `enforce`)."""
-    if version < 1:
-        raise LandlockError(0, "this kernel has no Landlock")
-    handled = _FS_BY_ABI.get(version, _FS_BY_ABI[5])
-    attr = _RulesetAttr(handled, NET_BIND_TCP | NET_CONNECT_TCP if deny_tcp and version >= 4
-                        else 0,
-                        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if scope and version >= 6
-                        else 0)
-    size = 8 if version < 4 else 16 if version < 6 else 24
+    handled, net, scoped, size = _handled(version, deny_tcp, scope)
+    attr = _RulesetAttr(handled, net, scoped)
     libc = _libc()
     fd = _call(libc, _CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size),
                ctypes.c_uint32(0))
     try:
-        for paths, rights in ((read, READ), (existing, WRITE_EXISTING), (write, WRITE)):
-            for path in paths:
-                _allow(libc, fd, path, rights & handled)
+        for rights, path in _rules(read, write, existing, handled):
+            _allow(libc, fd, path, rights)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def enforce(fd: int, existing: Paths = (), version: int = 1) -> None:
-    """Bind this thread, and all it starts from now on, to the ruleset `fd` for good, after
-    adding `existing` (as in `ruleset`): paths that only this process can name, such as
-    /proc/self, which resolves to the process that opens it."""
+def _handled(version: int, deny_tcp: bool, scope: bool) -> tuple[int, int, int, int]:
+    """The ruleset's handled filesystem rights, network rights and scopes for the kernel's
+    ABI `version`, and the size of the struct that says them."""
+    if version < 1:
+        raise LandlockError(0, "this kernel has no Landlock")
+    net = NET_BIND_TCP | NET_CONNECT_TCP if deny_tcp and version >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if scope and version >= 6 else 0
+    size = 8 if version < 4 else 16 if version < 6 else 24
+    return _FS_BY_ABI.get(version, _FS_BY_ABI[5]), net, scoped, size
+
+
+def _rules(read: Paths, write: Paths, existing: Paths, handled: int) -> list[tuple[int, str]]:
+    return [(rights & handled, path)
+            for paths, rights in ((read, READ), (existing, WRITE_EXISTING), (write, WRITE))
+            for path in paths]
+
+
+def enforce(fd: int) -> None:
+    """Bind this thread, and all it starts from now on, to the ruleset `fd` for good."""
     libc = _libc()
-    for path in existing:
-        _allow(libc, fd, path, WRITE_EXISTING & _FS_BY_ABI.get(version, _FS_BY_ABI[5]))
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # the kernel requires it unprivileged
     _call(libc, _RESTRICT_SELF, ctypes.c_int(fd), ctypes.c_uint32(0))
 
@@ -145,7 +152,7 @@ def _allow(libc: ctypes.CDLL, fd_ruleset: int, path: str, rights: int) -> None:
     except OSError:
         return  # nothing there: nothing to allow
     try:
-        if not os.path.isdir(path):
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):  # the fd's, not the path's: no walk
             rights &= FILE_RIGHTS
         rule = _PathBeneath(rights, fd)
         _call(libc, _ADD_RULE, ctypes.c_int(fd_ruleset), ctypes.c_int(_RULE_PATH_BENEATH),
@@ -154,10 +161,11 @@ def _allow(libc: ctypes.CDLL, fd_ruleset: int, path: str, rights: int) -> None:
         os.close(fd)
 
 
-# ---- as a command: the floor inside bubblewrap -------------------------------------------
+# ---- as a command: the floor inside bubblewrap, where no perl works -------------------------
 # bwrap cannot set up its mounts under Landlock (a confined process may not change the
-# mount topology), so inside it the floor is applied by the first program bwrap starts,
-# a Python that imports this module and calls `main` with
+# mount topology), so inside it the floor is applied by the first program bwrap starts:
+# landlock.pl, or where no perl works, a Python that imports this module and calls `main`
+# with
 #   --abi N [--deny-tcp] [--scope] --read P.. --write P.. --existing P.. -- COMMAND ARGS..
 # (gitevo.execution.sandbox.LANDLOCK_PROGRAM): it confines itself, then becomes COMMAND.
 # No json, no argparse: their imports would double the cost of a Python start paid by
@@ -171,8 +179,18 @@ def options(policy: dict) -> list[str]:
     out = ["--abi", str(policy["abi"])]
     out += ["--deny-tcp"] * bool(policy["deny_tcp"]) + ["--scope"] * bool(policy["scope"])
     for section, paths in (("--read", policy["read"]), ("--write", policy["write"]),
-                           ("--existing", [*policy["existing"], *policy.get("own", ())])):
+                           ("--existing", policy["existing"])):
         out += [section, *paths]
+    return [*out, "--"]
+
+
+def perl_options(policy: dict) -> list[str]:
+    """The arguments of landlock.pl (the floor inside bubblewrap, in Perl) for a floor
+    policy, up to `--`: every number it needs, worked out here."""
+    handled, net, scoped, size = _handled(policy["abi"], policy["deny_tcp"], policy["scope"])
+    out = [str(n) for n in (handled, net, scoped, size, os.O_PATH | os.O_CLOEXEC, FILE_RIGHTS)]
+    for rights, path in _rules(policy["read"], policy["write"], policy["existing"], handled):
+        out += [str(rights), path]
     return [*out, "--"]
 
 
@@ -198,22 +216,17 @@ def _parse(args: list[str]) -> tuple[dict, list[str]]:
     return found, args[split + 1:]
 
 
-def confine_from(args: list[str]) -> list[str]:
-    """Confine this process by the policy in `args` (the form of `options`) and return
-    what follows `--`; exit 125, as the launcher's children do, where it cannot."""
+def main(args: list[str]) -> None:
+    """Confine this process by the policy in `args` (the form of `options`), then exec the
+    command after `--`; exit 125, as the launcher's children do, where it cannot confine
+    itself, 127 where the command cannot start."""
     try:
-        policy, rest = _parse(args)
+        policy, command = _parse(args)
         restrict(policy["--read"], policy["--write"], existing=policy["--existing"],
                  deny_tcp=policy["deny_tcp"], scope=policy["scope"], version=policy["abi"])
     except (ValueError, OSError) as exc:
         print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
         sys.exit(125)
-    return rest
-
-
-def main(args: list[str]) -> None:
-    """Confine this process, then exec the command after `--`."""
-    command = confine_from(args)
     if not command:
         print("gitevo-sandbox: no command after `--`", file=sys.stderr)
         sys.exit(127)

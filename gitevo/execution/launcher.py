@@ -69,9 +69,10 @@ class Launcher:
     def start(self, *, cwd: Path, env: dict[str, str], log: Path,
               limits: list[tuple[str, int]], cgroup: Path | None = None,
               argv: list[str] | None = None, modules: list[str] | None = None,
-              landlock: dict | None = None) -> Child:
+              landlock: dict | None = None, netns: bool = False) -> Child:
         """Start `argv`, or an import of `modules`, confined (under the Landlock policy
-        `landlock` too, when given); returns once it has a pid."""
+        `landlock` too, when given; in a network namespace of its own with `netns`);
+        returns once it has a pid."""
         with self._lock:
             if not self._alive:
                 raise LauncherError("the launcher went away")
@@ -80,7 +81,8 @@ class Launcher:
             self._children[child.ident] = child
             request = {"id": child.ident, "cwd": str(cwd), "env": env, "log": str(log),
                        "limits": limits, "cgroup": str(cgroup) if cgroup else None,
-                       "argv": argv, "modules": modules, "landlock": landlock}
+                       "argv": argv, "modules": modules, "landlock": landlock,
+                       "netns": netns}
             try:
                 self._proc.stdin.write(json.dumps(request).encode() + b"\n")
                 self._proc.stdin.flush()

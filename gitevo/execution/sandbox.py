@@ -38,10 +38,16 @@ TAIL_CHARS = 2000
 STOP_POLL = 0.1  # seconds between looks at a `stop` event while a command runs
 GB = 1024 ** 3
 DEFAULT = Sandbox()
-# the floor's program inside bubblewrap: the module imported (its cached bytecode), not
-# run as a script, which Python would compile again for every command
+# the floor's program inside bubblewrap: Perl where it works (a fifth of the start), else
+# a Python that imports the module (its cached bytecode; run as a script, it would be
+# compiled again for every command)
+LANDLOCK_PERL = Path(landlock.__file__).with_suffix(".pl")
 LANDLOCK_PROGRAM = (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
                     "import landlock; landlock.main(sys.argv[1:])")
+
+# tries what the launcher's children do for isolation = "unshare"
+NETNS_PROBE = (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
+               "import netns; netns.enter()")
 
 # Passed through to the evaluated code; everything else (API keys, cloud credentials,
 # tokens) stays out. Names that look secret are refused even when a config lists them.
@@ -190,18 +196,20 @@ class Tool:
     detail: str  # the version when it works, else why not
 
 
-def _try(argv: list[str]) -> Tool:
-    if shutil.which(argv[0]) is None:
+def _try(argv: list[str], name: str | None = None) -> Tool:
+    """Whether `argv` runs and succeeds here; `name` says what it tries (the program's
+    own name, and its version, when not given)."""
+    if name is None and shutil.which(argv[0]) is None:
         return Tool(False, f"{argv[0]} is not installed")
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                               stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return Tool(False, f"{argv[0]} failed to run: {exc}")
+        return Tool(False, f"{name or argv[0]} failed to run: {exc}")
     if proc.returncode != 0:
         why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        return Tool(False, f"{argv[0]} does not work here: {why}")
-    return Tool(True, _version(argv[0]))
+        return Tool(False, f"{name or argv[0]} does not work here: {why}")
+    return Tool(True, name or _version(argv[0]))
 
 
 def _version(name: str) -> str:
@@ -221,8 +229,11 @@ def bwrap() -> Tool:
 
 @functools.cache
 def unshare() -> Tool:
-    """Whether `unshare -rn` (a user and a network namespace) works here; cached."""
-    return _try(["unshare", "-rn", "true"])
+    """Whether a process may make itself a user and a network namespace here (as `unshare
+    -rn` does; the launcher's children do it themselves, gitevo.execution.netns);
+    tried the way they do it, cached."""
+    return _try([sys.executable, "-I", "-S", "-c", NETNS_PROBE],
+                "user and network namespaces")
 
 
 def mode(settings: Sandbox) -> tuple[str, str]:
@@ -305,9 +316,22 @@ def _bwrap_argv(workdir: Path, writable: list[Path], network: bool,
     return argv + remounts + ["--chdir", str(workdir)]
 
 
+@dataclass(frozen=True)
+class Isolation:
+    """How a command is isolated beyond the launcher's own confinement: the line it runs
+    behind (bwrap's), or a network namespace that the launcher's child enters itself."""
+
+    prefix: list[str] = field(default_factory=list)
+    netns: bool = False
+
+    @property
+    def bwrap(self) -> bool:
+        return self.prefix[:1] == ["bwrap"]
+
+
 def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
                cache_writable: bool = True, trusted: bool = False,
-               hide: tuple[Path, ...] = ()) -> list[str]:
+               hide: tuple[Path, ...] = ()) -> Isolation:
     kind, _ = mode(settings)
     network = settings.network == "allow"
     if kind == "bwrap":
@@ -320,11 +344,9 @@ def _isolation(settings: Sandbox, workdir: Path, tmp: Path, env: dict[str, str],
         # could otherwise plant the "held-out" data that a later scorer trusts
         masked = [] if trusted else [*_existing(heldout_dirs(env)),
                                      *(p for p in hide if os.path.lexists(p))]
-        return _bwrap_argv(workdir, writable, network, _hidden(workdir, env.get("HOME")),
-                           masked)
-    if kind == "unshare" and not network:
-        return ["unshare", "-rn"]
-    return []
+        return Isolation(_bwrap_argv(workdir, writable, network,
+                                     _hidden(workdir, env.get("HOME")), masked))
+    return Isolation(netns=kind == "unshare" and not network)
 
 
 def _existing(paths: list[Path]) -> list[Path]:
@@ -371,12 +393,12 @@ def run_confined(command: str, *, workdir: Path, tmp: Path, timeout: float, env:
     held-out cache and the `hide` paths are empty for it unless it is `trusted` (prepare
     and score). Outside bubblewrap, an untrusted command runs under the Landlock floor
     (gitevo.execution.floor), which lets it read the `data` paths."""
-    prefix = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
-    policy = None if trusted else _floor(settings, prefix, workdir, tmp, env,
+    isolation = _isolation(settings, workdir, tmp, env, cache_writable, trusted, hide)
+    policy = None if trusted else _floor(settings, isolation, workdir, tmp, env,
                                          cache_writable, hide, data)
-    prefix, policy = _stacked(prefix, policy)
+    prefix, policy = _stacked(isolation, policy)
     return _run([*prefix, "bash", "-c", command], None, workdir, tmp, timeout, env, settings,
-                pid_dir, name, stop, policy)
+                pid_dir, name, stop, policy, isolation.netns)
 
 
 def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: float,
@@ -385,50 +407,85 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
                     cache_writable: bool = True, hide: tuple[Path, ...] = (),
                     data: tuple[Path, ...] = ()) -> Outcome:
     """Import the gene files `modules` (paths in `workdir`), confined like run_confined:
-    without namespaces a fork of the launcher does it, else a new Python inside them."""
-    prefix = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
-    policy = _floor(settings, prefix, workdir, tmp, env, cache_writable, hide, data)
-    if prefix:
-        # the new Python confines itself (inside bubblewrap: no program in between)
-        floor_args = landlock.options(policy) if policy and prefix[0] == "bwrap" else []
-        argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *floor_args,
-                *modules]
-        return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name,
-                    policy=None if floor_args else policy)
+    a fork of the launcher does it, except inside bubblewrap: a new Python there."""
+    isolation = _isolation(settings, workdir, tmp, env, cache_writable, hide=hide)
+    policy = _floor(settings, isolation, workdir, tmp, env, cache_writable, hide, data)
+    if isolation.bwrap:
+        prefix, _ = _stacked(isolation, policy)
+        argv = [*prefix, sys.executable, "-P", str(launcher.SERVER), "import", *modules]
+        return _run(argv, None, workdir, tmp, timeout, env, settings, pid_dir, name)
     return _run(None, modules, workdir, tmp, timeout, env, settings, pid_dir, name,
-                policy=policy)
+                policy=policy, netns=isolation.netns)
 
 
-def _floor(settings: Sandbox, prefix: list[str], workdir: Path, tmp: Path,
+# what the floor's policy reads of a command's environment (floor.policy, cache_dirs)
+FLOOR_ENV = ("PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "GITEVO_CACHE_DIR", "XDG_CACHE_HOME",
+             "HOME")
+
+
+def _floor(settings: Sandbox, isolation: Isolation, workdir: Path, tmp: Path,
            env: dict[str, str], cache_writable: bool, hide: tuple[Path, ...],
            data: tuple[Path, ...]) -> dict | None:
-    """The Landlock policy of an untrusted command started behind `prefix` (bwrap's or
-    unshare's line, or none); None where Landlock is off or the kernel lacks it."""
+    """The Landlock policy of an untrusted command run with `isolation`; None where
+    Landlock is off or the kernel lacks it."""
     if not settings.landlock:
         return None
-    found = floor.policy(workdir=workdir, tmp=tmp, env=env, cache=cache_dirs(env),
+    return _evaluation_floor(workdir, tmp, tuple((k, env[k]) for k in FLOOR_ENV if k in env),
+                             cache_writable, hide, data, settings.network == "allow",
+                             isolation.bwrap)
+
+
+@functools.lru_cache(maxsize=32)
+def _evaluation_floor(workdir: Path, tmp: Path, env: tuple[tuple[str, str], ...],
+                      cache_writable: bool, hide: tuple[Path, ...], data: tuple[Path, ...],
+                      network: bool, masked: bool) -> dict | None:
+    """The policy, worked out once per evaluation (its commands share their private temp
+    dir `tmp`, which no other evaluation has): the listings it carves cannot change in
+    between, since no rule grants a candidate a carved folder itself."""
+    values = dict(env)
+    found = floor.policy(workdir=workdir, tmp=tmp, env=values, cache=cache_dirs(values),
                          cache_writable=cache_writable,
-                         hidden=[*heldout_dirs(env), *hide], data=data,
-                         network=settings.network == "allow",
-                         masked=prefix[:1] == ["bwrap"], own=prefix[:1] == ["unshare"])
+                         hidden=[*heldout_dirs(values), *hide], data=data,
+                         network=network, masked=masked)
     return found.as_request() if found else None
 
 
-def _stacked(prefix: list[str], policy: dict | None) -> tuple[list[str], dict | None]:
+def _stacked(isolation: Isolation, policy: dict | None) -> tuple[list[str], dict | None]:
     """Where the floor is applied: under bubblewrap by a program that bwrap starts (bwrap
     could not set up its mounts under Landlock), a second layer inside the namespaces;
     elsewhere by the launcher's child before it execs. The prefix to run the command
     behind, and the policy left for the launcher."""
-    if policy is None or prefix[:1] != ["bwrap"]:
-        return prefix, policy
-    return [*prefix, sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM,
-            *landlock.options(policy)], None
+    if policy is None or not isolation.bwrap:
+        return isolation.prefix, policy
+    return [*isolation.prefix, *_confiner(policy)], None
+
+
+def _confiner(policy: dict) -> list[str]:
+    """The program that bwrap starts to bind itself to `policy`, then exec the command."""
+    if floor_program().works:
+        return [shutil.which("perl"), str(LANDLOCK_PERL), *landlock.perl_options(policy)]
+    return [sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM, *landlock.options(policy)]
+
+
+@functools.cache
+def floor_program() -> Tool:
+    """Whether Perl applies the floor inside bubblewrap here (else a Python does, ten
+    milliseconds slower per command): tried inside bubblewrap, on a policy that lets it
+    read the system alone; cached."""
+    if shutil.which("perl") is None:
+        return Tool(False, "perl is not installed")
+    policy = {"abi": floor.kernel_abi(), "read": list(floor.SYSTEM), "write": [],
+              "existing": [], "deny_tcp": True, "scope": True}
+    with tempfile.TemporaryDirectory(prefix="gitevo-probe-") as tmp:
+        return _try([*_bwrap_argv(Path(tmp), [Path(tmp)], network=False), "perl",
+                     str(LANDLOCK_PERL), *landlock.perl_options(policy), "true"],
+                    " ".join(["perl", *re.findall(r"v\d+\.\d+\.\d+", _version("perl"))[:1]]))
 
 
 def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
          timeout: float, env: dict[str, str], settings: Sandbox, pid_dir: Path | None,
-         name: str, stop: threading.Event | None = None, policy: dict | None = None
-         ) -> Outcome:
+         name: str, stop: threading.Event | None = None, policy: dict | None = None,
+         netns: bool = False) -> Outcome:
     token = uuid.uuid4().hex
     env = {**env, "GITEVO_JOB": token}
     log = tmp / f"log-{uuid.uuid4().hex[:8]}.txt"
@@ -440,7 +497,7 @@ def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: 
     try:
         child = server.start(cwd=workdir, env=env, log=log, limits=_rlimits(settings, timeout),
                              cgroup=group.procs if group else None, argv=argv,
-                             modules=modules, landlock=policy)
+                             modules=modules, landlock=policy, netns=netns)
     except launcher.LauncherError as exc:
         if group is not None:
             groups.give_back(group)
