@@ -320,11 +320,13 @@ def main() -> None:
 
 
 def landlock_cost(isolation: str, rounds: int = 5, evaluations: int = 60
-                  ) -> tuple[float, float] | None:
+                  ) -> tuple[float, float, float] | None:
     """Seconds per evaluation's worth of sandboxed starts (the import check of one gene
-    file, then `check` and the fitness command, both `true`) under `isolation`, without
-    and with the Landlock floor (the best round of each); None where the kernel has no
-    Landlock or this machine lacks the isolation."""
+    file, then `check` and the fitness command, both `true`) under `isolation`: the
+    medians without and with the Landlock floor, and the median of the paired
+    differences (each evaluation's worktree timed without and with, one right after
+    the other, in alternating order, so that a slow spell of this machine falls on both
+    alike); None where the kernel has no Landlock or this machine lacks the isolation."""
     from gitevo.config import Sandbox
     from gitevo.execution import floor, sandbox
 
@@ -334,23 +336,26 @@ def landlock_cost(isolation: str, rounds: int = 5, evaluations: int = 60
         sandbox.mode(Sandbox(isolation=isolation))
     except sandbox.SandboxUnavailable:
         return None
-    best = {False: float("inf"), True: float("inf")}
+    times: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="gitevo-bench-landlock-") as tmp:
-        # a worktree and temp dir per evaluation, as in a run: each has its own policy
+        # a worktree and temp dir per evaluation, as in a run: each has its own policy,
+        # and more of them than the launcher keeps rulesets for
         places = [(Path(tmp, f"work{i}"), Path(tmp, f"scratch{i}")) for i in range(evaluations)]
         for work, scratch in places:
             work.mkdir()
             scratch.mkdir()
             (work / "model.py").write_text("VALUE = 1\n")
         env = sandbox.sandbox_env(Path(tmp))
-        for _ in range(rounds):
-            for on in (False, True):  # interleaved: a slow spell slows both alike
-                settings = Sandbox(isolation=isolation, landlock=on)
-                start = time.perf_counter()
-                for work, scratch in places:
-                    _evaluation_starts(sandbox, settings, work, scratch, env)
-                best[on] = min(best[on], (time.perf_counter() - start) / evaluations)
-    return best[False], best[True]
+        settings = {on: Sandbox(isolation=isolation, landlock=on) for on in (False, True)}
+        for turn in range(rounds):
+            for i, (work, scratch) in enumerate(places):
+                for on in (False, True) if (i + turn) % 2 else (True, False):
+                    start = time.perf_counter()
+                    _evaluation_starts(sandbox, settings[on], work, scratch, env)
+                    times[on].append(time.perf_counter() - start)
+    paired = [with_ - without for without, with_ in zip(times[False], times[True], strict=True)]
+    return (statistics.median(times[False]), statistics.median(times[True]),
+            statistics.median(paired))
 
 
 def _evaluation_starts(sandbox, settings, work: Path, scratch: Path, env: dict) -> None:
@@ -368,10 +373,11 @@ def print_landlock_cost() -> None:
             print(f"landlock floor, isolation {isolation}: not measured (no Landlock, or no "
                   f"{isolation} here)")
             continue
-        off, on = found
+        off, on, cost = found
         print(f"landlock floor, isolation {isolation}: {off * 1000:.2f} ms per evaluation's "
-              f"starts without, {on * 1000:.2f} ms with: {(on - off) * 1000:+.2f} ms per "
-              f"evaluation, ratio with/without {on / off:.2f}", flush=True)
+              f"starts without, {on * 1000:.2f} ms with (medians): {cost * 1000:+.2f} ms per "
+              f"evaluation (median of paired differences), ratio with/without {on / off:.2f}",
+              flush=True)
 
 
 if __name__ == "__main__":
