@@ -113,6 +113,47 @@ def test_every_attack_is_refused_under_bubblewrap_or_landlock_alone(repo, isolat
     assert (repo / ".git" / "config").read_text() == "[core]\n"
 
 
+# A gene file that, when imported, notes every file it holds open in the private temp dir,
+# where the fitness command after it counts those it did not open itself.
+LISTS_ITS_FILES = """
+import os
+held = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        held.append(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        pass
+open(os.path.join(os.environ["TMPDIR"], "held.txt"), "w").write(chr(10).join(held))
+VALUE = 1
+"""
+COUNTS_THEM = """
+import json, os, sys
+held = open(os.path.join(os.environ["TMPDIR"], "held.txt")).read().split(chr(10))
+foreign = [t for t in held if t.startswith(("anon_inode:", "pipe:", "socket:"))]
+json.dump({"accuracy": len(foreign)}, open(sys.argv[1], "w"))
+"""
+
+
+@needs_landlock
+@pytest.mark.parametrize("isolation", ["unshare", "none"])
+def test_a_gene_file_holds_none_of_the_launchers_files(repo, isolation):
+    """The import check runs the gene file inside a fork of the launcher, which keeps a
+    ruleset per evaluation for the commands that follow. The kernel lets a bound process
+    add rules to any ruleset it holds, so a gene file that held another evaluation's
+    could widen that evaluation's floor: none of the launcher's files is open there."""
+    if isolation == "unshare" and not sandbox.unshare().works:
+        pytest.skip(sandbox.unshare().detail)
+    sibling = repo / ".git" / "gitevo" / "worktrees" / "g001-001"
+    first = evaluate(_job(sibling, _attempt("pass"), isolation=isolation))
+    assert first.ok, first.error  # the launcher keeps its ruleset now
+    workdir = _workdir(repo)
+    (workdir / "model.py").write_text(LISTS_ITS_FILES)
+    job = dataclasses.replace(_job(workdir, "", isolation=isolation),
+                              command=f"python -c {shlex.quote(COUNTS_THEM)} {{metrics}}")
+    result = evaluate(job)
+    assert result.ok and result.objectives == {"accuracy": 0.0}, result.error
+
+
 def test_with_neither_layer_the_same_attacks_get_through(repo):
     """The control: no bubblewrap, no Landlock, the network allowed; every attack works,
     so the test above can fail."""

@@ -28,6 +28,7 @@ def test_wheel_ships_prompts_hooks_and_templates(wheel):
         if source.is_file():
             assert f"gitevo/prompts/{source.relative_to(ROOT / 'prompts')}" in names
     assert "gitevo/hooks/pre-commit" in names
+    assert "gitevo/execution/landlock.pl" in names  # the floor's program inside bubblewrap
     assert "gitevo/templates/toy/gitevo.toml" in names
     assert "gitevo/templates/toy/.gitignore" in names
     assert "gitevo/templates/toy/.gitevo/task.md" in names

@@ -173,6 +173,7 @@ def _spawn_floored(request: dict) -> int:
 
 
 _RULESETS: dict[tuple, int] = {}  # policy -> its ruleset
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
 _KEPT = 8  # an evaluation's commands share one; a few evaluations run at once
 
 
@@ -334,6 +335,10 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
         _enter_netns()
     if request.get("ruleset") is not None:
         _enforce(request["ruleset"])
+    # nothing of the server's stays open: an import check runs the gene file in this very
+    # process, and with the server's kept rulesets in hand it could add rules to them,
+    # widening the floor of the commands they bind next
+    os.closerange(3, _MAX_FD)
 
 
 def _ruleset(policy: dict) -> int:
