@@ -6,7 +6,8 @@ What confines it, strongest tool first (`gitevo doctor` says which are active he
 - resource limits (address space, CPU time, file size; processes through a pids cgroup
   when one is writable, else RLIMIT_NPROC, which does not bind root);
 - bubblewrap when it works: no network, a read-only filesystem except the worktree, the
-  temp dir and the dataset cache, a PID namespace that dies with it; else `unshare -rn`
+  temp dir and the dataset cache, a PID namespace that dies with it; else a user and a
+  network namespace that the launcher's child makes itself (what `unshare -rn` makes),
   for the network alone; else nothing more;
 - under all of them, the Landlock floor (gitevo.execution.floor) where the kernel has
   Landlock: the paths a candidate may read and write, enforced by the kernel on every
