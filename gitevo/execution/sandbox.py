@@ -234,7 +234,7 @@ def unshare() -> Tool:
     -rn` does; the launcher's children do it themselves, gitevo.execution.netns);
     tried the way they do it, cached."""
     return _try([sys.executable, "-I", "-S", "-c", NETNS_PROBE],
-                "user and network namespaces")
+                "unprivileged user namespaces")
 
 
 def mode(settings: Sandbox) -> tuple[str, str]:
@@ -249,7 +249,7 @@ def mode(settings: Sandbox) -> tuple[str, str]:
             raise SandboxUnavailable(f'sandbox.isolation: "bwrap" asked for, but {tool.detail}')
     tool = unshare()
     if tool.works:
-        return "unshare", tool.detail + " (network only)"
+        return "unshare", f"{tool.detail}; a network namespace only"
     if settings.isolation == "unshare":
         raise SandboxUnavailable(f'sandbox.isolation: "unshare" asked for, but {tool.detail}')
     return "none", f"{bwrap().detail}; {tool.detail}"
