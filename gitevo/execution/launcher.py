@@ -3,7 +3,7 @@
 Spawning from gitevo directly costs an extra shell per command to set the limits (a
 preexec_fn can deadlock a process that runs threads, as gitevo does), and each import
 check a whole new Python. The server forks instead: its children set their own limits,
-and an import check without namespaces is a fork that imports the gene files.
+and an import check outside bubblewrap is a fork that imports the gene files.
 """
 
 from __future__ import annotations
