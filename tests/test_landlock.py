@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,24 @@ def test_an_honest_candidate_reads_its_data_and_writes_its_tree(repo, tmp_path):
     result = evaluate(job)
     assert result.ok and result.objectives == {"accuracy": 0.25}, result.error
     assert (_workdir(repo) / "out.txt").read_text() == "kept"
+
+
+@needs_landlock
+def test_the_perl_program_says_why_it_cannot_bind(tmp_path):
+    """landlock.pl ends as the launcher's children do, with a reason: 125 when the kernel
+    refuses the ruleset (here one that handles nothing), 127 without a command."""
+    if not sandbox.floor_program().works:
+        pytest.skip(sandbox.floor_program().detail)
+    perl = [shutil.which("perl"), str(sandbox.LANDLOCK_PERL)]
+    empty = ["0", "0", "0", "8", str(os.O_PATH), str(landlock.FILE_RIGHTS)]
+    refused = subprocess.run([*perl, *empty, "--", "true"], capture_output=True, text=True)
+    assert refused.returncode == 125, refused
+    assert "cannot apply Landlock: landlock_create_ruleset" in refused.stderr
+    policy = {"abi": floor.kernel_abi(), "read": ["/usr"], "write": [str(tmp_path)],
+              "existing": [], "deny_tcp": True, "scope": True}
+    alone = subprocess.run([*perl, *landlock.perl_options(policy)], capture_output=True,
+                           text=True)
+    assert alone.returncode == 127 and "no command after `--`" in alone.stderr, alone
 
 
 @needs_landlock
