@@ -69,7 +69,7 @@ def main() -> None:
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                _spawn(json.loads(line), children, (wake_r, wake_w))
+                _spawn(json.loads(line), children)
         _reap(children)
 
 
@@ -85,7 +85,7 @@ def _send(message: dict) -> None:
     os.write(1, json.dumps(message).encode() + b"\n")
 
 
-def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> None:
+def _spawn(request: dict, children: dict[int, dict]) -> None:
     policy, netns, argv = request.get("landlock"), request.get("netns"), request.get("argv")
     ruleset = None
     try:
@@ -104,8 +104,8 @@ def _spawn(request: dict, children: dict[int, dict], wake: tuple[int, int]) -> N
         gc.disable()  # a collection here would write to every page the parent shares
         request["ruleset"] = ruleset
         if argv:
-            _exec_landlocked(request, wake)  # does not return
-        _child(request, wake)  # does not return
+            _exec_confined(request)  # does not return
+        _child(request)  # does not return
     children[pid] = {"id": request["id"], "cgroup": request.get("cgroup")}
     _send({"id": request["id"], "pid": pid})
 
@@ -173,7 +173,6 @@ def _spawn_floored(request: dict) -> int:
 
 
 _RULESETS: dict[tuple, int] = {}  # policy -> its ruleset
-_MAX_FD = os.sysconf("SC_OPEN_MAX")
 _KEPT = 8  # an evaluation's commands share one; a few evaluations run at once
 
 
@@ -191,11 +190,7 @@ def _spawn_argv(request: dict, go: int | None = None) -> int:
     """Spawn `argv` confined: its own session, the log as stdout and stderr, no stdin;
     with `go`, bash waits to read "go" on fd 3 before its cgroup counts as joined."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    # bash imports exported functions before its first line: one named `ulimit` or `cd`
-    # would undo the confinement, so none is passed on (gitevo's allowlist passes them
-    # only when [fitness] env names them)
-    env = {k: v for k, v in request["env"].items()
-           if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
+    env = _command_env(request)
     later = {k: env.pop(k) for k in _DEFERRED if k in env}
     argv = _confined_argv(request, later, waits=go is not None)
     actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -269,30 +264,40 @@ def _kill_all(children: dict[int, dict]) -> None:
 
 # ---- in the child -------------------------------------------------------------------------
 
-def _exec_landlocked(request: dict, wake: tuple[int, int]) -> None:
-    """The child of a Landlock request: confined here, then exec'd; never returns."""
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
+
+
+def _command_env(request: dict) -> dict[str, str]:
+    """The command's environment without what bash would act on before its first line:
+    exported functions (one named `ulimit` or `cd` would undo the confinement; gitevo's
+    allowlist passes them only when [fitness] env names them) and shell options."""
+    return {k: v for k, v in request["env"].items()
+            if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
+
+
+def _exec_confined(request: dict) -> None:
+    """The forked child of a command (one that enters a network namespace of its own):
+    confined here, then exec'd; never returns."""
     def execute() -> int:
         for number in _DEFAULT_SIGNALS:
             signal.signal(number, signal.SIG_DFL)
-        env = {k: v for k, v in request["env"].items()
-               if not k.startswith("BASH_FUNC_") and k not in _DROPPED}
-        os.execve(request["argv"][0], request["argv"], env)
+        os.execve(request["argv"][0], request["argv"], _command_env(request))
         return 127  # not reached: execve returns only by raising
 
-    _run_child(request, wake, execute)
+    _run_child(request, execute)
 
 
-def _child(request: dict, wake: tuple[int, int]) -> None:
+def _child(request: dict) -> None:
     """The child of an import check: confined here, then it imports the gene files."""
-    _run_child(request, wake, lambda: _import(request["modules"], request["env"]))
+    _run_child(request, lambda: _import(request["modules"], request["env"]))
 
 
-def _run_child(request: dict, wake: tuple[int, int], work) -> None:
+def _run_child(request: dict, work) -> None:
     """Confine this forked child, then `work()`; exit with its status (125: it could not
     be confined, 127: it failed to start), never returning to the server's loop."""
     code = 127
     try:
-        _confine(request, wake)
+        _confine(request)
         code = work()
     except SystemExit as exc:
         code = 125 if exc.code == 125 else 127
@@ -305,12 +310,10 @@ def _run_child(request: dict, wake: tuple[int, int], work) -> None:
         os._exit(code)
 
 
-def _confine(request: dict, wake: tuple[int, int]) -> None:
-    signal.set_wakeup_fd(-1)
+def _confine(request: dict) -> None:
+    signal.set_wakeup_fd(-1)  # its pipe is closed below, with everything of the server's
     for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)
-    for fd in wake:
-        os.close(fd)
     os.setsid()  # its own process group, which gitevo kills whole
     out = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(out, 1)
@@ -335,9 +338,9 @@ def _confine(request: dict, wake: tuple[int, int]) -> None:
         _enter_netns()
     if request.get("ruleset") is not None:
         _enforce(request["ruleset"])
-    # nothing of the server's stays open: an import check runs the gene file in this very
-    # process, and with the server's kept rulesets in hand it could add rules to them,
-    # widening the floor of the commands they bind next
+    # nothing of the server's stays open (its pipes, its kept rulesets, this child's own):
+    # an import check runs the gene file in this very process, and with a ruleset in hand
+    # it could add rules to it, widening the floor of the commands it binds next
     os.closerange(3, _MAX_FD)
 
 
@@ -365,7 +368,6 @@ def _enforce(ruleset: int) -> None:
     except OSError as exc:
         print(f"gitevo-sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
         raise SystemExit(125) from None
-    os.close(ruleset)
 
 
 def _load(name: str):
