@@ -43,12 +43,18 @@ DEFAULT = Sandbox()
 # a Python that imports the module (its cached bytecode; run as a script, it would be
 # compiled again for every command)
 LANDLOCK_PERL = Path(landlock.__file__).with_suffix(".pl")
-LANDLOCK_PROGRAM = (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
-                    "import landlock; landlock.main(sys.argv[1:])")
 
+
+def _standalone(call: str) -> str:
+    """A `python -c` program that imports one of the stand-alone modules beside
+    landlock.py (nothing else of gitevo) and runs `call`."""
+    return (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
+            f"import {call.split('.')[0]}; {call}")
+
+
+LANDLOCK_PROGRAM = _standalone("landlock.main(sys.argv[1:])")
 # tries what the launcher's children do for isolation = "unshare"
-NETNS_PROBE = (f"import sys; sys.path.insert(0, {str(Path(landlock.__file__).parent)!r}); "
-               "import netns; netns.enter()")
+NETNS_PROBE = _standalone("netns.enter()")
 
 # Passed through to the evaluated code; everything else (API keys, cloud credentials,
 # tokens) stays out. Names that look secret are refused even when a config lists them.
@@ -419,11 +425,6 @@ def import_confined(modules: list[str], *, workdir: Path, tmp: Path, timeout: fl
                 policy=policy, netns=isolation.netns)
 
 
-# what the floor's policy reads of a command's environment (floor.policy, cache_dirs)
-FLOOR_ENV = ("PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "GITEVO_CACHE_DIR", "XDG_CACHE_HOME",
-             "HOME")
-
-
 def _floor(settings: Sandbox, isolation: Isolation, workdir: Path, tmp: Path,
            env: dict[str, str], cache_writable: bool, hide: tuple[Path, ...],
            data: tuple[Path, ...]) -> dict | None:
@@ -431,9 +432,8 @@ def _floor(settings: Sandbox, isolation: Isolation, workdir: Path, tmp: Path,
     Landlock is off or the kernel lacks it."""
     if not settings.landlock:
         return None
-    return _evaluation_floor(workdir, tmp, tuple((k, env[k]) for k in FLOOR_ENV if k in env),
-                             cache_writable, hide, data, settings.network == "allow",
-                             isolation.bwrap)
+    return _evaluation_floor(workdir, tmp, tuple(sorted(env.items())), cache_writable, hide,
+                             data, settings.network == "allow", isolation.bwrap)
 
 
 @functools.lru_cache(maxsize=32)
@@ -464,7 +464,7 @@ def _stacked(isolation: Isolation, policy: dict | None) -> tuple[list[str], dict
 def _confiner(policy: dict) -> list[str]:
     """The program that bwrap starts to bind itself to `policy`, then exec the command."""
     if floor_program().works:
-        return [shutil.which("perl"), str(LANDLOCK_PERL), *landlock.perl_options(policy)]
+        return [_perl(), str(LANDLOCK_PERL), *landlock.perl_options(policy)]
     return [sys.executable, "-I", "-S", "-c", LANDLOCK_PROGRAM, *landlock.options(policy)]
 
 
@@ -473,14 +473,20 @@ def floor_program() -> Tool:
     """Whether Perl applies the floor inside bubblewrap here (else a Python does, ten
     milliseconds slower per command): tried inside bubblewrap, on a policy that lets it
     read the system alone; cached."""
-    if shutil.which("perl") is None:
+    perl = _perl()
+    if perl is None:
         return Tool(False, "perl is not installed")
     policy = {"abi": floor.kernel_abi(), "read": list(floor.SYSTEM), "write": [],
               "existing": [], "deny_tcp": True, "scope": True}
     with tempfile.TemporaryDirectory(prefix="gitevo-probe-") as tmp:
-        return _try([*_bwrap_argv(Path(tmp), [Path(tmp)], network=False), "perl",
+        return _try([*_bwrap_argv(Path(tmp), [Path(tmp)], network=False), perl,
                      str(LANDLOCK_PERL), *landlock.perl_options(policy), "true"],
-                    " ".join(["perl", *re.findall(r"v\d+\.\d+\.\d+", _version("perl"))[:1]]))
+                    " ".join(["perl", *re.findall(r"v\d+\.\d+\.\d+", _version(perl))[:1]]))
+
+
+@functools.cache  # found once: every command inside bubblewrap starts it
+def _perl() -> str | None:
+    return shutil.which("perl")
 
 
 def _run(argv: list[str] | None, modules: list[str] | None, workdir: Path, tmp: Path,
