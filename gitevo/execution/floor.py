@@ -1,5 +1,6 @@
 """The Landlock floor: what a candidate's processes may read and write, as a policy that
-the launcher applies in each child between fork and exec (gitevo.execution.landlock).
+the launcher binds each command to before it starts (gitevo.execution.landlock), or,
+inside bubblewrap, the command's first program binds itself to.
 
 An allowlist. Readable: the system (/usr, /lib*, /bin, /sbin, /etc, /opt, /proc, /sys),
 the Python environment gitevo runs in, gitevo's own package, PYTHONPATH, the dataset

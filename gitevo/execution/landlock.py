@@ -9,7 +9,9 @@ sockets to the domain. The PyPI binding (landlock 1.0.0.dev5) stops at filesyste
 hence this module.
 
 Stand-alone on purpose: the launcher's server (forkserver.py, which imports nothing of
-gitevo) loads it by path, and applies a policy in each child between fork and exec.
+gitevo) loads it by path and binds a short-lived thread (the command spawned from it
+inherits the domain) or a forked child to a policy; inside bubblewrap a bare Python runs
+`main` where landlock.pl, its Perl twin, cannot.
 """
 
 from __future__ import annotations
